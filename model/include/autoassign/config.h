@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+// The model configuration: architecture, classes, input policy and post-processing. It is
+// written into every model file, so a model file describes itself. Torch-free.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace autoassign {
+
+struct BackboneConfig {
+  /// "resnet18", "resnet34", "resnet50" (caffe-style: stride in the first 1x1) or "fast"
+  /// (plain 3x3 conv stages for CPU real time).
+  std::string type = "resnet50";
+  /// "frozen_bn" (the paper's), "bn" or "gn" (trains from scratch).
+  std::string norm = "frozen_bn";
+  /// Stages whose parameters are frozen: 0 none, 1 the stem, 2 stem + res2 (the paper's).
+  int freeze_at = 2;
+  /// "fast" only: output channels of the stem (stride 2) and of the stages at strides 4, 8,
+  /// 16, 32; and how many extra stride-1 3x3 convs each of those four stages has.
+  std::vector<int> channels = {16, 32, 64, 128, 256};
+  std::vector<int> blocks = {1, 1, 1, 1};
+};
+
+struct FpnConfig {
+  int channels = 256;
+  /// Pyramid levels, a contiguous range starting at 3 (P3..P7 for the paper).
+  std::vector<int> levels = {3, 4, 5, 6, 7};
+};
+
+struct HeadConfig {
+  int channels = 256;
+  int num_convs = 4;         ///< convs per tower
+  std::string norm = "gn";   ///< "gn" (the paper's), "bn" (foldable for CPU speed) or "none"
+  int gn_groups = 32;
+};
+
+struct InputConfig {
+  /// "short_long": scale so the short side is short_side unless the long side would exceed
+  /// long_side (the paper's 800/1333). "fit": scale to fit inside width x height (letterbox).
+  /// Aspect ratio is always kept; padding goes to the bottom and right, to a multiple of
+  /// size_divisor (and to width x height for "fit").
+  std::string resize = "short_long";
+  int short_side = 800;
+  int long_side = 1333;
+  int width = 0;
+  int height = 0;
+  int size_divisor = 32;
+  /// Channel order of the network input: "BGR" (the paper's) or "RGB".
+  std::string channel_order = "BGR";
+  std::array<float, 3> mean = {103.530f, 116.280f, 123.675f};  ///< in channel_order, 0..255
+  std::array<float, 3> std = {1.0f, 1.0f, 1.0f};
+};
+
+struct PostprocessConfig {
+  float score_threshold = 0.05f;  ///< keep pi*omega > this
+  float nms_iou = 0.6f;           ///< class-aware NMS
+  int topk_per_level = 1000;      ///< capped at H*W per level
+  int max_detections = 100;
+};
+
+struct ModelConfig {
+  std::string name = "r50-fpn";
+  int num_classes = 80;
+  std::vector<std::string> class_names;  ///< num_classes entries (generated if absent)
+  BackboneConfig backbone;
+  FpnConfig fpn;
+  HeadConfig head;
+  InputConfig input;
+  PostprocessConfig postprocess;
+
+  /// Strides of the pyramid levels, 2^level.
+  std::vector<int> strides() const;
+
+  /// Parses JSON; `source` names the file or preset in error messages. Unknown keys and bad
+  /// values throw std::invalid_argument naming the key and the value.
+  static ModelConfig from_json(const std::string& text, const std::string& source);
+  std::string to_json(int indent = 2) const;
+
+  /// A built-in preset ("r50-fpn", "r18-fpn", "face-rt"); throws naming the known ones.
+  static ModelConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+  /// Reads a JSON file.
+  static ModelConfig from_file(const std::string& path);
+
+  /// Throws std::invalid_argument on inconsistent settings (names the field).
+  void validate() const;
+};
+
+}  // namespace autoassign

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// The Detector facade: load a model file, detect objects in frames. The only API the plugin
+// and the CLI's detect use. Torch-free (pimpl), so including it costs nothing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autoassign/types.h"
+
+namespace autoassign {
+
+struct DetectorOptions {
+  std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N"
+  /// LibTorch intra-op threads (process-wide); 0 = one per core.
+  int threads = 0;
+  float threshold = -1.0f;      ///< score threshold; < 0 = the model's (0.05)
+  float iou_threshold = -1.0f;  ///< class-aware NMS IoU; < 0 = the model's (0.6)
+  int max_detections = -1;      ///< < 0 = the model's
+};
+
+struct ModelInfo {
+  std::string name;
+  int num_classes = 0;
+  std::vector<std::string> class_names;
+  std::string config_json;
+};
+
+class Detector {
+ public:
+  /// Loads a model file. Throws ModelFileError (file problems), DeviceError (CUDA asked for
+  /// and not available) or std::invalid_argument (bad option, naming it).
+  explicit Detector(const std::string& model_path, const DetectorOptions& options = {});
+  ~Detector();
+  Detector(Detector&&) noexcept;
+  Detector& operator=(Detector&&) noexcept;
+
+  /// Detections in the frame's pixels, best first. Safe to call from several threads.
+  std::vector<Detection> detect(const ImageView& image) const;
+  /// One forward pass over a batch; equal to detecting one by one.
+  std::vector<std::vector<Detection>> detect(const std::vector<ImageView>& images) const;
+
+  /// Apply from the next detect() call on; values are checked (std::invalid_argument).
+  void set_threshold(float threshold);
+  void set_iou_threshold(float iou_threshold);
+  void set_max_detections(int max_detections);
+  /// Replaces the label names (e.g. from a labels file); must have num_classes entries.
+  void set_class_names(const std::vector<std::string>& names);
+
+  float threshold() const;
+  float iou_threshold() const;
+  int max_detections() const;
+  const ModelInfo& info() const;
+  std::string device() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace autoassign

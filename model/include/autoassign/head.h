@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+// The AutoAssign head (AUTOASSIGN.md 1.3-1.4): classification and regression towers shared by
+// all levels, cls/reg/obj 3x3 predictors, a learnable scale per level, and distances
+// ReLU(scale * t) * stride in input pixels.
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "autoassign/config.h"
+#include "autoassign/layers.h"
+
+namespace autoassign {
+
+/// Per-level raw outputs, NCHW.
+struct HeadOutput {
+  std::vector<torch::Tensor> cls_logits;  // [B, K, H, W]  z
+  std::vector<torch::Tensor> obj_logits;  // [B, 1, H, W]  o (ImpObj)
+  std::vector<torch::Tensor> distances;   // [B, 4, H, W]  d = (l, t, r, b) in pixels
+};
+
+/// Prior probability of the cls bias (p = 0.02, so b = -ln 49) and the initial reg bias.
+constexpr double kClsPriorProb = 0.02;
+constexpr double kRegBiasInit = 4.0;
+
+class HeadImpl : public torch::nn::Module {
+ public:
+  HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> strides);
+  HeadOutput forward(const std::vector<torch::Tensor>& pyramid);
+
+  torch::nn::Conv2d cls_pred{nullptr}, reg_pred{nullptr}, obj_pred{nullptr};
+  torch::Tensor scales;  // [L] beta_l
+
+ private:
+  std::vector<int> strides_;
+  torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
+};
+TORCH_MODULE(Head);
+
+}  // namespace autoassign

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// Torch-free value types shared by the library, the plugin and the CLI: pixels, devices,
+// detections and the errors a caller may want to tell apart.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace autoassign {
+
+/// Where tensors live: "cpu", "cuda" (= "cuda:0") or "cuda:N".
+struct Device {
+  enum class Type { kCpu, kCuda };
+  Type type = Type::kCpu;
+  int index = 0;
+
+  /// Parses "cpu", "cuda", "cuda:N"; throws std::invalid_argument naming the bad string.
+  static Device parse(const std::string& text);
+  std::string str() const;
+  bool is_cuda() const { return type == Type::kCuda; }
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+};
+
+/// Pixel layouts accepted by ImageView. Packed formats use plane 0 only; the "x"/"A" byte of
+/// the 4-byte formats is ignored. NV12: Y plane + interleaved UV plane at half resolution.
+/// I420: Y, U, V planes, U and V at half resolution. YUV is BT.601 limited range, as GStreamer's
+/// default colorimetry for SD and OpenCV's converters assume.
+enum class PixelFormat { kRGB, kBGR, kRGBx, kBGRx, kRGBA, kBGRA, kNV12, kI420, kGRAY8 };
+
+/// "RGB", "BGR", "RGBx", ... (GStreamer's names); throws std::invalid_argument otherwise.
+PixelFormat parse_pixel_format(const std::string& name);
+const char* pixel_format_name(PixelFormat format);
+int pixel_format_planes(PixelFormat format);
+/// Bytes per pixel of plane 0 for packed formats (1 for GRAY8 and the Y plane of YUV).
+int pixel_format_bytes_per_pixel(PixelFormat format);
+
+/// Pixels the caller owns, described but not copied. Strides are in bytes.
+struct ImageView {
+  PixelFormat format = PixelFormat::kRGB;
+  int width = 0;
+  int height = 0;
+  const std::uint8_t* planes[3] = {nullptr, nullptr, nullptr};
+  int strides[3] = {0, 0, 0};
+  Device device;
+
+  /// One-plane image (RGB/BGR/RGBx/BGRx/RGBA/BGRA/GRAY8); stride 0 means tightly packed.
+  static ImageView packed(PixelFormat format, const std::uint8_t* data, int width, int height,
+                          int stride = 0);
+  static ImageView nv12(const std::uint8_t* y, int y_stride, const std::uint8_t* uv,
+                        int uv_stride, int width, int height);
+  static ImageView i420(const std::uint8_t* y, int y_stride, const std::uint8_t* u, int u_stride,
+                        const std::uint8_t* v, int v_stride, int width, int height);
+
+  /// Throws std::invalid_argument naming the first thing wrong (size, pointer, stride).
+  void validate() const;
+};
+
+/// One detected object, in the pixels of the frame given to detect().
+struct Detection {
+  float x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  float score = 0;
+  int label_id = 0;
+  std::string label;
+};
+
+/// A model file that cannot be used. kind() lets a caller map it to its own error domain
+/// (GStreamer's RESOURCE NOT_FOUND / READ / SETTINGS); what() names the path and the reason.
+class ModelFileError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kNotFound,    ///< no such file
+    kUnreadable,  ///< exists but cannot be opened or read
+    kCorrupt,     ///< truncated, not a model archive, or fields/weights missing or malformed
+    kVersion,     ///< an autoassign model of another format version
+  };
+  ModelFileError(Kind kind, const std::string& path, const std::string& reason);
+  Kind kind() const { return kind_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Kind kind_;
+  std::string path_;
+};
+
+/// A device that this LibTorch cannot use (CUDA asked for, no CUDA compiled in or present).
+class DeviceError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace autoassign

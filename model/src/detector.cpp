@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+#include "autoassign/detector.h"
+
+#include <mutex>
+#include <thread>
+
+#include "autoassign/checkpoint.h"
+#include "autoassign/postprocess.h"
+#include "autoassign/preprocess.h"
+
+namespace autoassign {
+
+struct Detector::Impl {
+  Impl(const std::string& path, const DetectorOptions& options)
+      : device(torch_device(Device::parse(options.device))),
+        model(load_model(path, torch::kCPU)),
+        preprocessor(model->config().input) {
+    int threads = options.threads;
+    if (threads < 0) throw std::invalid_argument("threads must be >= 0, got " + std::to_string(threads));
+    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(threads);
+    model->prepare_for_inference();
+    model->to(device);
+    const ModelConfig& c = model->config();
+    post = c.postprocess;
+    info.name = c.name;
+    info.num_classes = c.num_classes;
+    info.class_names = c.class_names;
+    info.config_json = c.to_json();
+  }
+
+  torch::Device device;
+  AutoAssign model;
+  Preprocessor preprocessor;
+  ModelInfo info;
+  mutable std::mutex mutex;  // guards post and info.class_names (changed while detecting)
+  PostprocessConfig post;
+};
+
+Detector::Detector(const std::string& model_path, const DetectorOptions& options)
+    : impl_(std::make_unique<Impl>(model_path, options)) {
+  if (options.threshold >= 0) set_threshold(options.threshold);
+  if (options.iou_threshold >= 0) set_iou_threshold(options.iou_threshold);
+  if (options.max_detections >= 0) set_max_detections(options.max_detections);
+}
+
+Detector::~Detector() = default;
+Detector::Detector(Detector&&) noexcept = default;
+Detector& Detector::operator=(Detector&&) noexcept = default;
+
+std::vector<Detection> Detector::detect(const ImageView& image) const {
+  return detect(std::vector<ImageView>{image})[0];
+}
+
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<ImageView>& images) const {
+  if (images.empty()) return {};
+  PostprocessConfig post;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    post = impl_->post;
+    names = impl_->info.class_names;
+  }
+  c10::InferenceMode inference;
+  std::vector<ImageGeometry> geometry;
+  auto input = impl_->preprocessor.batch(images, &geometry, impl_->device);
+  auto out = impl_->model->forward(input);
+  std::vector<std::vector<Detection>> results(images.size());
+  for (size_t b = 0; b < images.size(); ++b) {
+    auto det = postprocess(out, static_cast<int64_t>(b), impl_->model->strides(), post, geometry[b]);
+    auto boxes = det.boxes.to(torch::kCPU).contiguous();
+    auto scores = det.scores.to(torch::kCPU).contiguous();
+    auto labels = det.labels.to(torch::kCPU).contiguous();
+    const float* bp = boxes.data_ptr<float>();
+    for (int64_t i = 0; i < boxes.size(0); ++i) {
+      Detection d;
+      d.x1 = bp[4 * i];
+      d.y1 = bp[4 * i + 1];
+      d.x2 = bp[4 * i + 2];
+      d.y2 = bp[4 * i + 3];
+      d.score = scores[i].item<float>();
+      d.label_id = static_cast<int>(labels[i].item<int64_t>());
+      d.label = names.at(static_cast<size_t>(d.label_id));
+      results[b].push_back(std::move(d));
+    }
+  }
+  return results;
+}
+
+void Detector::set_threshold(float threshold) {
+  if (!(threshold >= 0 && threshold <= 1)) {
+    throw std::invalid_argument("threshold must be in [0, 1], got " + std::to_string(threshold));
+  }
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->post.score_threshold = threshold;
+}
+
+void Detector::set_iou_threshold(float iou_threshold) {
+  if (!(iou_threshold > 0 && iou_threshold <= 1)) {
+    throw std::invalid_argument("iou threshold must be in (0, 1], got " +
+                                std::to_string(iou_threshold));
+  }
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->post.nms_iou = iou_threshold;
+}
+
+void Detector::set_max_detections(int max_detections) {
+  if (max_detections < 1) {
+    throw std::invalid_argument("max detections must be >= 1, got " +
+                                std::to_string(max_detections));
+  }
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->post.max_detections = max_detections;
+}
+
+void Detector::set_class_names(const std::vector<std::string>& names) {
+  if (static_cast<int>(names.size()) != impl_->info.num_classes) {
+    throw std::invalid_argument("the model has " + std::to_string(impl_->info.num_classes) +
+                                " classes but " + std::to_string(names.size()) +
+                                " label names were given");
+  }
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->info.class_names = names;
+}
+
+float Detector::threshold() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->post.score_threshold;
+}
+float Detector::iou_threshold() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->post.nms_iou;
+}
+int Detector::max_detections() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->post.max_detections;
+}
+const ModelInfo& Detector::info() const { return impl_->info; }
+std::string Detector::device() const { return impl_->device.str(); }
+
+}  // namespace autoassign

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+#include "autoassign/layers.h"
+
+namespace autoassign {
+
+FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps_) : eps(eps_) {
+  weight = register_buffer("weight", torch::ones({channels}));
+  bias = register_buffer("bias", torch::zeros({channels}));
+  running_mean = register_buffer("running_mean", torch::zeros({channels}));
+  running_var = register_buffer("running_var", torch::ones({channels}) - eps);
+}
+
+std::pair<torch::Tensor, torch::Tensor> FrozenBatchNorm2dImpl::scale_shift() const {
+  auto scale = weight * (running_var + eps).rsqrt();
+  return {scale, bias - running_mean * scale};
+}
+
+torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  auto [scale, shift] = scale_shift();
+  return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
+}
+
+int64_t group_norm_groups(int64_t channels, int64_t preferred) {
+  int64_t g = preferred;
+  while (g > 1 && channels % g != 0) g /= 2;
+  return g;
+}
+
+ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& options_) : options(options_) {
+  const auto& o = options;
+  TORCH_CHECK(o.in() > 0 && o.out() > 0 && o.kernel() > 0, "ConvNormAct: bad shape in=", o.in(),
+              " out=", o.out(), " kernel=", o.kernel());
+  weight = register_parameter("weight", torch::empty({o.out(), o.in(), o.kernel(), o.kernel()}));
+  // Same default init as torch::nn::Conv2d; callers re-initialise where the paper says.
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  const bool has_bias = o.bias() || o.norm() == "none";
+  if (has_bias) bias = register_parameter("bias", torch::zeros({o.out()}));
+  if (o.norm() == "bn") {
+    bn_ = register_module("norm", torch::nn::BatchNorm2d(o.out()));
+  } else if (o.norm() == "frozen_bn") {
+    frozen_bn_ = register_module("norm", FrozenBatchNorm2d(o.out()));
+  } else if (o.norm() == "gn") {
+    gn_ = register_module("norm", torch::nn::GroupNorm(group_norm_groups(o.out(), o.gn_groups()),
+                                                       o.out()));
+  } else {
+    TORCH_CHECK(o.norm() == "none", "ConvNormAct: unknown norm '", o.norm(), "'");
+  }
+}
+
+torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
+  const int64_t pad = options.kernel() / 2;
+  auto y = torch::conv2d(x, weight, bias, {options.stride(), options.stride()}, {pad, pad});
+  if (!fused_) {
+    if (bn_) y = bn_->forward(y);
+    if (frozen_bn_) y = frozen_bn_->forward(y);
+  }
+  if (gn_) y = gn_->forward(y);
+  return options.relu() ? torch::relu(y) : y;
+}
+
+void ConvNormActImpl::fuse() {
+  if (fused_ || !(bn_ || frozen_bn_)) return;
+  TORCH_CHECK(!is_training() || frozen_bn_, "ConvNormAct::fuse: call eval() first");
+  torch::NoGradGuard no_grad;
+  torch::Tensor scale, shift;
+  if (frozen_bn_) {
+    std::tie(scale, shift) = frozen_bn_->scale_shift();
+  } else {
+    scale = bn_->weight * (bn_->running_var + bn_->options.eps()).rsqrt();
+    shift = bn_->bias - bn_->running_mean * scale;
+  }
+  weight.mul_(scale.view({-1, 1, 1, 1}));
+  auto new_bias = bias.defined() ? bias * scale + shift : shift.clone();
+  // The bias becomes a parameter of its own name so a fused model still saves and loads.
+  if (bias.defined()) {
+    bias.copy_(new_bias);
+  } else {
+    bias = register_parameter("fused_bias", new_bias);
+  }
+  fused_ = true;
+}
+
+void fuse_conv_norm(torch::nn::Module& module) {
+  for (auto& child : module.modules(/*include_self=*/true)) {
+    if (auto* unit = child->as<ConvNormActImpl>()) unit->fuse();
+  }
+}
+
+void c2_xavier_fill(torch::Tensor& weight, torch::Tensor& bias) {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, /*a=*/1.0);
+  if (bias.defined()) bias.zero_();
+}
+
+}  // namespace autoassign

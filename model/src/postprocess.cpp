@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+#include "autoassign/postprocess.h"
+
+#include <numeric>
+
+#include "autoassign/box_coder.h"
+
+namespace autoassign {
+namespace {
+
+void check_nms_args(const torch::Tensor& boxes, const torch::Tensor& scores,
+                    const torch::Tensor& labels) {
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "nms: boxes must be [N, 4], got ",
+              boxes.sizes());
+  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0),
+              "nms: scores must be [N] with N = ", boxes.size(0), ", got ", scores.sizes());
+  TORCH_CHECK(!labels.defined() || (labels.dim() == 1 && labels.size(0) == boxes.size(0)),
+              "nms: labels must be [N] with N = ", boxes.size(0), ", got ", labels.sizes());
+}
+
+}  // namespace
+
+torch::Tensor nms(const torch::Tensor& boxes_in, const torch::Tensor& scores_in,
+                  double iou_threshold, const torch::Tensor& labels_in) {
+  check_nms_args(boxes_in, scores_in, labels_in);
+  if (!boxes_in.device().is_cpu()) return nms_matrix(boxes_in, scores_in, iou_threshold, labels_in);
+  const int64_t n = boxes_in.size(0);
+  if (n == 0) return torch::zeros({0}, torch::kLong);
+  auto boxes = boxes_in.to(torch::kFloat).contiguous();
+  auto scores = scores_in.to(torch::kFloat).contiguous();
+  auto labels = labels_in.defined() ? labels_in.to(torch::kLong).contiguous()
+                                    : torch::zeros({n}, torch::kLong);
+  const float* b = boxes.data_ptr<float>();
+  const float* s = scores.data_ptr<float>();
+  const int64_t* lab = labels.data_ptr<int64_t>();
+
+  // Sort by score, highest first; a stable sort keeps input order among equal scores.
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [s](int64_t i, int64_t j) { return s[i] > s[j]; });
+
+  std::vector<float> area(n);
+  for (int64_t i = 0; i < n; ++i) {
+    area[i] = std::max(0.f, b[4 * i + 2] - b[4 * i]) * std::max(0.f, b[4 * i + 3] - b[4 * i + 1]);
+  }
+  std::vector<char> suppressed(n, 0);
+  std::vector<int64_t> keep;
+  // Greedy: take the best box not yet suppressed, suppress every later box of its label that
+  // overlaps it by more than the threshold.
+  for (int64_t oi = 0; oi < n; ++oi) {
+    const int64_t i = order[oi];
+    if (suppressed[i]) continue;
+    keep.push_back(i);
+    for (int64_t oj = oi + 1; oj < n; ++oj) {
+      const int64_t j = order[oj];
+      if (suppressed[j] || lab[j] != lab[i]) continue;
+      const float w = std::min(b[4 * i + 2], b[4 * j + 2]) - std::max(b[4 * i], b[4 * j]);
+      const float h = std::min(b[4 * i + 3], b[4 * j + 3]) - std::max(b[4 * i + 1], b[4 * j + 1]);
+      if (w <= 0 || h <= 0) continue;
+      const float inter = w * h;
+      const float uni = area[i] + area[j] - inter;
+      if (uni > 0 && inter / uni > iou_threshold) suppressed[j] = 1;
+    }
+  }
+  return torch::tensor(keep, torch::kLong);
+}
+
+torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores,
+                         double iou_threshold, const torch::Tensor& labels) {
+  check_nms_args(boxes, scores, labels);
+  const int64_t n = boxes.size(0);
+  if (n == 0) return torch::zeros({0}, torch::kLong);
+  auto order = std::get<1>(scores.to(torch::kFloat).sort(/*stable=*/true, /*dim=*/0,
+                                                         /*descending=*/true));
+  auto sorted = boxes.to(torch::kFloat).index_select(0, order);
+  // overlap[i][j]: sorted box i would suppress sorted box j (same label, IoU above threshold).
+  auto overlap = box_iou(sorted, sorted) > iou_threshold;
+  if (labels.defined()) {
+    auto l = labels.index_select(0, order);
+    overlap = overlap & (l.unsqueeze(1) == l.unsqueeze(0));
+  }
+  auto host = overlap.to(torch::kCPU).contiguous();
+  auto order_cpu = order.to(torch::kCPU);
+  const bool* m = host.data_ptr<bool>();
+  std::vector<char> suppressed(n, 0);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (suppressed[i]) continue;
+    keep.push_back(order_cpu[i].item<int64_t>());
+    for (int64_t j = i + 1; j < n; ++j) {
+      if (m[i * n + j]) suppressed[j] = 1;
+    }
+  }
+  return torch::tensor(keep, torch::kLong).to(boxes.device());
+}
+
+ImageDetections postprocess(const HeadOutput& out, int64_t b, const std::vector<int>& strides,
+                            const PostprocessConfig& config, const ImageGeometry& geometry) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> all_boxes, all_scores, all_labels;
+  for (size_t l = 0; l < out.cls_logits.size(); ++l) {
+    auto cls = out.cls_logits[l][b].to(torch::kFloat);  // [K, H, W]
+    const int64_t num_classes = cls.size(0), h = cls.size(1), w = cls.size(2);
+    auto obj = out.obj_logits[l][b].to(torch::kFloat);  // [1, H, W]
+    // s_jk = pi_jk * omega_j (a product, no square root), flattened location-major.
+    auto scores = (torch::sigmoid(cls) * torch::sigmoid(obj)).permute({1, 2, 0}).reshape(-1);
+    // The cap is the level's number of locations, not locations x classes.
+    const int64_t k = std::min<int64_t>(config.topk_per_level, h * w);
+    auto [top_scores, top_idx] = scores.topk(k, /*dim=*/0, /*largest=*/true, /*sorted=*/true);
+    auto keep = top_scores > config.score_threshold;
+    top_scores = top_scores.index({keep});
+    top_idx = top_idx.index({keep});
+    auto loc = top_idx.div(num_classes, "floor");
+    auto label = top_idx.remainder(num_classes);
+    const float s = static_cast<float>(strides[l]);
+    auto points = torch::stack({loc.remainder(w).to(torch::kFloat) * s,
+                                loc.div(w, "floor").to(torch::kFloat) * s},
+                               1);  // [D, 2]
+    auto ltrb = out.distances[l][b].to(torch::kFloat).permute({1, 2, 0}).reshape({-1, 4});
+    all_boxes.push_back(decode_boxes(points, ltrb.index_select(0, loc)));
+    all_scores.push_back(top_scores);
+    all_labels.push_back(label);
+  }
+  ImageDetections det;
+  auto boxes = torch::cat(all_boxes, 0), scores = torch::cat(all_scores, 0),
+       labels = torch::cat(all_labels, 0);
+  auto keep = nms(boxes, scores, config.nms_iou, labels);
+  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
+  keep = keep.to(boxes.device());
+  boxes = boxes.index_select(0, keep);
+  scores = scores.index_select(0, keep);
+  labels = labels.index_select(0, keep);
+  // Back to the original frame, clipped; boxes that end up empty are dropped.
+  auto scale = torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x,
+                              geometry.scale_y}, torch::kFloat).to(boxes.device());
+  boxes = boxes / scale;
+  boxes.select(1, 0).clamp_(0, geometry.orig_width);
+  boxes.select(1, 2).clamp_(0, geometry.orig_width);
+  boxes.select(1, 1).clamp_(0, geometry.orig_height);
+  boxes.select(1, 3).clamp_(0, geometry.orig_height);
+  auto nonempty = (boxes.select(1, 2) > boxes.select(1, 0)) & (boxes.select(1, 3) > boxes.select(1, 1));
+  det.boxes = boxes.index({nonempty});
+  det.scores = scores.index({nonempty});
+  det.labels = labels.index({nonempty});
+  return det;
+}
+
+}  // namespace autoassign

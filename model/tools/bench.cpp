@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+// autoassign bench: forward latency, throughput and FLOPs per preset, size and thread count,
+// optionally beside an ONNX peer run through OpenCV DNN in the same process and run.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+#include <torch/torch.h>
+
+#include "autoassign/checkpoint.h"
+#include "autoassign/profile.h"
+#include "commands.h"
+
+namespace autoassign::cli {
+namespace {
+
+struct Size {
+  int w = 0, h = 0;
+};
+
+Size parse_size(const std::string& s) {
+  Size size;
+  char x = 0;
+  char extra = 0;
+  if (std::sscanf(s.c_str(), "%d%c%d%c", &size.w, &x, &size.h, &extra) != 3 || x != 'x' ||
+      size.w < 1 || size.h < 1) {
+    throw CLI::ValidationError("--size", "expected WIDTHxHEIGHT, got '" + s + "'");
+  }
+  return size;
+}
+
+struct Timing {
+  double median = 0, p90 = 0;
+};
+
+template <typename Fn>
+Timing time_runs(Fn&& fn, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  Timing t;
+  t.median = ms[ms.size() / 2];
+  t.p90 = ms[std::min(ms.size() - 1, static_cast<size_t>(0.9 * static_cast<double>(ms.size())))];
+  return t;
+}
+
+struct Options {
+  std::vector<std::string> presets;
+  std::string config, model;
+  std::vector<std::string> sizes = {"640x384"};
+  std::vector<int> threads = {2};
+  int runs = 30, warmup = 5, batch = 1;
+  bool json = false, profile = false;
+  std::string peer_onnx, peer_name = "peer", peer_size = "640x480";
+};
+
+void run(const Options& o) {
+  struct Entry {
+    std::string label;
+    ModelConfig config;
+    AutoAssign model{nullptr};
+  };
+  std::vector<Entry> entries;
+  if (!o.model.empty()) {
+    auto m = load_model(o.model);
+    entries.push_back({o.model, m->config(), m});
+  } else if (!o.config.empty()) {
+    auto c = ModelConfig::from_file(o.config);
+    entries.push_back({c.name, c, AutoAssign(c)});
+  } else {
+    for (const auto& p : o.presets.empty() ? std::vector<std::string>{"face-rt"} : o.presets) {
+      auto c = ModelConfig::preset(p);
+      entries.push_back({p, c, AutoAssign(c)});
+    }
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  std::vector<std::pair<int, double>> peer_ms;  // threads -> median
+  if (!o.peer_onnx.empty()) {
+    const Size ps = parse_size(o.peer_size);
+    cv::dnn::Net net = cv::dnn::readNetFromONNX(o.peer_onnx);
+    cv::Mat blob({1, 3, ps.h, ps.w}, CV_32F);
+    cv::randu(blob, -1.0, 1.0);
+    const auto outputs = net.getUnconnectedOutLayersNames();
+    for (int t : o.threads) {
+      cv::setNumThreads(t);
+      auto timing = time_runs(
+          [&] {
+            std::vector<cv::Mat> outs;
+            net.setInput(blob);
+            net.forward(outs, outputs);
+          },
+          o.warmup, o.runs);
+      peer_ms.emplace_back(t, timing.median);
+      rows.push_back({{"model", o.peer_name},
+                      {"runtime", "opencv-dnn"},
+                      {"width", ps.w},
+                      {"height", ps.h},
+                      {"threads", t},
+                      {"batch", 1},
+                      {"latency_ms_median", timing.median},
+                      {"latency_ms_p90", timing.p90},
+                      {"fps", 1000.0 / timing.median}});
+    }
+  }
+  for (auto& e : entries) {
+    e.model->prepare_for_inference();
+    for (const auto& size_text : o.sizes) {
+      const Size s = parse_size(size_text);
+      const int d = e.config.input.size_divisor;
+      const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
+      torch::manual_seed(0);
+      auto input = torch::randn({o.batch, 3, h, w});
+      auto forward = [&] {
+        c10::InferenceMode guard;
+        auto out = e.model->forward(input);
+        (void)out;
+      };
+      Profile prof;
+      {
+        torch::set_num_threads(o.threads.front());
+        forward();
+        prof = profile(forward);
+      }
+      for (int t : o.threads) {
+        torch::set_num_threads(t);
+        auto timing = time_runs(forward, o.warmup, o.runs);
+        nlohmann::json row = {{"model", e.label},
+                              {"runtime", "libtorch"},
+                              {"width", w},
+                              {"height", h},
+                              {"threads", t},
+                              {"batch", o.batch},
+                              {"latency_ms_median", timing.median},
+                              {"latency_ms_p90", timing.p90},
+                              {"fps", 1000.0 * o.batch / timing.median},
+                              {"gflops", prof.total_flops / 1e9},
+                              {"gflops_per_s", prof.total_flops / 1e9 / (timing.median / 1000.0)}};
+        for (const auto& [pt, pms] : peer_ms) {
+          if (pt == t) row["ratio_vs_peer"] = timing.median / pms;
+        }
+        rows.push_back(row);
+      }
+      if (o.profile && !o.json) {
+        std::printf("\nprofile of %s at %lldx%lld, %d thread(s), one forward pass (%.1f ms "
+                    "under the profiler):\n",
+                    e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h),
+                    o.threads.front(), prof.wall_ms);
+        std::printf("%-40s %7s %10s %10s %9s %9s\n", "op", "calls", "self ms", "total ms",
+                    "GFLOPs", "GFLOP/s");
+        for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
+          const auto& op = prof.ops[i];
+          std::printf("%-40s %7lld %10.2f %10.2f %9.3f %9.1f\n", op.name.c_str(),
+                      static_cast<long long>(op.calls), op.self_ms, op.total_ms, op.flops / 1e9,
+                      op.total_ms > 0 ? op.flops / 1e9 / (op.total_ms / 1000.0) : 0.0);
+        }
+      }
+    }
+  }
+  if (o.json) {
+    std::cout << rows.dump(2) << "\n";
+    return;
+  }
+  std::printf("\n%-14s %-10s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", "model", "runtime",
+              "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs", "GFLOP/s",
+              "vs peer");
+  for (const auto& r : rows) {
+    const std::string input = std::to_string(r["width"].get<int>()) + "x" +
+                              std::to_string(r["height"].get<int>());
+    std::printf("%-14s %-10s %-10s %3d %5d %10.2f %10.2f %8.1f", r["model"].get<std::string>().c_str(),
+                r["runtime"].get<std::string>().c_str(), input.c_str(), r["threads"].get<int>(),
+                r["batch"].get<int>(), r["latency_ms_median"].get<double>(),
+                r["latency_ms_p90"].get<double>(), r["fps"].get<double>());
+    if (r.contains("gflops")) {
+      std::printf(" %8.2f %9.1f", r["gflops"].get<double>(), r["gflops_per_s"].get<double>());
+    } else {
+      std::printf(" %8s %9s", "-", "-");
+    }
+    if (r.contains("ratio_vs_peer")) {
+      std::printf(" %8.2fx", r["ratio_vs_peer"].get<double>());
+    }
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Forward-pass latency (median, p90 after warm-up), frames/s, GFLOPs and achieved GFLOP/s "
+      "of presets or a model on random input of the given network sizes");
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--preset", o->presets, "preset(s) to measure (default face-rt)")->delimiter(',');
+  cmd->add_option("--config", o->config, "a model config JSON instead of presets");
+  cmd->add_option("--model", o->model, "a model file instead of presets");
+  cmd->add_option("--size", o->sizes, "network input size(s) WxH, rounded up to the size divisor")
+      ->delimiter(',');
+  cmd->add_option("--threads", o->threads, "LibTorch intra-op thread count(s)")->delimiter(',');
+  cmd->add_option("--runs", o->runs, "timed runs per row")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->batch, "images per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", o->json, "print rows as JSON (latency_ms_median, ...)");
+  cmd->add_flag("--profile", o->profile, "print LibTorch's profile of one forward pass");
+  cmd->add_option("--peer-onnx", o->peer_onnx,
+                  "an ONNX model to time through OpenCV DNN in the same run (e.g. "
+                  "../shared/peers/version-RFB-640.onnx)");
+  cmd->add_option("--peer-name", o->peer_name, "label of the peer row");
+  cmd->add_option("--peer-size", o->peer_size, "peer input WxH (default 640x480)");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace autoassign::cli

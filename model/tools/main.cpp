@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+// autoassign: the command-line front end of the model library (info, init, bench; train,
+// eval and detect share the same library).
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "autoassign/checkpoint.h"
+#include "autoassign/types.h"
+#include "commands.h"
+
+namespace autoassign::cli {
+namespace {
+
+int64_t count_parameters(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Print the configuration of a model file or preset");
+  auto model = std::make_shared<std::string>();
+  auto preset = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("model", *model, "model file (.pt)");
+  cmd->add_option("--preset", *preset, "a built-in preset instead of a file (r50-fpn, r18-fpn, face-rt)");
+  cmd->add_flag("--json", *json, "print the full config as JSON");
+  cmd->callback([=] {
+    if (model->empty() == preset->empty()) {
+      throw CLI::ValidationError("info", "give exactly one of MODEL or --preset");
+    }
+    ModelConfig config = preset->empty() ? read_model_config(*model) : ModelConfig::preset(*preset);
+    if (*json) {
+      std::cout << config.to_json() << "\n";
+      return;
+    }
+    AutoAssign net(config);
+    const auto& c = config;
+    std::cout << "source        " << (preset->empty() ? *model : "preset " + *preset) << "\n";
+    if (preset->empty()) std::cout << "format        " << kModelFormatTag << " v" << kModelFormatVersion << "\n";
+    std::cout << "name          " << c.name << "\n"
+              << "classes       " << c.num_classes << ":";
+    for (size_t i = 0; i < c.class_names.size() && i < 10; ++i) std::cout << " " << c.class_names[i];
+    if (c.class_names.size() > 10) std::cout << " ...";
+    std::cout << "\nbackbone      " << c.backbone.type << ", norm " << c.backbone.norm
+              << ", freeze_at " << c.backbone.freeze_at << "\n"
+              << "fpn           P" << c.fpn.levels.front() << "-P" << c.fpn.levels.back()
+              << ", " << c.fpn.channels << " channels, strides " << join(c.strides()) << "\n"
+              << "head          " << c.head.num_convs << " convs per tower, norm " << c.head.norm
+              << "\n"
+              << "input         "
+              << (c.input.resize == "fit"
+                      ? "fit " + std::to_string(c.input.width) + "x" + std::to_string(c.input.height)
+                      : "short " + std::to_string(c.input.short_side) + " / long " +
+                            std::to_string(c.input.long_side))
+              << ", " << c.input.channel_order << ", mean " << c.input.mean[0] << ","
+              << c.input.mean[1] << "," << c.input.mean[2] << ", std " << c.input.std[0] << ","
+              << c.input.std[1] << "," << c.input.std[2] << "\n"
+              << "postprocess   score > " << c.postprocess.score_threshold << ", NMS IoU "
+              << c.postprocess.nms_iou << ", top-k/level " << c.postprocess.topk_per_level
+              << ", max " << c.postprocess.max_detections << "\n"
+              << "parameters    " << count_parameters(*net) << "\n";
+  });
+}
+
+void add_init(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "init", "Write an untrained (freshly initialised) model file from a preset or config");
+  auto preset = std::make_shared<std::string>();
+  auto config = std::make_shared<std::string>();
+  auto output = std::make_shared<std::string>();
+  auto seed = std::make_shared<int64_t>(0);
+  cmd->add_option("--preset", *preset, "built-in preset");
+  cmd->add_option("--config", *config, "model config JSON file");
+  cmd->add_option("-o,--output", *output, "model file to write")->required();
+  cmd->add_option("--seed", *seed, "random seed for the initial weights");
+  cmd->callback([=] {
+    if (preset->empty() == config->empty()) {
+      throw CLI::ValidationError("init", "give exactly one of --preset or --config");
+    }
+    torch::manual_seed(static_cast<uint64_t>(*seed));
+    AutoAssign net(preset->empty() ? ModelConfig::from_file(*config) : ModelConfig::preset(*preset));
+    save_model(*output, net);
+    std::cout << "wrote " << *output << "\n";
+  });
+}
+
+}  // namespace autoassign::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "autoassign: AutoAssign object detection (LibTorch) - model info, training, evaluation, "
+      "detection and benchmarks.\nRun 'autoassign COMMAND --help' for a command's options."};
+  app.require_subcommand(1);
+  autoassign::cli::add_info(app);
+  autoassign::cli::add_init(app);
+  autoassign::cli::add_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const autoassign::ModelFileError& e) {
+    std::cerr << "autoassign: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "autoassign: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "autoassign: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
