@@ -17,25 +17,31 @@ cv::Mat wrap(const std::uint8_t* data, int w, int h, int type, int stride) {
   return cv::Mat(h, w, type, const_cast<std::uint8_t*>(data), static_cast<size_t>(stride));
 }
 
-// Resizes a plane; an odd target gets its last row/column replicated so the chroma planes of
-// YUV formats (half size) line up with an even luma plane.
-cv::Mat resize_plane(const cv::Mat& src, int w, int h, int even_w, int even_h) {
-  cv::Mat out;
-  cv::resize(src, out, cv::Size(w, h), 0, 0, cv::INTER_LINEAR);
-  if (even_w != w || even_h != h) {
-    cv::copyMakeBorder(out, out, 0, even_h - h, 0, even_w - w, cv::BORDER_REPLICATE);
+// BT.601 limited range ("video range") YUV -> RGB, the matrix of OpenCV's COLOR_YUV2RGB_NV12
+// and GStreamer's default for SD: R = 1.164 (Y - 16) + 1.596 (V - 128), and so on.
+constexpr double kYuvToRgb[3][3] = {{1.164, 0.0, 1.596}, {1.164, -0.391, -0.813}, {1.164, 2.018, 0.0}};
+
+// The same as a 3x4 affine matrix over (Y, U, V, 1) for cv::transform, rows in output order.
+cv::Matx34f yuv_matrix(bool rgb) {
+  cv::Matx34f m;
+  for (int r = 0; r < 3; ++r) {
+    const int row = rgb ? r : 2 - r;
+    const auto& c = kYuvToRgb[r];
+    m(row, 0) = static_cast<float>(c[0]);
+    m(row, 1) = static_cast<float>(c[1]);
+    m(row, 2) = static_cast<float>(c[2]);
+    m(row, 3) = static_cast<float>(-16 * c[0] - 128 * c[1] - 128 * c[2]);
   }
-  return out;
+  return m;
 }
 
-// BT.601 limited range YUV -> RGB in float, for the tensor path (the same matrix as OpenCV's
-// COLOR_YUV2RGB_NV12/I420).
+// The same conversion on tensors, for the device path.
 torch::Tensor yuv_to_rgb(const torch::Tensor& y, const torch::Tensor& u, const torch::Tensor& v) {
-  auto yy = (y - 16.0) * 1.164;
+  auto yy = (y - 16.0) * kYuvToRgb[0][0];
   auto uu = u - 128.0, vv = v - 128.0;
-  auto r = yy + 1.596 * vv;
-  auto g = yy - 0.813 * vv - 0.391 * uu;
-  auto b = yy + 2.018 * uu;
+  auto r = yy + kYuvToRgb[0][2] * vv;
+  auto g = yy + kYuvToRgb[1][1] * uu + kYuvToRgb[1][2] * vv;
+  auto b = yy + kYuvToRgb[2][1] * uu;
   return torch::stack({r, g, b}, 0).clamp(0, 255);  // [3, H, W]
 }
 
@@ -126,29 +132,29 @@ torch::Tensor Preprocessor::resize_to_u8(const ImageView& im, int ow, int oh) co
     }
     case PixelFormat::kNV12:
     case PixelFormat::kI420: {
-      const int ew = ow + (ow & 1), eh = oh + (oh & 1);
+      // Each plane is resized to the output size (chroma keeps all the resolution the output
+      // can show), then one affine BT.601 transform per pixel, saturating to 8 bits.
       const int cw = (w + 1) / 2, ch = (h + 1) / 2;
-      cv::Mat y = resize_plane(wrap(im.planes[0], w, h, CV_8UC1, im.strides[0]), ow, oh, ew, eh);
-      cv::Mat full;
+      std::vector<cv::Mat> yuv(3);
+      cv::resize(wrap(im.planes[0], w, h, CV_8UC1, im.strides[0]), yuv[0], cv::Size(ow, oh), 0,
+                 0, cv::INTER_LINEAR);
       if (im.format == PixelFormat::kNV12) {
-        cv::Mat uv = resize_plane(wrap(im.planes[1], cw, ch, CV_8UC2, im.strides[1]), ew / 2,
-                                  eh / 2, ew / 2, eh / 2);
-        cv::cvtColorTwoPlane(y, uv, full, rgb ? cv::COLOR_YUV2RGB_NV12 : cv::COLOR_YUV2BGR_NV12);
+        cv::Mat uv;
+        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC2, im.strides[1]), uv, cv::Size(ow, oh), 0,
+                   0, cv::INTER_LINEAR);
+        std::vector<cv::Mat> parts;
+        cv::split(uv, parts);
+        yuv[1] = parts[0];
+        yuv[2] = parts[1];
       } else {
-        // OpenCV's I420 converter wants the three planes back to back.
-        cv::Mat packed(eh * 3 / 2, ew, CV_8UC1);
-        y.copyTo(packed.rowRange(0, eh));
-        cv::Mat u = resize_plane(wrap(im.planes[1], cw, ch, CV_8UC1, im.strides[1]), ew / 2,
-                                 eh / 2, ew / 2, eh / 2);
-        cv::Mat v = resize_plane(wrap(im.planes[2], cw, ch, CV_8UC1, im.strides[2]), ew / 2,
-                                 eh / 2, ew / 2, eh / 2);
-        std::uint8_t* dst = packed.ptr(eh);
-        for (int r = 0; r < eh / 2; ++r) std::memcpy(dst + r * (ew / 2), u.ptr(r), ew / 2);
-        dst += (ew / 2) * (eh / 2);
-        for (int r = 0; r < eh / 2; ++r) std::memcpy(dst + r * (ew / 2), v.ptr(r), ew / 2);
-        cv::cvtColor(packed, full, rgb ? cv::COLOR_YUV2RGB_I420 : cv::COLOR_YUV2BGR_I420);
+        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC1, im.strides[1]), yuv[1], cv::Size(ow, oh),
+                   0, 0, cv::INTER_LINEAR);
+        cv::resize(wrap(im.planes[2], cw, ch, CV_8UC1, im.strides[2]), yuv[2], cv::Size(ow, oh),
+                   0, 0, cv::INTER_LINEAR);
       }
-      out = full(cv::Rect(0, 0, ow, oh)).clone();
+      cv::Mat merged;
+      cv::merge(yuv, merged);
+      cv::transform(merged, out, yuv_matrix(rgb));
       break;
     }
   }

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+// Grid order, box coding round trip, and per-level shapes of each preset.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "autoassign/box_coder.h"
+#include "autoassign/model.h"
+#include "autoassign/preprocess.h"
+#include "fixtures.h"
+
+namespace autoassign {
+namespace {
+
+TEST(Grid, LevelsInOrderRowMajorNoOffset) {
+  auto g = make_grid({{2, 3}, {1, 2}}, {8, 16});
+  ASSERT_EQ(g.points.size(0), 2 * 3 + 1 * 2);
+  const std::vector<std::array<float, 3>> expected = {
+      {0, 0, 8}, {8, 0, 8}, {16, 0, 8}, {0, 8, 8}, {8, 8, 8}, {16, 8, 8}, {0, 0, 16}, {16, 0, 16}};
+  for (size_t j = 0; j < expected.size(); ++j) {
+    EXPECT_EQ(g.points[j][0].item<float>(), expected[j][0]) << j;
+    EXPECT_EQ(g.points[j][1].item<float>(), expected[j][1]) << j;
+    EXPECT_EQ(g.strides[j].item<float>(), expected[j][2]) << j;
+  }
+}
+
+TEST(BoxCoder, EncodeDecodeRoundTrip) {
+  torch::manual_seed(0);
+  auto points = torch::rand({100, 2}) * 500;
+  auto boxes = torch::cat({points - torch::rand({100, 2}) * 50, points + torch::rand({100, 2}) * 50}, 1);
+  auto ltrb = encode_boxes(points, boxes);
+  EXPECT_TRUE((ltrb >= 0).all().item<bool>());
+  EXPECT_TRUE(torch::allclose(decode_boxes(points, ltrb), boxes, 1e-5, 1e-4));
+  // Hand case: point (10, 20), box (4, 5, 30, 26) -> (6, 15, 20, 6).
+  auto t = encode_boxes(torch::tensor({{10.f, 20.f}}), torch::tensor({{4.f, 5.f, 30.f, 26.f}}));
+  EXPECT_TRUE(torch::equal(t, torch::tensor({{6.f, 15.f, 20.f, 6.f}})));
+}
+
+TEST(BoxCoder, GiouHandValues) {
+  // Same point, pred (1,1,1,1) = 2x2 box, target (2,2,2,2) = 4x4 box around it.
+  // IoU = 4/16, enclosing = target, so GIoU = 0.25.
+  auto g = giou_ltrb(torch::tensor({1.f, 1.f, 1.f, 1.f}), torch::tensor({2.f, 2.f, 2.f, 2.f}));
+  EXPECT_FLOAT_EQ(g.item<float>(), 0.25f);
+  // Pred entirely left of the point (r = -?) is impossible; disjoint boxes from a shared
+  // point cannot occur, so check a partial overlap: pred (0,1,3,1) = [x-0, x+3] x [y-1, y+1],
+  // target (2,1,1,1): inter x [x, x+1] (1) * 2 = 2; union 6 + 6 - 2 = 10; enclosing
+  // [x-2, x+3] x 2 = 10 -> GIoU = 0.2.
+  g = giou_ltrb(torch::tensor({0.f, 1.f, 3.f, 1.f}), torch::tensor({2.f, 1.f, 1.f, 1.f}));
+  EXPECT_FLOAT_EQ(g.item<float>(), 0.2f);
+}
+
+TEST(BoxCoder, IouHandValues) {
+  auto a = torch::tensor({{0.f, 0.f, 10.f, 10.f}});
+  auto b = torch::tensor({{5.f, 0.f, 15.f, 10.f}, {20.f, 20.f, 30.f, 30.f}, {3.f, 3.f, 3.f, 8.f}});
+  auto iou = box_iou(a, b);
+  EXPECT_FLOAT_EQ(iou[0][0].item<float>(), 50.f / 150.f);
+  EXPECT_EQ(iou[0][1].item<float>(), 0.f);
+  EXPECT_EQ(iou[0][2].item<float>(), 0.f);  // empty box
+}
+
+// Every preset at an input that is not a multiple of 32: the preprocessor pads to the size
+// divisor, and each level has the map size the conv arithmetic gives.
+TEST(Presets, LevelShapesAndStridesAtOddInput) {
+  for (const auto& name : ModelConfig::preset_names()) {
+    SCOPED_TRACE(name);
+    auto config = ModelConfig::preset(name);
+    if (config.input.resize == "short_long") {
+      config.input.short_side = 200;  // keep the big presets cheap on 2 cores
+      config.input.long_side = 333;
+    }
+    torch::manual_seed(0);
+    AutoAssign model(config);
+    model->eval();
+    Preprocessor pre(config.input);
+    cv::Mat frame = testing::square_picture(333, 217, cv::Rect(10, 10, 50, 50));
+    ImageGeometry geo;
+    auto input = pre(ImageView::packed(PixelFormat::kBGR, frame.data, 333, 217,
+                                       static_cast<int>(frame.step)),
+                     &geo);
+    const int64_t h = input.size(1), w = input.size(2);
+    EXPECT_EQ(h % 32, 0);
+    EXPECT_EQ(w % 32, 0);
+    torch::NoGradGuard no_grad;
+    auto out = model->forward(input.unsqueeze(0));
+    ASSERT_EQ(out.cls_logits.size(), config.fpn.levels.size());
+    int64_t eh = h, ew = w;
+    for (size_t l = 0; l < config.fpn.levels.size(); ++l) {
+      const int level = config.fpn.levels[l];
+      // P3..P5 are H/s; P6, P7 are ceil(prev / 2) from the 3x3/s2/p1 convs.
+      if (level <= 5) {
+        eh = h >> level;
+        ew = w >> level;
+      } else {
+        eh = (eh + 1) / 2;
+        ew = (ew + 1) / 2;
+      }
+      EXPECT_EQ(model->strides()[l], 1 << level);
+      EXPECT_EQ(out.cls_logits[l].sizes(), (std::vector<int64_t>{1, config.num_classes, eh, ew}));
+      EXPECT_EQ(out.obj_logits[l].sizes(), (std::vector<int64_t>{1, 1, eh, ew}));
+      EXPECT_EQ(out.distances[l].sizes(), (std::vector<int64_t>{1, 4, eh, ew}));
+      EXPECT_TRUE((out.distances[l] >= 0).all().item<bool>());
+    }
+  }
+}
+
+TEST(Presets, FastBackboneWithP6P7AndResnetFreezing) {
+  auto config = ModelConfig::preset("r50-fpn");
+  AutoAssign model(config);
+  // FREEZE_AT = 2: the stem and res2 do not train; res3 does.
+  for (const auto& p : model->backbone->named_parameters()) {
+    const bool frozen = p.key().rfind("stem", 0) == 0 || p.key().rfind("res2", 0) == 0;
+    if (frozen) {
+      EXPECT_FALSE(p.value().requires_grad()) << p.key();
+    }
+  }
+  // Frozen BN has no trainable parameter at all.
+  int64_t trainable_norm = 0;
+  for (const auto& p : model->backbone->named_parameters()) {
+    if (p.key().find("norm") != std::string::npos) ++trainable_norm;
+  }
+  EXPECT_EQ(trainable_norm, 0);
+  // R-50 widths: C3..C5 = 512, 1024, 2048.
+  EXPECT_EQ(model->backbone->out_channels(), (std::vector<int64_t>{512, 1024, 2048}));
+}
+
+TEST(Presets, FusedModelMatchesUnfused) {
+  auto config = ModelConfig::preset("face-rt");
+  torch::manual_seed(1);
+  AutoAssign model(config);
+  // Give the BNs non-trivial statistics first.
+  model->train();
+  {
+    torch::NoGradGuard g;
+    for (int i = 0; i < 3; ++i) model->forward(torch::randn({2, 3, 128, 160}) * 2 + 0.5);
+  }
+  model->eval();
+  auto x = torch::randn({1, 3, 128, 160});
+  torch::NoGradGuard g;
+  auto before = model->forward(x);
+  model->prepare_for_inference();
+  auto after = model->forward(x);
+  for (size_t l = 0; l < before.cls_logits.size(); ++l) {
+    EXPECT_TRUE(torch::allclose(before.cls_logits[l], after.cls_logits[l], 1e-4, 1e-4));
+    EXPECT_TRUE(torch::allclose(before.distances[l], after.distances[l], 1e-4, 1e-3));
+  }
+}
+
+}  // namespace
+}  // namespace autoassign

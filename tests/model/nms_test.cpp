@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+// NMS against a brute-force reference, and the post-processing of section 5.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "autoassign/box_coder.h"
+#include "autoassign/postprocess.h"
+
+namespace autoassign {
+namespace {
+
+// Brute force, written from the definition: repeatedly take the highest-scoring remaining
+// box (earliest index on ties), keep it, and delete every remaining box of its label whose IoU
+// with it exceeds the threshold.
+std::vector<int64_t> brute_force_nms(const std::vector<std::array<double, 4>>& boxes,
+                                     const std::vector<double>& scores,
+                                     const std::vector<int64_t>& labels, double thr) {
+  std::set<int64_t> remaining;
+  for (size_t i = 0; i < boxes.size(); ++i) remaining.insert(static_cast<int64_t>(i));
+  std::vector<int64_t> keep;
+  while (!remaining.empty()) {
+    int64_t best = *remaining.begin();
+    for (int64_t i : remaining) {
+      if (scores[i] > scores[best]) best = i;
+    }
+    keep.push_back(best);
+    remaining.erase(best);
+    for (auto it = remaining.begin(); it != remaining.end();) {
+      const auto& a = boxes[best];
+      const auto& b = boxes[*it];
+      const double iw = std::max(0.0, std::min(a[2], b[2]) - std::max(a[0], b[0]));
+      const double ih = std::max(0.0, std::min(a[3], b[3]) - std::max(a[1], b[1]));
+      const double inter = iw * ih;
+      const double uni =
+          (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+      if (labels[*it] == labels[best] && inter / uni > thr) {
+        it = remaining.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return keep;
+}
+
+std::vector<int64_t> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+TEST(Nms, MatchesBruteForceOnRandomBoxes) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> pos(0, 100), size(5, 40), score(0, 1);
+  std::uniform_int_distribution<int> label(0, 2);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int n = 50 + trial * 10;
+    std::vector<std::array<double, 4>> boxes;
+    std::vector<double> scores;
+    std::vector<int64_t> labels;
+    std::vector<float> flat;
+    for (int i = 0; i < n; ++i) {
+      const double x = pos(rng), y = pos(rng), w = size(rng), h = size(rng);
+      // Coordinates are exact floats so that both sides see the same boxes.
+      std::array<double, 4> b = {double(float(x)), double(float(y)), double(float(x + w)),
+                                 double(float(y + h))};
+      boxes.push_back(b);
+      flat.insert(flat.end(), {float(b[0]), float(b[1]), float(b[2]), float(b[3])});
+      scores.push_back(double(float(score(rng))));
+      labels.push_back(label(rng));
+    }
+    auto tb = torch::tensor(flat).view({n, 4});
+    auto ts = torch::tensor(std::vector<float>(scores.begin(), scores.end()));
+    auto tl = torch::tensor(labels, torch::kLong);
+    for (double thr : {0.3, 0.5, 0.7}) {
+      const auto expected_single = brute_force_nms(boxes, scores, std::vector<int64_t>(n, 0), thr);
+      EXPECT_EQ(to_vec(nms(tb, ts, thr)), expected_single) << "trial " << trial << " thr " << thr;
+      const auto expected = brute_force_nms(boxes, scores, labels, thr);
+      EXPECT_EQ(to_vec(nms(tb, ts, thr, tl)), expected) << "class-aware, trial " << trial;
+      EXPECT_EQ(to_vec(nms_matrix(tb, ts, thr, tl)), expected) << "matrix path, trial " << trial;
+    }
+  }
+}
+
+TEST(Nms, PairExactlyAtThresholdIsKept) {
+  // Two 10x10 boxes offset by 5 in x: inter 50, union 150, IoU = 1/3 exactly representable?
+  // Use IoU = 0.5 exactly: [0,0,10,10] and [0,0,10,5]: inter 50, union 100.
+  auto boxes = torch::tensor({{0.f, 0.f, 10.f, 10.f}, {0.f, 0.f, 10.f, 5.f}});
+  auto scores = torch::tensor({0.9f, 0.8f});
+  ASSERT_FLOAT_EQ(box_iou(boxes.narrow(0, 0, 1), boxes.narrow(0, 1, 1)).item<float>(), 0.5f);
+  EXPECT_EQ(to_vec(nms(boxes, scores, 0.5)), (std::vector<int64_t>{0, 1}));  // not > 0.5
+  EXPECT_EQ(to_vec(nms(boxes, scores, 0.49)), (std::vector<int64_t>{0}));
+  EXPECT_EQ(to_vec(nms_matrix(boxes, scores, 0.5)), (std::vector<int64_t>{0, 1}));
+}
+
+TEST(Nms, ClassAwareKeepsOverlappingBoxesOfOtherClasses) {
+  auto boxes = torch::tensor({{0.f, 0.f, 10.f, 10.f}, {1.f, 1.f, 10.f, 10.f}, {0.f, 0.f, 9.f, 9.f}});
+  auto scores = torch::tensor({0.9f, 0.8f, 0.7f});
+  auto labels = torch::tensor({0, 1, 0}, torch::kLong);
+  EXPECT_EQ(to_vec(nms(boxes, scores, 0.5, labels)), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(to_vec(nms(boxes, scores, 0.5)), (std::vector<int64_t>{0}));
+}
+
+TEST(Nms, EmptyInput) {
+  EXPECT_EQ(nms(torch::zeros({0, 4}), torch::zeros({0}), 0.5).numel(), 0);
+  EXPECT_EQ(nms_matrix(torch::zeros({0, 4}), torch::zeros({0}), 0.5).numel(), 0);
+}
+
+TEST(Nms, RejectsBadShapes) {
+  EXPECT_THROW(nms(torch::zeros({3, 5}), torch::zeros({3}), 0.5), c10::Error);
+  EXPECT_THROW(nms(torch::zeros({3, 4}), torch::zeros({2}), 0.5), c10::Error);
+}
+
+// One level of outputs with hand-placed scores: stride 8, 4x4 locations, 2 classes.
+HeadOutput one_level(float fill_logit) {
+  HeadOutput out;
+  out.cls_logits.push_back(torch::full({1, 2, 4, 4}, fill_logit));
+  out.obj_logits.push_back(torch::zeros({1, 1, 4, 4}));        // omega = 0.5
+  out.distances.push_back(torch::full({1, 4, 4, 4}, 4.0f));     // 8x8 boxes about each point
+  return out;
+}
+
+TEST(Postprocess, ScoreIsProductThresholdNmsRescaleClip) {
+  auto out = one_level(-10.f);  // pi ~ 0: nothing passes
+  // Location (u=1, v=2), class 1: pi = 0.8 -> score = 0.4.
+  out.cls_logits[0][0][1][2][1] = std::log(0.8f / 0.2f);
+  // Location (u=2, v=2), class 1, overlapping the first (IoU 1/3 < 0.6): kept.
+  out.cls_logits[0][0][1][2][2] = std::log(0.6f / 0.4f);
+  // Location (u=3, v=0), class 0: pi = 0.09 -> score 0.045 < 0.05: dropped.
+  out.cls_logits[0][0][0][0][3] = std::log(0.09f / 0.91f);
+  PostprocessConfig cfg;
+  ImageGeometry geo{/*orig_width=*/10, /*orig_height=*/40, /*scale_x=*/2.0, /*scale_y=*/0.5};
+  auto det = postprocess(out, 0, {8}, cfg, geo);
+  ASSERT_EQ(det.scores.numel(), 2);
+  EXPECT_NEAR(det.scores[0].item<float>(), 0.4f, 1e-6);
+  EXPECT_NEAR(det.scores[1].item<float>(), 0.3f, 1e-6);
+  EXPECT_EQ(det.labels[0].item<int64_t>(), 1);
+  // Box of (8, 16) +- 4 in input pixels -> x / 2, y / 0.5, clipped to 10 x 40.
+  EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({2.f, 24.f, 6.f, 40.f})));
+  EXPECT_TRUE(torch::allclose(det.boxes[1], torch::tensor({6.f, 24.f, 10.f, 40.f})));
+}
+
+TEST(Postprocess, TopKIsCappedAtLocationsAndMaxDetections) {
+  // All 16 locations x 2 classes score 0.5*0.9; top-k = min(1000, H*W) = 16 candidates.
+  auto out = one_level(std::log(9.f));
+  // Spread boxes so NMS keeps everything: tiny boxes about each point.
+  out.distances[0].fill_(1.0f);
+  PostprocessConfig cfg;
+  ImageGeometry geo{1000, 1000, 1.0, 1.0};
+  auto det = postprocess(out, 0, {8}, cfg, geo);
+  EXPECT_EQ(det.scores.numel(), 16);  // not 32: the cap counts locations
+  cfg.max_detections = 5;
+  det = postprocess(out, 0, {8}, cfg, geo);
+  EXPECT_EQ(det.scores.numel(), 5);
+}
+
+TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
+  auto out = one_level(-10.f);
+  out.cls_logits[0][0][0][3][3] = 5.f;  // point (24, 24)
+  ImageGeometry geo{/*orig_width=*/20, /*orig_height=*/20, 1.0, 1.0};
+  out.distances[0].fill_(3.0f);  // box 21..27: entirely right of the 20-px frame
+  auto det = postprocess(out, 0, {8}, PostprocessConfig{}, geo);
+  EXPECT_EQ(det.scores.numel(), 0);
+}
+
+}  // namespace
+}  // namespace autoassign
