@@ -74,13 +74,12 @@ BackboneImpl::BackboneImpl(const BackboneConfig& config, int num_outputs)
     }
   } else {
     const bool bottleneck = config.type == "resnet50";
-    std::vector<int> depth = config.type == "resnet18" ? std::vector<int>{2, 2, 2, 2}
-                                                       : std::vector<int>{3, 4, 6, 3};
+    std::vector<int> depth =
+        config.type == "resnet18" ? std::vector<int>{2, 2, 2, 2} : std::vector<int>{3, 4, 6, 3};
     TORCH_CHECK(config.type == "resnet18" || config.type == "resnet34" || bottleneck,
                 "Backbone: unknown type '", config.type, "'");
     stem_->push_back(conv(3, 64, 7, 2, norm, true));
-    stem_->push_back(torch::nn::MaxPool2d(
-        torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
+    stem_->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
     int64_t in = 64;
     for (int s = 0; s < num_stages; ++s) {
       const int64_t width = 64 << s;

@@ -45,16 +45,17 @@ void open_archive(const std::string& path, OpenedArchive& out) {
   try {
     out.archive.load_from(path);
   } catch (const c10::Error& e) {
-    throw ModelFileError(Kind::kCorrupt, path,
-                         "not a model archive (truncated, or not a LibTorch archive): " +
-                             short_message(e));
+    throw ModelFileError(
+        Kind::kCorrupt, path,
+        "not a model archive (truncated, or not a LibTorch archive): " + short_message(e));
   }
   c10::IValue tag, version, config;
   if (!out.archive.try_read("format", tag) || !tag.isString() ||
       tag.toStringRef() != kModelFormatTag) {
     throw ModelFileError(Kind::kCorrupt, path,
                          "a LibTorch archive but not an autoassign model (field 'format' "
-                         "missing or not '" + std::string(kModelFormatTag) + "')");
+                         "missing or not '" +
+                             std::string(kModelFormatTag) + "')");
   }
   if (!out.archive.try_read("format_version", version) || !version.isInt()) {
     throw ModelFileError(Kind::kCorrupt, path, "field 'format_version' missing or not an integer");
@@ -80,8 +81,9 @@ void open_archive(const std::string& path, OpenedArchive& out) {
 void save_model(const std::string& path, AutoAssign& model) {
   for (const auto& m : model->modules()) {
     if (auto* unit = m->as<ConvNormActImpl>()) {
-      TORCH_CHECK(!unit->fused(), "save_model: the model was prepared for inference (BN folded); "
-                                  "save the training model instead");
+      TORCH_CHECK(!unit->fused(),
+                  "save_model: the model was prepared for inference (BN folded); "
+                  "save the training model instead");
     }
   }
   torch::serialize::OutputArchive archive, weights;
@@ -114,8 +116,10 @@ AutoAssign load_model(const std::string& path, const torch::Device& device) {
   }
   // Module::load replaces tensors wholesale, so shapes are checked against the config here.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
-  for (const auto& p : model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
-  for (const auto& b : model->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
+  for (const auto& p : model->named_parameters())
+    expected.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : model->named_buffers())
+    expected.emplace_back(b.key(), b.value().sizes().vec());
   try {
     model->load(weights);
   } catch (const c10::Error& e) {

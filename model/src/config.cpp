@@ -138,10 +138,14 @@ std::string ModelConfig::to_json(int indent) const {
                {"num_convs", head.num_convs},
                {"norm", head.norm},
                {"gn_groups", head.gn_groups}};
-  j["input"] = {{"resize", input.resize},         {"short_side", input.short_side},
-                {"long_side", input.long_side},   {"width", input.width},
-                {"height", input.height},         {"size_divisor", input.size_divisor},
-                {"channel_order", input.channel_order}, {"mean", input.mean},
+  j["input"] = {{"resize", input.resize},
+                {"short_side", input.short_side},
+                {"long_side", input.long_side},
+                {"width", input.width},
+                {"height", input.height},
+                {"size_divisor", input.size_divisor},
+                {"channel_order", input.channel_order},
+                {"mean", input.mean},
                 {"std", input.std}};
   j["postprocess"] = {{"score_threshold", postprocess.score_threshold},
                       {"nms_iou", postprocess.nms_iou},

@@ -16,7 +16,8 @@ struct Detector::Impl {
         model(load_model(path, torch::kCPU)),
         preprocessor(model->config().input) {
     int threads = options.threads;
-    if (threads < 0) throw std::invalid_argument("threads must be >= 0, got " + std::to_string(threads));
+    if (threads < 0)
+      throw std::invalid_argument("threads must be >= 0, got " + std::to_string(threads));
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     torch::set_num_threads(threads);
     model->prepare_for_inference();
@@ -67,7 +68,8 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<ImageView
   auto out = impl_->model->forward(input);
   std::vector<std::vector<Detection>> results(images.size());
   for (size_t b = 0; b < images.size(); ++b) {
-    auto det = postprocess(out, static_cast<int64_t>(b), impl_->model->strides(), post, geometry[b]);
+    auto det =
+        postprocess(out, static_cast<int64_t>(b), impl_->model->strides(), post, geometry[b]);
     auto boxes = det.boxes.to(torch::kCPU).contiguous();
     auto scores = det.scores.to(torch::kCPU).contiguous();
     auto labels = det.labels.to(torch::kCPU).contiguous();

@@ -40,8 +40,8 @@ ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& options_) : options(o
   } else if (o.norm() == "frozen_bn") {
     frozen_bn_ = register_module("norm", FrozenBatchNorm2d(o.out()));
   } else if (o.norm() == "gn") {
-    gn_ = register_module("norm", torch::nn::GroupNorm(group_norm_groups(o.out(), o.gn_groups()),
-                                                       o.out()));
+    gn_ = register_module("norm",
+                          torch::nn::GroupNorm(group_norm_groups(o.out(), o.gn_groups()), o.out()));
   } else {
     TORCH_CHECK(o.norm() == "none", "ConvNormAct: unknown norm '", o.norm(), "'");
   }

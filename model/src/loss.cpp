@@ -27,12 +27,12 @@ std::vector<FlatOutputs> flatten_outputs(const HeadOutput& out) {
 ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Target& target,
                              CenterPriorImpl& prior) {
   // All loss math in fp32 ([MMD] force_fp32).
-  auto cls = out.cls_logits.to(torch::kFloat);   // [J, K] z
-  auto obj = out.obj_logits.to(torch::kFloat);   // [J] o
-  auto dist = out.distances.to(torch::kFloat);   // [J, 4] d
+  auto cls = out.cls_logits.to(torch::kFloat);  // [J, K] z
+  auto obj = out.obj_logits.to(torch::kFloat);  // [J] o
+  auto dist = out.distances.to(torch::kFloat);  // [J, 4] d
   const int64_t num_locations = cls.size(0), num_classes = cls.size(1);
-  TORCH_CHECK(grid.points.size(0) == num_locations, "assign_image: grid has ",
-              grid.points.size(0), " locations, outputs ", num_locations);
+  TORCH_CHECK(grid.points.size(0) == num_locations, "assign_image: grid has ", grid.points.size(0),
+              " locations, outputs ", num_locations);
   const auto device = cls.device();
   const auto fopts = torch::TensorOptions().dtype(torch::kFloat).device(device);
   const auto lopts = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -48,8 +48,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
               "Target labels must be [N] with N = ", boxes.size(0), ", got ", labels.sizes());
   const int64_t num_gts = boxes.size(0);
   if (num_gts > 0) {
-    TORCH_CHECK(labels.min().item<int64_t>() >= 0 &&
-                    labels.max().item<int64_t>() < num_classes,
+    TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < num_classes,
                 "Target labels must be in [0, ", num_classes, "), got ", labels);
   }
 
@@ -57,7 +56,8 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
   auto neg_weight = torch::ones({num_locations, num_classes}, fopts);
   a.max_iou = torch::zeros({num_locations}, fopts);
   a.bag_prob = torch::zeros({num_gts}, fopts);
-  a.has_candidates = torch::zeros({num_gts}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  a.has_candidates =
+      torch::zeros({num_gts}, torch::TensorOptions().dtype(torch::kBool).device(device));
   a.loss_pos_sum = torch::zeros({}, fopts);
   a.prior_sum = torch::zeros({}, fopts);
   a.pair_gt = a.pair_loc = torch::zeros({0}, lopts);
@@ -79,7 +79,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
       // Negative side weights: no gradient (section 3.5).
       torch::NoGradGuard no_grad;
       auto pred_boxes = decode_boxes(points, dist.detach());  // [J, 4] B^_j
-      a.max_iou = box_iou(boxes, pred_boxes).amax(0);      // [J] u_j, max over all gts
+      a.max_iou = box_iou(boxes, pred_boxes).amax(0);         // [J] u_j, max over all gts
       if (num_pairs > 0) {
         auto v = 1.0 / (1.0 - a.max_iou.index_select(0, a.pair_loc)).clamp_min(kEps);  // [P]
         const float inf = std::numeric_limits<float>::infinity();
@@ -104,20 +104,20 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
 
     if (num_pairs > 0) {
       auto centers = (boxes.narrow(1, 0, 2) + boxes.narrow(1, 2, 2)) / 2;  // [N, 2] g_n
-      auto pair_points = points.index_select(0, a.pair_loc);              // [P, 2]
+      auto pair_points = points.index_select(0, a.pair_loc);               // [P, 2]
       a.prior = prior.forward(pair_points, grid.strides.to(fopts).index_select(0, a.pair_loc),
-                              centers.index_select(0, a.pair_gt), pair_cls);  // [P] G_nj
+                              centers.index_select(0, a.pair_gt), pair_cls);           // [P] G_nj
       auto target_ltrb = encode_boxes(pair_points, boxes.index_select(0, a.pair_gt));  // tau
-      a.giou = giou_ltrb(dist.index_select(0, a.pair_loc), target_ltrb);              // [P]
+      a.giou = giou_ltrb(dist.index_select(0, a.pair_loc), target_ltrb);               // [P]
       auto p_loc = torch::exp(-kGiouLambda * (1.0 - a.giou));
       auto p_cls = pi.index({a.pair_loc, pair_cls}) * omega.index_select(0, a.pair_loc);
-      a.joint = p_cls * p_loc;                                         // [P] P_nj
-      auto e = torch::exp(kConfidenceInvTau * a.joint) * a.prior;      // [P] C_nj * G_nj
+      a.joint = p_cls * p_loc;                                     // [P] P_nj
+      auto e = torch::exp(kConfidenceInvTau * a.joint) * a.prior;  // [P] C_nj * G_nj
       auto e_sum = torch::zeros({num_gts}, fopts).index_add(0, a.pair_gt, e);
       a.pos_weight = e / e_sum.index_select(0, a.pair_gt).clamp_min(kEps);  // [P] w+_nj
       a.bag_prob = torch::zeros({num_gts}, fopts).index_add(0, a.pair_gt, a.pos_weight * a.joint);
-      auto counts = torch::zeros({num_gts}, lopts).index_add(0, a.pair_gt,
-                                                              torch::ones({num_pairs}, lopts));
+      auto counts =
+          torch::zeros({num_gts}, lopts).index_add(0, a.pair_gt, torch::ones({num_pairs}, lopts));
       a.has_candidates = counts > 0;
       // BCE(P^bar, 1) = -log P^bar, clamped as PyTorch's BCE. Gts without a candidate are
       // left out: [OFF] gives them a constant 100 with zero gradient (section 3.9).
@@ -128,8 +128,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
   a.neg_weight = neg_weight;
   // y_jk = pi_jk * omega_j * w-_jk; focal BCE against 0 with gamma = 2, no alpha inside.
   auto y = pi * omega.unsqueeze(1) * neg_weight;
-  a.loss_neg_sum =
-      (y.pow(kFocalGamma) * -torch::log(1.0 - y).clamp_min(kLogClamp)).sum();
+  a.loss_neg_sum = (y.pow(kFocalGamma) * -torch::log(1.0 - y).clamp_min(kLogClamp)).sum();
   return a;
 }
 

@@ -70,8 +70,9 @@ torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores
   check_nms_args(boxes, scores, labels);
   const int64_t n = boxes.size(0);
   if (n == 0) return torch::zeros({0}, torch::kLong);
-  auto order = std::get<1>(scores.to(torch::kFloat).sort(/*stable=*/true, /*dim=*/0,
-                                                         /*descending=*/true));
+  auto order = std::get<1>(scores.to(torch::kFloat)
+                               .sort(/*stable=*/true, /*dim=*/0,
+                                     /*descending=*/true));
   auto sorted = boxes.to(torch::kFloat).index_select(0, order);
   // overlap[i][j]: sorted box i would suppress sorted box j (same label, IoU above threshold).
   auto overlap = box_iou(sorted, sorted) > iou_threshold;
@@ -113,9 +114,9 @@ ImageDetections postprocess(const HeadOutput& out, int64_t b, const std::vector<
     auto loc = top_idx.div(num_classes, "floor");
     auto label = top_idx.remainder(num_classes);
     const float s = static_cast<float>(strides[l]);
-    auto points = torch::stack({loc.remainder(w).to(torch::kFloat) * s,
-                                loc.div(w, "floor").to(torch::kFloat) * s},
-                               1);  // [D, 2]
+    auto points = torch::stack(
+        {loc.remainder(w).to(torch::kFloat) * s, loc.div(w, "floor").to(torch::kFloat) * s},
+        1);  // [D, 2]
     auto ltrb = out.distances[l][b].to(torch::kFloat).permute({1, 2, 0}).reshape({-1, 4});
     all_boxes.push_back(decode_boxes(points, ltrb.index_select(0, loc)));
     all_scores.push_back(top_scores);
@@ -131,14 +132,17 @@ ImageDetections postprocess(const HeadOutput& out, int64_t b, const std::vector<
   scores = scores.index_select(0, keep);
   labels = labels.index_select(0, keep);
   // Back to the original frame, clipped; boxes that end up empty are dropped.
-  auto scale = torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x,
-                              geometry.scale_y}, torch::kFloat).to(boxes.device());
+  auto scale =
+      torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
+                    torch::kFloat)
+          .to(boxes.device());
   boxes = boxes / scale;
   boxes.select(1, 0).clamp_(0, geometry.orig_width);
   boxes.select(1, 2).clamp_(0, geometry.orig_width);
   boxes.select(1, 1).clamp_(0, geometry.orig_height);
   boxes.select(1, 3).clamp_(0, geometry.orig_height);
-  auto nonempty = (boxes.select(1, 2) > boxes.select(1, 0)) & (boxes.select(1, 3) > boxes.select(1, 1));
+  auto nonempty =
+      (boxes.select(1, 2) > boxes.select(1, 0)) & (boxes.select(1, 3) > boxes.select(1, 1));
   det.boxes = boxes.index({nonempty});
   det.scores = scores.index({nonempty});
   det.labels = labels.index({nonempty});

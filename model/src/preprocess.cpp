@@ -19,7 +19,8 @@ cv::Mat wrap(const std::uint8_t* data, int w, int h, int type, int stride) {
 
 // BT.601 limited range ("video range") YUV -> RGB, the matrix of OpenCV's COLOR_YUV2RGB_NV12
 // and GStreamer's default for SD: R = 1.164 (Y - 16) + 1.596 (V - 128), and so on.
-constexpr double kYuvToRgb[3][3] = {{1.164, 0.0, 1.596}, {1.164, -0.391, -0.813}, {1.164, 2.018, 0.0}};
+constexpr double kYuvToRgb[3][3] = {
+    {1.164, 0.0, 1.596}, {1.164, -0.391, -0.813}, {1.164, 2.018, 0.0}};
 
 // The same as a 3x4 affine matrix over (Y, U, V, 1) for cv::transform, rows in output order.
 cv::Matx34f yuv_matrix(bool rgb) {
@@ -55,8 +56,8 @@ torch::Device torch_device(const Device& device) {
   }
   const int count = static_cast<int>(torch::cuda::device_count());
   if (device.index >= count) {
-    throw DeviceError("device '" + device.str() + "' requested, but only " +
-                      std::to_string(count) + " CUDA device(s) are present");
+    throw DeviceError("device '" + device.str() + "' requested, but only " + std::to_string(count) +
+                      " CUDA device(s) are present");
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device.index));
 }
@@ -65,8 +66,8 @@ Preprocessor::Preprocessor(const InputConfig& config) : config_(config) {}
 
 std::pair<int, int> Preprocessor::scaled_size(int width, int height) const {
   if (width < 1 || height < 1) {
-    throw std::invalid_argument("image size must be positive, got " + std::to_string(width) +
-                                "x" + std::to_string(height));
+    throw std::invalid_argument("image size must be positive, got " + std::to_string(width) + "x" +
+                                std::to_string(height));
   }
   double s;
   if (config_.resize == "fit") {
@@ -136,21 +137,21 @@ torch::Tensor Preprocessor::resize_to_u8(const ImageView& im, int ow, int oh) co
       // can show), then one affine BT.601 transform per pixel, saturating to 8 bits.
       const int cw = (w + 1) / 2, ch = (h + 1) / 2;
       std::vector<cv::Mat> yuv(3);
-      cv::resize(wrap(im.planes[0], w, h, CV_8UC1, im.strides[0]), yuv[0], cv::Size(ow, oh), 0,
-                 0, cv::INTER_LINEAR);
+      cv::resize(wrap(im.planes[0], w, h, CV_8UC1, im.strides[0]), yuv[0], cv::Size(ow, oh), 0, 0,
+                 cv::INTER_LINEAR);
       if (im.format == PixelFormat::kNV12) {
         cv::Mat uv;
-        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC2, im.strides[1]), uv, cv::Size(ow, oh), 0,
-                   0, cv::INTER_LINEAR);
+        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC2, im.strides[1]), uv, cv::Size(ow, oh), 0, 0,
+                   cv::INTER_LINEAR);
         std::vector<cv::Mat> parts;
         cv::split(uv, parts);
         yuv[1] = parts[0];
         yuv[2] = parts[1];
       } else {
-        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC1, im.strides[1]), yuv[1], cv::Size(ow, oh),
-                   0, 0, cv::INTER_LINEAR);
-        cv::resize(wrap(im.planes[2], cw, ch, CV_8UC1, im.strides[2]), yuv[2], cv::Size(ow, oh),
-                   0, 0, cv::INTER_LINEAR);
+        cv::resize(wrap(im.planes[1], cw, ch, CV_8UC1, im.strides[1]), yuv[1], cv::Size(ow, oh), 0,
+                   0, cv::INTER_LINEAR);
+        cv::resize(wrap(im.planes[2], cw, ch, CV_8UC1, im.strides[2]), yuv[2], cv::Size(ow, oh), 0,
+                   0, cv::INTER_LINEAR);
       }
       cv::Mat merged;
       cv::merge(yuv, merged);
@@ -190,17 +191,26 @@ torch::Tensor tensor_resize(const ImageView& im, int ow, int oh, bool rgb,
   const int64_t w = im.width, h = im.height;
   torch::Tensor chw;  // [3, h, w] RGB
   switch (im.format) {
-    case PixelFormat::kRGB: case PixelFormat::kRGBx: case PixelFormat::kRGBA:
-      chw = plane(0, h, w, pixel_format_bytes_per_pixel(im.format)).narrow(2, 0, 3).permute({2, 0, 1});
+    case PixelFormat::kRGB:
+    case PixelFormat::kRGBx:
+    case PixelFormat::kRGBA:
+      chw = plane(0, h, w, pixel_format_bytes_per_pixel(im.format))
+                .narrow(2, 0, 3)
+                .permute({2, 0, 1});
       break;
-    case PixelFormat::kBGR: case PixelFormat::kBGRx: case PixelFormat::kBGRA:
-      chw = plane(0, h, w, pixel_format_bytes_per_pixel(im.format)).narrow(2, 0, 3).flip({2})
+    case PixelFormat::kBGR:
+    case PixelFormat::kBGRx:
+    case PixelFormat::kBGRA:
+      chw = plane(0, h, w, pixel_format_bytes_per_pixel(im.format))
+                .narrow(2, 0, 3)
+                .flip({2})
                 .permute({2, 0, 1});
       break;
     case PixelFormat::kGRAY8:
       chw = plane(0, h, w, 1).permute({2, 0, 1}).expand({3, h, w});
       break;
-    case PixelFormat::kNV12: case PixelFormat::kI420: {
+    case PixelFormat::kNV12:
+    case PixelFormat::kI420: {
       auto y = plane(0, h, w, 1).select(2, 0);
       const int64_t ch = (h + 1) / 2, cw = (w + 1) / 2;
       torch::Tensor u, v;

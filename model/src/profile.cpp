@@ -40,8 +40,8 @@ Profile profile(const std::function<void()>& fn) {
     std::map<std::string, int> open_count;
     for (auto& ev : list) {
       if (ev.kind() == prof::EventKind::PushRange) {
-        const bool inside = !stack.empty() && (stack.back().inside_flop_op ||
-                                               stack.back().push->flops() > 0);
+        const bool inside =
+            !stack.empty() && (stack.back().inside_flop_op || stack.back().push->flops() > 0);
         stack.push_back({&ev, 0.0, inside});
         ++open_count[ev.name()];
       } else if (ev.kind() == prof::EventKind::PopRange && !stack.empty()) {

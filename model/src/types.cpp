@@ -14,10 +14,10 @@ struct FormatInfo {
 };
 
 constexpr FormatInfo kFormats[] = {
-    {PixelFormat::kRGB, "RGB", 1, 3},   {PixelFormat::kBGR, "BGR", 1, 3},
-    {PixelFormat::kRGBx, "RGBx", 1, 4}, {PixelFormat::kBGRx, "BGRx", 1, 4},
-    {PixelFormat::kRGBA, "RGBA", 1, 4}, {PixelFormat::kBGRA, "BGRA", 1, 4},
-    {PixelFormat::kNV12, "NV12", 2, 1}, {PixelFormat::kI420, "I420", 3, 1},
+    {PixelFormat::kRGB, "RGB", 1, 3},     {PixelFormat::kBGR, "BGR", 1, 3},
+    {PixelFormat::kRGBx, "RGBx", 1, 4},   {PixelFormat::kBGRx, "BGRx", 1, 4},
+    {PixelFormat::kRGBA, "RGBA", 1, 4},   {PixelFormat::kBGRA, "BGRA", 1, 4},
+    {PixelFormat::kNV12, "NV12", 2, 1},   {PixelFormat::kI420, "I420", 3, 1},
     {PixelFormat::kGRAY8, "GRAY8", 1, 1},
 };
 
@@ -89,9 +89,8 @@ ImageView ImageView::nv12(const std::uint8_t* y, int y_stride, const std::uint8_
   return v;
 }
 
-ImageView ImageView::i420(const std::uint8_t* y, int y_stride, const std::uint8_t* u,
-                          int u_stride, const std::uint8_t* v, int v_stride, int width,
-                          int height) {
+ImageView ImageView::i420(const std::uint8_t* y, int y_stride, const std::uint8_t* u, int u_stride,
+                          const std::uint8_t* v, int v_stride, int width, int height) {
   ImageView view;
   view.format = PixelFormat::kI420;
   view.width = width;
@@ -108,8 +107,8 @@ ImageView ImageView::i420(const std::uint8_t* y, int y_stride, const std::uint8_
 void ImageView::validate() const {
   const auto& fi = info(format);
   if (width <= 0 || height <= 0) {
-    throw std::invalid_argument("image size must be positive, got " + std::to_string(width) +
-                                "x" + std::to_string(height));
+    throw std::invalid_argument("image size must be positive, got " + std::to_string(width) + "x" +
+                                std::to_string(height));
   }
   for (int p = 0; p < fi.planes; ++p) {
     if (planes[p] == nullptr) {
@@ -122,8 +121,7 @@ void ImageView::validate() const {
     if (strides[p] < row) {
       throw std::invalid_argument(std::string(fi.name) + " image: stride of plane " +
                                   std::to_string(p) + " is " + std::to_string(strides[p]) +
-                                  ", less than the " + std::to_string(row) +
-                                  " bytes a row needs");
+                                  ", less than the " + std::to_string(row) + " bytes a row needs");
     }
   }
 }

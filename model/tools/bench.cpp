@@ -151,12 +151,13 @@ void run(const Options& o) {
         rows.push_back(row);
       }
       if (o.profile && !o.json) {
-        std::printf("\nprofile of %s at %lldx%lld, %d thread(s), one forward pass (%.1f ms "
-                    "under the profiler):\n",
-                    e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h),
-                    o.threads.front(), prof.wall_ms);
-        std::printf("%-40s %7s %10s %10s %9s %9s\n", "op", "calls", "self ms", "total ms",
-                    "GFLOPs", "GFLOP/s");
+        std::printf(
+            "\nprofile of %s at %lldx%lld, %d thread(s), one forward pass (%.1f ms "
+            "under the profiler):\n",
+            e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h),
+            o.threads.front(), prof.wall_ms);
+        std::printf("%-40s %7s %10s %10s %9s %9s\n", "op", "calls", "self ms", "total ms", "GFLOPs",
+                    "GFLOP/s");
         for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
           const auto& op = prof.ops[i];
           std::printf("%-40s %7lld %10.2f %10.2f %9.3f %9.1f\n", op.name.c_str(),
@@ -174,12 +175,13 @@ void run(const Options& o) {
               "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs", "GFLOP/s",
               "vs peer");
   for (const auto& r : rows) {
-    const std::string input = std::to_string(r["width"].get<int>()) + "x" +
-                              std::to_string(r["height"].get<int>());
-    std::printf("%-14s %-10s %-10s %3d %5d %10.2f %10.2f %8.1f", r["model"].get<std::string>().c_str(),
-                r["runtime"].get<std::string>().c_str(), input.c_str(), r["threads"].get<int>(),
-                r["batch"].get<int>(), r["latency_ms_median"].get<double>(),
-                r["latency_ms_p90"].get<double>(), r["fps"].get<double>());
+    const std::string input =
+        std::to_string(r["width"].get<int>()) + "x" + std::to_string(r["height"].get<int>());
+    std::printf("%-14s %-10s %-10s %3d %5d %10.2f %10.2f %8.1f",
+                r["model"].get<std::string>().c_str(), r["runtime"].get<std::string>().c_str(),
+                input.c_str(), r["threads"].get<int>(), r["batch"].get<int>(),
+                r["latency_ms_median"].get<double>(), r["latency_ms_p90"].get<double>(),
+                r["fps"].get<double>());
     if (r.contains("gflops")) {
       std::printf(" %8.2f %9.1f", r["gflops"].get<double>(), r["gflops_per_s"].get<double>());
     } else {

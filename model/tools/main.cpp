@@ -32,7 +32,8 @@ void add_info(CLI::App& app) {
   auto preset = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   cmd->add_option("model", *model, "model file (.pt)");
-  cmd->add_option("--preset", *preset, "a built-in preset instead of a file (r50-fpn, r18-fpn, face-rt)");
+  cmd->add_option("--preset", *preset,
+                  "a built-in preset instead of a file (r50-fpn, r18-fpn, face-rt)");
   cmd->add_flag("--json", *json, "print the full config as JSON");
   cmd->callback([=] {
     if (model->empty() == preset->empty()) {
@@ -46,22 +47,24 @@ void add_info(CLI::App& app) {
     AutoAssign net(config);
     const auto& c = config;
     std::cout << "source        " << (preset->empty() ? *model : "preset " + *preset) << "\n";
-    if (preset->empty()) std::cout << "format        " << kModelFormatTag << " v" << kModelFormatVersion << "\n";
+    if (preset->empty())
+      std::cout << "format        " << kModelFormatTag << " v" << kModelFormatVersion << "\n";
     std::cout << "name          " << c.name << "\n"
               << "classes       " << c.num_classes << ":";
-    for (size_t i = 0; i < c.class_names.size() && i < 10; ++i) std::cout << " " << c.class_names[i];
+    for (size_t i = 0; i < c.class_names.size() && i < 10; ++i)
+      std::cout << " " << c.class_names[i];
     if (c.class_names.size() > 10) std::cout << " ...";
     std::cout << "\nbackbone      " << c.backbone.type << ", norm " << c.backbone.norm
               << ", freeze_at " << c.backbone.freeze_at << "\n"
-              << "fpn           P" << c.fpn.levels.front() << "-P" << c.fpn.levels.back()
-              << ", " << c.fpn.channels << " channels, strides " << join(c.strides()) << "\n"
+              << "fpn           P" << c.fpn.levels.front() << "-P" << c.fpn.levels.back() << ", "
+              << c.fpn.channels << " channels, strides " << join(c.strides()) << "\n"
               << "head          " << c.head.num_convs << " convs per tower, norm " << c.head.norm
               << "\n"
               << "input         "
-              << (c.input.resize == "fit"
-                      ? "fit " + std::to_string(c.input.width) + "x" + std::to_string(c.input.height)
-                      : "short " + std::to_string(c.input.short_side) + " / long " +
-                            std::to_string(c.input.long_side))
+              << (c.input.resize == "fit" ? "fit " + std::to_string(c.input.width) + "x" +
+                                                std::to_string(c.input.height)
+                                          : "short " + std::to_string(c.input.short_side) +
+                                                " / long " + std::to_string(c.input.long_side))
               << ", " << c.input.channel_order << ", mean " << c.input.mean[0] << ","
               << c.input.mean[1] << "," << c.input.mean[2] << ", std " << c.input.std[0] << ","
               << c.input.std[1] << "," << c.input.std[2] << "\n"
@@ -88,7 +91,8 @@ void add_init(CLI::App& app) {
       throw CLI::ValidationError("init", "give exactly one of --preset or --config");
     }
     torch::manual_seed(static_cast<uint64_t>(*seed));
-    AutoAssign net(preset->empty() ? ModelConfig::from_file(*config) : ModelConfig::preset(*preset));
+    AutoAssign net(preset->empty() ? ModelConfig::from_file(*config)
+                                   : ModelConfig::preset(*preset));
     save_model(*output, net);
     std::cout << "wrote " << *output << "\n";
   });

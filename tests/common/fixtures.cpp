@@ -99,9 +99,9 @@ std::string train_square_model() {
       const int s = size(rng);
       const int x = pos(rng) % (96 - s), y = pos(rng) % (96 - s);
       cv::Mat img = square_picture(96, 96, cv::Rect(x, y, s, s), static_cast<unsigned>(rng()));
-      images.push_back(pre(ImageView::packed(PixelFormat::kBGR, img.data, 96, 96,
-                                             static_cast<int>(img.step)),
-                           nullptr));
+      images.push_back(
+          pre(ImageView::packed(PixelFormat::kBGR, img.data, 96, 96, static_cast<int>(img.step)),
+              nullptr));
       targets.push_back({torch::tensor({{float(x), float(y), float(x + s), float(y + s)}}),
                          torch::zeros({1}, torch::kLong)});
     }

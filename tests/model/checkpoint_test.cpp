@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The model file: bit-identical round trip, and a named error for every kind of bad file.
-#include <gtest/gtest.h>
+#include "autoassign/checkpoint.h"
 
 #include <filesystem>
 #include <fstream>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "autoassign/checkpoint.h"
 #include "autoassign/types.h"
 #include "fixtures.h"
 

@@ -2,12 +2,12 @@
 // The Detector facade on a tiny model trained in-process to find a bright square: it finds
 // it, every pixel format of the same picture gives the same detections as RGB, a batch equals
 // one-by-one, and bad options or frames give named errors.
-#include <gtest/gtest.h>
+#include "autoassign/detector.h"
 
+#include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
-#include "autoassign/detector.h"
 #include "autoassign/preprocess.h"
 #include "fixtures.h"
 

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Grid order, box coding round trip, and per-level shapes of each preset.
 #include <gtest/gtest.h>
-
 #include <torch/torch.h>
 
 #include "autoassign/box_coder.h"
@@ -27,7 +26,8 @@ TEST(Grid, LevelsInOrderRowMajorNoOffset) {
 TEST(BoxCoder, EncodeDecodeRoundTrip) {
   torch::manual_seed(0);
   auto points = torch::rand({100, 2}) * 500;
-  auto boxes = torch::cat({points - torch::rand({100, 2}) * 50, points + torch::rand({100, 2}) * 50}, 1);
+  auto boxes =
+      torch::cat({points - torch::rand({100, 2}) * 50, points + torch::rand({100, 2}) * 50}, 1);
   auto ltrb = encode_boxes(points, boxes);
   EXPECT_TRUE((ltrb >= 0).all().item<bool>());
   EXPECT_TRUE(torch::allclose(decode_boxes(points, ltrb), boxes, 1e-5, 1e-4));
@@ -74,9 +74,9 @@ TEST(Presets, LevelShapesAndStridesAtOddInput) {
     Preprocessor pre(config.input);
     cv::Mat frame = testing::square_picture(333, 217, cv::Rect(10, 10, 50, 50));
     ImageGeometry geo;
-    auto input = pre(ImageView::packed(PixelFormat::kBGR, frame.data, 333, 217,
-                                       static_cast<int>(frame.step)),
-                     &geo);
+    auto input = pre(
+        ImageView::packed(PixelFormat::kBGR, frame.data, 333, 217, static_cast<int>(frame.step)),
+        &geo);
     const int64_t h = input.size(1), w = input.size(2);
     EXPECT_EQ(h % 32, 0);
     EXPECT_EQ(w % 32, 0);

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The assignment and the losses against plain double-precision loops over the formulas of
 // AUTOASSIGN.md sections 2-3, on hand-built boxes over a small two-level grid.
-#include <gtest/gtest.h>
+#include "autoassign/loss.h"
 
 #include <cmath>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "autoassign/loss.h"
 #include "autoassign/model.h"
 #include "fixtures.h"
 
@@ -24,7 +24,7 @@ struct Scene {
   std::vector<int> strides = {8, 16};
   std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 5}, {3, 3}};
   int64_t K = 2;
-  HeadOutput out;   // NCHW, batch 1
+  HeadOutput out;  // NCHW, batch 1
   Grid grid;
   CenterPrior prior{2};
 
@@ -56,9 +56,24 @@ struct Scene {
   double z(int64_t j, int64_t k) const { return at(out.cls_logits, j, k); }
   double o(int64_t j) const { return at(out.obj_logits, j, 0); }
   double d(int64_t j, int64_t c) const { return at(out.distances, j, c); }
-  double px(int64_t j) const { int l; int64_t u, v; locate(j, l, u, v); return double(u) * strides[l]; }
-  double py(int64_t j) const { int l; int64_t u, v; locate(j, l, u, v); return double(v) * strides[l]; }
-  double s(int64_t j) const { int l; int64_t u, v; locate(j, l, u, v); return strides[l]; }
+  double px(int64_t j) const {
+    int l;
+    int64_t u, v;
+    locate(j, l, u, v);
+    return double(u) * strides[l];
+  }
+  double py(int64_t j) const {
+    int l;
+    int64_t u, v;
+    locate(j, l, u, v);
+    return double(v) * strides[l];
+  }
+  double s(int64_t j) const {
+    int l;
+    int64_t u, v;
+    locate(j, l, u, v);
+    return strides[l];
+  }
 
   double at(const std::vector<torch::Tensor>& t, int64_t j, int64_t c) const {
     int l;
@@ -90,11 +105,11 @@ double giou(const double a[4], const double b[4]) {
 
 // Everything of section 3 for one image, by loops in double precision.
 struct Reference {
-  std::vector<std::vector<bool>> inside;       // [N][J]
+  std::vector<std::vector<bool>> inside;              // [N][J]
   std::vector<std::vector<double>> G, Giou, P, wpos;  // [N][J] (0 outside)
-  std::vector<double> bag;                     // [N]
-  std::vector<double> u;                       // [J]
-  std::vector<std::vector<double>> wneg;       // [J][K]
+  std::vector<double> bag;                            // [N]
+  std::vector<double> u;                              // [J]
+  std::vector<std::vector<double>> wneg;              // [J][K]
   double loss_pos = 0, loss_neg = 0, prior_sum = 0;
   int candidates = 0;
 };
@@ -135,7 +150,8 @@ Reference reference(const Scene& sc, const std::vector<Box>& gts) {
                   std::exp(-(dy - my) * (dy - my) / (2 * sy * sy));
       const double pred[4] = {x - sc.d(j, 0), y - sc.d(j, 1), x + sc.d(j, 2), y + sc.d(j, 3)};
       r.Giou[n][j] = giou(pred, b);
-      r.P[n][j] = sigmoid(sc.z(j, g.label)) * sigmoid(sc.o(j)) * std::exp(-5.0 * (1 - r.Giou[n][j]));
+      r.P[n][j] =
+          sigmoid(sc.z(j, g.label)) * sigmoid(sc.o(j)) * std::exp(-5.0 * (1 - r.Giou[n][j]));
       e[j] = std::exp(3.0 * r.P[n][j]) * r.G[n][j];
       esum += e[j];
       r.prior_sum += r.G[n][j];
@@ -254,8 +270,8 @@ TEST(Assignment, BoxWithExactlyOneInteriorLocation) {
   const auto a = assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts), *sc.prior);
   ASSERT_EQ(a.pair_gt.numel(), 1);
   const int64_t j = a.pair_loc[0].item<int64_t>();
-  EXPECT_EQ(j, 1 * 5 + 1);  // (u, v) = (1, 1) on P3
-  EXPECT_FLOAT_EQ(a.pos_weight[0].item<float>(), 1.0f);  // w+ = 1
+  EXPECT_EQ(j, 1 * 5 + 1);                                  // (u, v) = (1, 1) on P3
+  EXPECT_FLOAT_EQ(a.pos_weight[0].item<float>(), 1.0f);     // w+ = 1
   EXPECT_FLOAT_EQ(a.neg_weight[j][1].item<float>(), 0.0f);  // f = 1, so w- = 0
   EXPECT_FLOAT_EQ(a.neg_weight[j][0].item<float>(), 1.0f);
 }
@@ -274,8 +290,8 @@ TEST(Assignment, BoxWithNoInteriorLocation) {
 TEST(Assignment, BorderPointIsOutside) {
   // x = 16 lies exactly on x2 = 16: outside (strict inequality).
   Scene sc(6);
-  const auto a = assign_image(flatten_outputs(sc.out)[0], sc.grid,
-                              make_target({{4, 4, 16, 12, 0}}), *sc.prior);
+  const auto a = assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target({{4, 4, 16, 12, 0}}),
+                              *sc.prior);
   ASSERT_EQ(a.pair_gt.numel(), 1);
   EXPECT_EQ(a.pair_loc[0].item<int64_t>(), 1 * 5 + 1);  // only (8, 8)
 }
@@ -366,7 +382,8 @@ TEST_F(InitialModel, OneGtGivesFinitePositiveLossesAndPriorGradients) {
   EXPECT_GT(losses["loss_pos"].item<double>(), 1.0);
   EXPECT_LT(losses["loss_neg"].item<double>(), 0.05);
   (losses["loss_pos"] + losses["loss_neg"] + losses["loss_center"]).backward();
-  const auto mu_grad = model->center_prior->mu.grad(), sigma_grad = model->center_prior->sigma.grad();
+  const auto mu_grad = model->center_prior->mu.grad(),
+             sigma_grad = model->center_prior->sigma.grad();
   EXPECT_GT(mu_grad[2].abs().sum().item<double>(), 0.0);
   EXPECT_GT(sigma_grad[2].abs().sum().item<double>(), 0.0);
   // Classes without a gt get no gradient from the data terms.

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: MIT
 // NMS against a brute-force reference, and the post-processing of section 5.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <random>
 #include <set>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "autoassign/box_coder.h"
@@ -36,8 +35,7 @@ std::vector<int64_t> brute_force_nms(const std::vector<std::array<double, 4>>& b
       const double iw = std::max(0.0, std::min(a[2], b[2]) - std::max(a[0], b[0]));
       const double ih = std::max(0.0, std::min(a[3], b[3]) - std::max(a[1], b[1]));
       const double inter = iw * ih;
-      const double uni =
-          (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+      const double uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
       if (labels[*it] == labels[best] && inter / uni > thr) {
         it = remaining.erase(it);
       } else {
@@ -98,7 +96,8 @@ TEST(Nms, PairExactlyAtThresholdIsKept) {
 }
 
 TEST(Nms, ClassAwareKeepsOverlappingBoxesOfOtherClasses) {
-  auto boxes = torch::tensor({{0.f, 0.f, 10.f, 10.f}, {1.f, 1.f, 10.f, 10.f}, {0.f, 0.f, 9.f, 9.f}});
+  auto boxes =
+      torch::tensor({{0.f, 0.f, 10.f, 10.f}, {1.f, 1.f, 10.f, 10.f}, {0.f, 0.f, 9.f, 9.f}});
   auto scores = torch::tensor({0.9f, 0.8f, 0.7f});
   auto labels = torch::tensor({0, 1, 0}, torch::kLong);
   EXPECT_EQ(to_vec(nms(boxes, scores, 0.5, labels)), (std::vector<int64_t>{0, 1}));
@@ -119,8 +118,8 @@ TEST(Nms, RejectsBadShapes) {
 HeadOutput one_level(float fill_logit) {
   HeadOutput out;
   out.cls_logits.push_back(torch::full({1, 2, 4, 4}, fill_logit));
-  out.obj_logits.push_back(torch::zeros({1, 1, 4, 4}));        // omega = 0.5
-  out.distances.push_back(torch::full({1, 4, 4, 4}, 4.0f));     // 8x8 boxes about each point
+  out.obj_logits.push_back(torch::zeros({1, 1, 4, 4}));      // omega = 0.5
+  out.distances.push_back(torch::full({1, 4, 4, 4}, 4.0f));  // 8x8 boxes about each point
   return out;
 }
 

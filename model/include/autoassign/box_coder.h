@@ -11,8 +11,8 @@ namespace autoassign {
 /// The locations of all pyramid levels, P3 first, row-major inside a level (AUTOASSIGN.md
 /// 1.5): location (u, v) of a level with stride s sits at (u*s, v*s), no half-stride offset.
 struct Grid {
-  torch::Tensor points;   // [J, 2] (x, y), float
-  torch::Tensor strides;  // [J] stride of each location's level, float
+  torch::Tensor points;              // [J, 2] (x, y), float
+  torch::Tensor strides;             // [J] stride of each location's level, float
   std::vector<int64_t> level_sizes;  // H*W per level
   std::vector<int64_t> heights, widths;
 };

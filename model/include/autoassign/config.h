@@ -31,8 +31,8 @@ struct FpnConfig {
 
 struct HeadConfig {
   int channels = 256;
-  int num_convs = 4;         ///< convs per tower
-  std::string norm = "gn";   ///< "gn" (the paper's), "bn" (foldable for CPU speed) or "none"
+  int num_convs = 4;        ///< convs per tower
+  std::string norm = "gn";  ///< "gn" (the paper's), "bn" (foldable for CPU speed) or "none"
   int gn_groups = 32;
 };
 

@@ -28,7 +28,8 @@ TORCH_MODULE(FrozenBatchNorm2d);
 int64_t group_norm_groups(int64_t channels, int64_t preferred = 32);
 
 struct ConvNormActOptions {
-  ConvNormActOptions(int64_t in, int64_t out, int64_t kernel) : in_(in), out_(out), kernel_(kernel) {}
+  ConvNormActOptions(int64_t in, int64_t out, int64_t kernel)
+      : in_(in), out_(out), kernel_(kernel) {}
   TORCH_ARG(int64_t, in);
   TORCH_ARG(int64_t, out);
   TORCH_ARG(int64_t, kernel);

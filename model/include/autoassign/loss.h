@@ -43,19 +43,19 @@ std::vector<FlatOutputs> flatten_outputs(const HeadOutput& out);
 /// Everything the assignment computes for one image; the loss uses it and the tests check it.
 /// Candidate pairs are (gt n, location j) with j strictly inside box n, in n-major order.
 struct ImageAssignment {
-  torch::Tensor pair_gt;     // [P] int64 n
-  torch::Tensor pair_loc;    // [P] int64 j
-  torch::Tensor prior;       // [P] G_nj (with grad to mu, sigma)
-  torch::Tensor giou;        // [P] GIoU(B^_j, b_n)
-  torch::Tensor joint;       // [P] P_nj = pi_{j,c_n} * omega_j * exp(-lambda (1 - GIoU))
-  torch::Tensor pos_weight;  // [P] w+_nj
-  torch::Tensor bag_prob;    // [N] P^bar_n (0 for a gt with no candidate)
+  torch::Tensor pair_gt;         // [P] int64 n
+  torch::Tensor pair_loc;        // [P] int64 j
+  torch::Tensor prior;           // [P] G_nj (with grad to mu, sigma)
+  torch::Tensor giou;            // [P] GIoU(B^_j, b_n)
+  torch::Tensor joint;           // [P] P_nj = pi_{j,c_n} * omega_j * exp(-lambda (1 - GIoU))
+  torch::Tensor pos_weight;      // [P] w+_nj
+  torch::Tensor bag_prob;        // [N] P^bar_n (0 for a gt with no candidate)
   torch::Tensor has_candidates;  // [N] bool
-  torch::Tensor max_iou;     // [J] u_j (no grad)
-  torch::Tensor neg_weight;  // [J, K] w-_jk = 1 - Phi_jk (no grad)
-  torch::Tensor loss_pos_sum;   // scalar: sum_n -log P^bar_n over gts with candidates
-  torch::Tensor loss_neg_sum;   // scalar: sum_jk y^2 * -log(1 - y)
-  torch::Tensor prior_sum;      // scalar: sum_nj G_nj m_nj (with grad)
+  torch::Tensor max_iou;         // [J] u_j (no grad)
+  torch::Tensor neg_weight;      // [J, K] w-_jk = 1 - Phi_jk (no grad)
+  torch::Tensor loss_pos_sum;    // scalar: sum_n -log P^bar_n over gts with candidates
+  torch::Tensor loss_neg_sum;    // scalar: sum_jk y^2 * -log(1 - y)
+  torch::Tensor prior_sum;       // scalar: sum_nj G_nj m_nj (with grad)
 };
 
 /// Runs the assignment of section 3.10 for one image.

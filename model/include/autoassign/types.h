@@ -48,8 +48,8 @@ struct ImageView {
   /// One-plane image (RGB/BGR/RGBx/BGRx/RGBA/BGRA/GRAY8); stride 0 means tightly packed.
   static ImageView packed(PixelFormat format, const std::uint8_t* data, int width, int height,
                           int stride = 0);
-  static ImageView nv12(const std::uint8_t* y, int y_stride, const std::uint8_t* uv,
-                        int uv_stride, int width, int height);
+  static ImageView nv12(const std::uint8_t* y, int y_stride, const std::uint8_t* uv, int uv_stride,
+                        int width, int height);
   static ImageView i420(const std::uint8_t* y, int y_stride, const std::uint8_t* u, int u_stride,
                         const std::uint8_t* v, int v_stride, int width, int height);
 
