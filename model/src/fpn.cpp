@@ -12,25 +12,20 @@ FpnImpl::FpnImpl(const FpnConfig& config, const std::vector<int64_t>& in_channel
   TORCH_CHECK(in_channels.size() == num_inputs, "Fpn: levels up to P", max_level, " need ",
               num_inputs, " backbone features, got ", in_channels.size());
   const int64_t c = config.channels;
+  // Plain convs with bias: no normalisation in the FPN.
+  auto conv = [](int64_t in, int64_t out, int64_t k, int64_t stride) {
+    return ConvNormAct(ConvNormActOptions(in, out, k).stride(stride).norm("none").relu(false));
+  };
   for (size_t i = 0; i < num_inputs; ++i) {
     const auto name = std::to_string(i + 3);
-    lateral_.push_back(register_module(
-        "lateral" + name, torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels[i], c, 1))));
-    output_.push_back(register_module(
-        "output" + name, torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1))));
+    lateral_.push_back(register_module("lateral" + name, conv(in_channels[i], c, 1, 1)));
+    output_.push_back(register_module("output" + name, conv(c, c, 3, 1)));
   }
   // P6 comes from C5 ("on_input"), not P5: the cvpods AutoAssign was trained that way.
-  if (max_level >= 6) {
-    p6_ = register_module(
-        "p6",
-        torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels.back(), c, 3).stride(2).padding(1)));
-  }
-  if (max_level >= 7) {
-    p7_ = register_module(
-        "p7", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).stride(2).padding(1)));
-  }
+  if (max_level >= 6) p6_ = register_module("p6", conv(in_channels.back(), c, 3, 2));
+  if (max_level >= 7) p7_ = register_module("p7", conv(c, c, 3, 2));
   for (auto& m : modules(/*include_self=*/false)) {
-    if (auto* conv = m->as<torch::nn::Conv2dImpl>()) c2_xavier_fill(conv->weight, conv->bias);
+    if (auto* unit = m->as<ConvNormActImpl>()) c2_xavier_fill(unit->weight, unit->bias);
   }
 }
 

@@ -20,7 +20,7 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
   register_module("cls_tower", cls_tower_);
   register_module("reg_tower", reg_tower_);
   auto pred = [&](int64_t out) {
-    return torch::nn::Conv2d(torch::nn::Conv2dOptions(c, out, 3).padding(1));
+    return ConvNormAct(ConvNormActOptions(c, out, 3).norm("none").relu(false));
   };
   cls_pred = register_module("cls_pred", pred(num_classes));
   reg_pred = register_module("reg_pred", pred(4));
@@ -32,10 +32,6 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
     if (auto* unit = m->as<ConvNormActImpl>()) {
       torch::nn::init::normal_(unit->weight, 0.0, 0.01);
       if (unit->bias.defined()) unit->bias.zero_();
-    }
-    if (auto* conv = m->as<torch::nn::Conv2dImpl>()) {
-      torch::nn::init::normal_(conv->weight, 0.0, 0.01);
-      conv->bias.zero_();
     }
   }
   cls_pred->bias.fill_(-std::log((1.0 - kClsPriorProb) / kClsPriorProb));  // -ln 49

@@ -20,6 +20,14 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
   return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
 }
 
+namespace {
+thread_local FlopCounter* tls_flop_counter = nullptr;
+}  // namespace
+
+FlopCounter::FlopCounter() : previous_(tls_flop_counter) { tls_flop_counter = this; }
+FlopCounter::~FlopCounter() { tls_flop_counter = previous_; }
+FlopCounter* FlopCounter::current() { return tls_flop_counter; }
+
 int64_t group_norm_groups(int64_t channels, int64_t preferred) {
   int64_t g = preferred;
   while (g > 1 && channels % g != 0) g /= 2;
@@ -50,6 +58,10 @@ ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& options_) : options(o
 torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
   const int64_t pad = options.kernel() / 2;
   auto y = torch::conv2d(x, weight, bias, {options.stride(), options.stride()}, {pad, pad});
+  if (auto* counter = FlopCounter::current()) {
+    counter->add(2.0 * static_cast<double>(y.numel()) *
+                 static_cast<double>(options.in() * options.kernel() * options.kernel()));
+  }
   if (!fused_) {
     if (bn_) y = bn_->forward(y);
     if (frozen_bn_) y = frozen_bn_->forward(y);

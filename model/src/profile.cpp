@@ -12,9 +12,7 @@ namespace autoassign {
 Profile profile(const std::function<void()>& fn) {
   namespace prof = torch::autograd::profiler;
   namespace impl = torch::profiler::impl;
-  impl::ProfilerConfig config(impl::ProfilerState::CPU, /*report_input_shapes=*/true,
-                              /*profile_memory=*/false, /*with_stack=*/false,
-                              /*with_flops=*/true);
+  impl::ProfilerConfig config(impl::ProfilerState::CPU, /*report_input_shapes=*/true);
   Profile result;
   const auto t0 = std::chrono::steady_clock::now();
   prof::enableProfilerLegacy(config);
@@ -34,15 +32,12 @@ Profile profile(const std::function<void()>& fn) {
     struct Open {
       prof::LegacyEvent* push;
       double child_us;
-      bool inside_flop_op;
     };
     std::vector<Open> stack;
     std::map<std::string, int> open_count;
     for (auto& ev : list) {
       if (ev.kind() == prof::EventKind::PushRange) {
-        const bool inside =
-            !stack.empty() && (stack.back().inside_flop_op || stack.back().push->flops() > 0);
-        stack.push_back({&ev, 0.0, inside});
+        stack.push_back({&ev, 0.0});
         ++open_count[ev.name()];
       } else if (ev.kind() == prof::EventKind::PopRange && !stack.empty()) {
         Open open = stack.back();
@@ -53,9 +48,13 @@ Profile profile(const std::function<void()>& fn) {
         s.calls += 1;
         s.self_ms += (us - open.child_us) / 1000.0;
         if (--open_count[s.name] == 0) s.total_ms += us / 1000.0;
-        if (!open.inside_flop_op && open.push->flops() > 0) {
-          s.flops += static_cast<double>(open.push->flops());
-          result.total_flops += static_cast<double>(open.push->flops());
+        const auto shapes = open.push->shapes();
+        if (!shapes.empty() && !shapes[0].empty()) {
+          std::string key = "[";
+          for (size_t i = 0; i < shapes[0].size(); ++i) {
+            key += (i ? ", " : "") + std::to_string(shapes[0][i]);
+          }
+          ++s.input_shapes[key + "]"];
         }
         if (!stack.empty()) stack.back().child_us += us;
       }

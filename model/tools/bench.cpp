@@ -125,12 +125,15 @@ void run(const Options& o) {
         auto out = e.model->forward(input);
         (void)out;
       };
-      Profile prof;
+      torch::set_num_threads(o.threads.front());
+      double flops = 0;
       {
-        torch::set_num_threads(o.threads.front());
+        FlopCounter counter;
         forward();
-        prof = profile(forward);
+        flops = counter.flops();
       }
+      Profile prof;
+      if (o.profile) prof = profile(forward);
       for (int t : o.threads) {
         torch::set_num_threads(t);
         auto timing = time_runs(forward, o.warmup, o.runs);
@@ -143,8 +146,8 @@ void run(const Options& o) {
                               {"latency_ms_median", timing.median},
                               {"latency_ms_p90", timing.p90},
                               {"fps", 1000.0 * o.batch / timing.median},
-                              {"gflops", prof.total_flops / 1e9},
-                              {"gflops_per_s", prof.total_flops / 1e9 / (timing.median / 1000.0)}};
+                              {"gflops", flops / 1e9},
+                              {"gflops_per_s", flops / 1e9 / (timing.median / 1000.0)}};
         for (const auto& [pt, pms] : peer_ms) {
           if (pt == t) row["ratio_vs_peer"] = timing.median / pms;
         }
@@ -156,13 +159,23 @@ void run(const Options& o) {
             "under the profiler):\n",
             e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h),
             o.threads.front(), prof.wall_ms);
-        std::printf("%-40s %7s %10s %10s %9s %9s\n", "op", "calls", "self ms", "total ms", "GFLOPs",
-                    "GFLOP/s");
+        std::printf("%-40s %7s %10s %10s\n", "op", "calls", "self ms", "total ms");
         for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
           const auto& op = prof.ops[i];
-          std::printf("%-40s %7lld %10.2f %10.2f %9.3f %9.1f\n", op.name.c_str(),
-                      static_cast<long long>(op.calls), op.self_ms, op.total_ms, op.flops / 1e9,
-                      op.total_ms > 0 ? op.flops / 1e9 / (op.total_ms / 1000.0) : 0.0);
+          std::printf("%-40s %7lld %10.2f %10.2f\n", op.name.c_str(),
+                      static_cast<long long>(op.calls), op.self_ms, op.total_ms);
+        }
+        // Where the convolutions went: oneDNN, or LibTorch's im2col + BLAS fallback (taken
+        // for batch 1 when the input has <= 20480 elements, i.e. small maps).
+        for (const auto& op : prof.ops) {
+          if (op.name != "aten::_slow_conv2d_forward" && op.name != "aten::mkldnn_convolution") {
+            continue;
+          }
+          std::printf("%s input shapes:", op.name.c_str());
+          for (const auto& [shape, calls] : op.input_shapes) {
+            std::printf(" %s x%lld", shape.c_str(), static_cast<long long>(calls));
+          }
+          std::printf("\n");
         }
       }
     }

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "autoassign/config.h"
+#include "autoassign/layers.h"
 
 namespace autoassign {
 
@@ -20,8 +21,8 @@ class FpnImpl : public torch::nn::Module {
 
  private:
   FpnConfig config_;
-  std::vector<torch::nn::Conv2d> lateral_, output_;
-  torch::nn::Conv2d p6_{nullptr}, p7_{nullptr};
+  std::vector<ConvNormAct> lateral_, output_;
+  ConvNormAct p6_{nullptr}, p7_{nullptr};
 };
 TORCH_MODULE(Fpn);
 

@@ -29,7 +29,7 @@ class HeadImpl : public torch::nn::Module {
   HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> strides);
   HeadOutput forward(const std::vector<torch::Tensor>& pyramid);
 
-  torch::nn::Conv2d cls_pred{nullptr}, reg_pred{nullptr}, obj_pred{nullptr};
+  ConvNormAct cls_pred{nullptr}, reg_pred{nullptr}, obj_pred{nullptr};
   torch::Tensor scales;  // [L] beta_l
 
  private:

@@ -64,6 +64,23 @@ class ConvNormActImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvNormAct);
 
+/// While alive, adds the FLOPs (2 x multiply-adds) of every ConvNormAct forward on this thread.
+/// All convolutions of the model are ConvNormAct units, so this is the model's conv FLOPs.
+class FlopCounter {
+ public:
+  FlopCounter();
+  ~FlopCounter();
+  FlopCounter(const FlopCounter&) = delete;
+  FlopCounter& operator=(const FlopCounter&) = delete;
+  double flops() const { return flops_; }
+  static FlopCounter* current();
+  void add(double flops) { flops_ += flops; }
+
+ private:
+  double flops_ = 0;
+  FlopCounter* previous_;
+};
+
 /// Calls fuse() on every ConvNormAct below `module` (put the model in eval() first).
 void fuse_conv_norm(torch::nn::Module& module);
 
