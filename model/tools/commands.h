@@ -9,6 +9,7 @@ namespace autoassign::cli {
 void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_train(CLI::App& app);
 
 /// Model config from exactly one of --preset / --config (or a default preset).
 struct ModelSource {

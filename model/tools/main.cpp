@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   autoassign::cli::add_info(app);
   autoassign::cli::add_init(app);
+  autoassign::cli::add_train(app);
   autoassign::cli::add_bench(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: MIT
+#include "autoassign/dataset.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace autoassign {
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail_at(const std::string& file, int line, const std::string& what) {
+  throw std::runtime_error(file + ":" + std::to_string(line) + ": " + what);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Strict integer parse of a whole token.
+bool parse_int(const std::string& token, long& out) {
+  if (token.empty()) return false;
+  size_t pos = 0;
+  try {
+    out = std::stol(token, &pos);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return pos == token.size();
+}
+
+bool parse_float(const std::string& token, double& out) {
+  if (token.empty()) return false;
+  size_t pos = 0;
+  try {
+    out = std::stod(token, &pos);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return pos == token.size();
+}
+
+}  // namespace
+
+void Dataset::append(const Dataset& other) {
+  if (other.class_names != class_names) {
+    throw std::runtime_error("cannot combine datasets '" + name + "' and '" + other.name +
+                             "': their class names differ");
+  }
+  samples.insert(samples.end(), other.samples.begin(), other.samples.end());
+  for (const auto& [k, v] : other.skipped) skipped[other.name + ": " + k] += v;
+  name += "+" + other.name;
+}
+
+std::string Dataset::summary() const {
+  size_t objects = 0, ignored = 0;
+  for (const auto& s : samples) {
+    for (const auto& o : s.objects) (o.ignore ? ignored : objects) += 1;
+  }
+  std::string text = name + ": " + std::to_string(samples.size()) + " images, " +
+                     std::to_string(objects) + " objects, " + std::to_string(ignored) +
+                     " ignored, " + std::to_string(class_names.size()) + " classes";
+  for (const auto& [what, n] : skipped) text += "; skipped " + std::to_string(n) + " " + what;
+  return text;
+}
+
+Dataset load_widerface(const std::string& root, const std::string& split) {
+  if (split != "train" && split != "val") {
+    throw std::invalid_argument("WIDER FACE split must be train or val, got '" + split + "'");
+  }
+  const std::string txt = root + "/wider_face_split/wider_face_" + split + "_bbx_gt.txt";
+  const std::string images = root + "/WIDER_" + split + "/images";
+  std::ifstream in(txt);
+  if (!in) throw std::runtime_error(txt + ": cannot open WIDER FACE annotation file");
+  Dataset ds;
+  ds.name = "widerface-" + split;
+  ds.class_names = {"face"};
+  std::string line;
+  int line_no = 0;
+  auto next = [&](const char* what) {
+    if (!std::getline(in, line)) {
+      fail_at(txt, line_no + 1, std::string("file ends where ") + what + " was expected");
+    }
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  };
+  while (std::getline(in, line)) {
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) continue;
+    Sample s;
+    s.key = line.size() > 4 ? line.substr(0, line.size() - 4) : line;  // drop ".jpg"
+    s.image = images + "/" + line;
+    s.image_id = static_cast<int64_t>(ds.samples.size());
+    const int name_line = line_no;
+    if (!fs::exists(s.image)) fail_at(txt, name_line, "image file not found: " + s.image);
+    next("a face count");
+    long count = 0;
+    if (!parse_int(line, count) || count < 0) {
+      fail_at(txt, line_no, "expected a face count, got '" + line + "'");
+    }
+    // An image with no face still has one line of zeros, as the official file has it.
+    const long lines = std::max(count, 1L);
+    for (long i = 0; i < lines; ++i) {
+      next("a face line");
+      std::istringstream fields(line);
+      std::vector<long> v;
+      std::string token;
+      while (fields >> token) {
+        long x = 0;
+        if (!parse_int(token, x)) fail_at(txt, line_no, "not an integer: '" + token + "'");
+        v.push_back(x);
+      }
+      if (v.size() != 10) {
+        fail_at(txt, line_no,
+                "expected 10 numbers (x y w h blur expression illumination invalid occlusion "
+                "pose), got " + std::to_string(v.size()));
+      }
+      if (count == 0) continue;
+      if (v[2] <= 0 || v[3] <= 0) {
+        ++ds.skipped["boxes with zero width or height"];
+        continue;
+      }
+      Annotation a;
+      a.x1 = static_cast<float>(v[0]);
+      a.y1 = static_cast<float>(v[1]);
+      a.x2 = static_cast<float>(v[0] + v[2]);
+      a.y2 = static_cast<float>(v[1] + v[3]);
+      a.ignore = v[7] != 0;  // "invalid"
+      s.objects.push_back(a);
+    }
+    ds.samples.push_back(std::move(s));
+  }
+  return ds;
+}
+
+Dataset load_coco(const std::string& annotation_json, const std::string& images_dir) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(annotation_json));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw std::runtime_error(annotation_json + ": not valid JSON: " + e.what());
+  }
+  for (const char* key : {"images", "annotations", "categories"}) {
+    if (!j.contains(key) || !j[key].is_array()) {
+      throw std::runtime_error(annotation_json + ": missing array '" + key + "'");
+    }
+  }
+  Dataset ds;
+  ds.name = fs::path(annotation_json).stem().string();
+  std::map<int64_t, int> label_of;
+  std::vector<std::pair<int64_t, std::string>> cats;
+  for (const auto& c : j["categories"]) cats.emplace_back(c.at("id").get<int64_t>(), c.at("name"));
+  std::sort(cats.begin(), cats.end());
+  for (const auto& [id, name] : cats) {
+    label_of[id] = static_cast<int>(ds.class_names.size());
+    ds.class_names.push_back(name);
+  }
+  std::map<int64_t, size_t> index_of;
+  for (const auto& im : j["images"]) {
+    Sample s;
+    s.image_id = im.at("id").get<int64_t>();
+    const std::string file = im.at("file_name");
+    s.image = images_dir + "/" + file;
+    s.key = fs::path(file).stem().string();
+    if (!fs::exists(s.image)) {
+      throw std::runtime_error(annotation_json + ": image " + std::to_string(s.image_id) +
+                               ": file not found: " + s.image);
+    }
+    index_of[s.image_id] = ds.samples.size();
+    ds.samples.push_back(std::move(s));
+  }
+  for (const auto& a : j["annotations"]) {
+    const int64_t image_id = a.at("image_id").get<int64_t>();
+    auto it = index_of.find(image_id);
+    if (it == index_of.end()) {
+      throw std::runtime_error(annotation_json + ": annotation " +
+                               std::to_string(a.value("id", int64_t{-1})) +
+                               " refers to unknown image " + std::to_string(image_id));
+    }
+    const auto cat = label_of.find(a.at("category_id").get<int64_t>());
+    if (cat == label_of.end()) {
+      throw std::runtime_error(annotation_json + ": annotation " +
+                               std::to_string(a.value("id", int64_t{-1})) +
+                               " has an unknown category_id");
+    }
+    const auto& bbox = a.at("bbox");
+    if (!bbox.is_array() || bbox.size() != 4) {
+      throw std::runtime_error(annotation_json + ": annotation " +
+                               std::to_string(a.value("id", int64_t{-1})) +
+                               ": bbox must be [x, y, w, h]");
+    }
+    const double x = bbox[0], y = bbox[1], w = bbox[2], h = bbox[3];
+    if (w <= 0 || h <= 0) {
+      ++ds.skipped["boxes with zero width or height"];
+      continue;
+    }
+    Annotation an;
+    an.x1 = static_cast<float>(x);
+    an.y1 = static_cast<float>(y);
+    an.x2 = static_cast<float>(x + w);
+    an.y2 = static_cast<float>(y + h);
+    an.label = cat->second;
+    an.ignore = a.value("iscrowd", 0) != 0;
+    ds.samples[it->second].objects.push_back(an);
+  }
+  return ds;
+}
+
+namespace {
+
+// The text of the first <tag>...</tag> inside `xml` from `from`; npos-safe.
+bool xml_tag(const std::string& xml, const std::string& tag, std::string& out, size_t from = 0,
+             size_t to = std::string::npos) {
+  const std::string open = "<" + tag + ">", close = "</" + tag + ">";
+  const size_t a = xml.find(open, from);
+  if (a == std::string::npos || (to != std::string::npos && a >= to)) return false;
+  const size_t b = xml.find(close, a);
+  if (b == std::string::npos) return false;
+  out = xml.substr(a + open.size(), b - a - open.size());
+  const auto first = out.find_first_not_of(" \t\r\n");
+  const auto last = out.find_last_not_of(" \t\r\n");
+  out = first == std::string::npos ? "" : out.substr(first, last - first + 1);
+  return true;
+}
+
+}  // namespace
+
+Dataset load_voc(const std::string& dir, const std::map<std::string, std::string>& class_map) {
+  std::string ann_dir = dir + "/annotations";
+  if (!fs::is_directory(ann_dir)) ann_dir = dir + "/Annotations";
+  if (!fs::is_directory(ann_dir)) throw std::runtime_error(dir + ": no annotations/ folder");
+  std::string img_dir = dir + "/images";
+  if (!fs::is_directory(img_dir)) img_dir = dir + "/JPEGImages";
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(ann_dir)) {
+    if (e.path().extension() == ".xml") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  Dataset ds;
+  ds.name = fs::path(dir).filename().string();
+  std::set<std::string> names;
+  for (const auto& [from, to] : class_map) names.insert(to);
+  std::map<std::string, int> label_of;
+  // With a map, labels are the sorted output names; without, the names met, sorted at the end.
+  struct Raw {
+    Annotation a;
+    std::string name;
+  };
+  std::vector<std::vector<Raw>> raw;
+  for (const auto& file : files) {
+    const std::string xml = read_file(file);
+    std::string filename;
+    if (!xml_tag(xml, "filename", filename)) throw std::runtime_error(file + ": no <filename>");
+    Sample s;
+    s.image = img_dir + "/" + filename;
+    s.key = fs::path(filename).stem().string();
+    s.image_id = static_cast<int64_t>(ds.samples.size());
+    if (!fs::exists(s.image)) throw std::runtime_error(file + ": image file not found: " + s.image);
+    std::vector<Raw> objects;
+    size_t pos = 0;
+    while ((pos = xml.find("<object>", pos)) != std::string::npos) {
+      const size_t end = xml.find("</object>", pos);
+      if (end == std::string::npos) throw std::runtime_error(file + ": unterminated <object>");
+      const size_t start = pos;
+      std::string name, difficult, box[4];
+      if (!xml_tag(xml, "name", name, pos, end)) throw std::runtime_error(file + ": object without <name>");
+      const char* coords[4] = {"xmin", "ymin", "xmax", "ymax"};
+      double v[4];
+      for (int i = 0; i < 4; ++i) {
+        if (!xml_tag(xml, coords[i], box[i], pos, end) || !parse_float(box[i], v[i])) {
+          throw std::runtime_error(file + ": object '" + name + "': bad or missing <" +
+                                   coords[i] + ">");
+        }
+      }
+      pos = end;
+      if (!class_map.empty()) {
+        auto it = class_map.find(name);
+        if (it == class_map.end()) {
+          ++ds.skipped["objects of unmapped class '" + name + "'"];
+          continue;
+        }
+        name = it->second;
+      }
+      if (v[2] <= v[0] || v[3] <= v[1]) {
+        ++ds.skipped["boxes with zero width or height"];
+        continue;
+      }
+      Raw r;
+      r.a.x1 = static_cast<float>(v[0]);
+      r.a.y1 = static_cast<float>(v[1]);
+      r.a.x2 = static_cast<float>(v[2]);
+      r.a.y2 = static_cast<float>(v[3]);
+      r.a.ignore = xml_tag(xml, "difficult", difficult, start, end) && difficult == "1";
+      r.name = name;
+      names.insert(name);
+      objects.push_back(r);
+    }
+    raw.push_back(std::move(objects));
+    ds.samples.push_back(std::move(s));
+  }
+  ds.class_names.assign(names.begin(), names.end());
+  for (size_t i = 0; i < ds.class_names.size(); ++i) label_of[ds.class_names[i]] = static_cast<int>(i);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    for (auto& r : raw[i]) {
+      r.a.label = label_of[r.name];
+      ds.samples[i].objects.push_back(r.a);
+    }
+  }
+  return ds;
+}
+
+std::map<std::string, std::string> parse_class_map(const std::string& text) {
+  std::map<std::string, std::string> map;
+  std::stringstream ss(text);
+  std::string entry;
+  while (std::getline(ss, entry, ',')) {
+    const auto eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+      throw std::invalid_argument("--class-map entry '" + entry + "' is not NAME=NEW_NAME");
+    }
+    map[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  return map;
+}
+
+}  // namespace autoassign

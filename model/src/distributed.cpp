@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+// Data-parallel training across processes through PyTorch's own c10d: a TCPStore rendezvous
+// configured as torchrun configures it, and ProcessGroupGloo collectives on CPU tensors.
+// Debian's libtorch_cpu is built with Gloo, but the header only declares it under this macro.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "autoassign/trainer.h"
+
+namespace autoassign {
+namespace {
+
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(const std::string& addr, int port, int rank, int world_size)
+      : rank_(rank), world_(world_size) {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<std::uint16_t>(port);
+    store_options.isServer = rank == 0;  // rank 0 hosts the store, as torchrun's c10d backend
+    store_options.numWorkers = static_cast<size_t>(world_size);
+    store_options.timeout = std::chrono::minutes(5);
+    auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+    auto options = c10d::ProcessGroupGloo::Options::create();
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+    options->timeout = std::chrono::minutes(5);
+    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+
+  void average(std::vector<torch::Tensor>& tensors) override {
+    if (tensors.empty()) return;
+    // One flat buffer: one collective per step instead of one per parameter.
+    std::vector<torch::Tensor> flat = {torch::cat(flatten(tensors))};
+    group_->allreduce(flat)->wait();
+    flat[0].div_(world_);
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
+      offset += t.numel();
+    }
+  }
+
+  double average(double value) override {
+    std::vector<torch::Tensor> t = {torch::tensor({value}, torch::kDouble)};
+    group_->allreduce(t)->wait();
+    return t[0].item<double>() / world_;
+  }
+
+  void broadcast(std::vector<torch::Tensor>& tensors) override {
+    if (tensors.empty()) return;
+    std::vector<torch::Tensor> flat = {torch::cat(flatten(tensors))};
+    group_->broadcast(flat)->wait();
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
+      offset += t.numel();
+    }
+  }
+
+ private:
+  static std::vector<torch::Tensor> flatten(const std::vector<torch::Tensor>& tensors) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& t : tensors) parts.push_back(t.detach().reshape(-1).to(torch::kFloat));
+    return parts;
+  }
+
+  int rank_, world_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_gloo_communicator(const std::string& addr, int port, int rank,
+                                                     int world_size) {
+  return std::make_unique<GlooCommunicator>(addr, port, rank, world_size);
+}
+
+}  // namespace autoassign
