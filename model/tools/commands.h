@@ -4,12 +4,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "autoassign/dataset.h"
+
 namespace autoassign::cli {
 
 void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_train(CLI::App& app);
+void add_detect(CLI::App& app);
+void add_eval(CLI::App& app);
 
 /// Model config from exactly one of --preset / --config (or a default preset).
 struct ModelSource {
@@ -17,5 +21,14 @@ struct ModelSource {
   std::string config;
   std::string model;
 };
+
+/// Dataset flags shared by train and eval.
+struct DataOptions {
+  std::string widerface, widerface_split = "train", coco, coco_images, voc, class_map;
+  int max_images = 0;
+};
+void add_data_options(CLI::App& cmd, DataOptions& d);
+/// Loads and concatenates the datasets the flags name; `command` names the subcommand in errors.
+Dataset load_datasets(const DataOptions& d, const std::string& command);
 
 }  // namespace autoassign::cli

@@ -108,6 +108,8 @@ int main(int argc, char** argv) {
   autoassign::cli::add_info(app);
   autoassign::cli::add_init(app);
   autoassign::cli::add_train(app);
+  autoassign::cli::add_detect(app);
+  autoassign::cli::add_eval(app);
   autoassign::cli::add_bench(app);
   try {
     app.parse(argc, argv);

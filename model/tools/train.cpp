@@ -11,18 +11,11 @@
 namespace autoassign::cli {
 namespace {
 
-struct DataOptions {
-  std::string widerface, widerface_split = "train", coco, coco_images, voc, class_map;
-  int max_images = 0;
-};
-
 extern "C" void on_signal(int) {
   if (g_stop_training.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
 }
 
 }  // namespace
-
-void add_data_options(CLI::App& cmd, DataOptions& d);
 
 Dataset load_datasets(const DataOptions& d, const std::string& command) {
   std::vector<Dataset> parts;

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// autoassign detect (images -> JSON lines, WIDER prediction files, drawn images) and
+// autoassign eval (COCO-style AP and the WIDER FACE protocol). Both run the Detector facade,
+// the same code path as the GStreamer element.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "autoassign/dataset.h"
+#include "autoassign/detector.h"
+#include "autoassign/evaluator.h"
+#include "commands.h"
+
+namespace autoassign::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+std::vector<Detection> detect_file(const Detector& det, const std::string& path, cv::Mat* keep) {
+  cv::Mat img = cv::imread(path, cv::IMREAD_COLOR);
+  if (img.empty()) throw std::runtime_error("cannot decode image " + path);
+  auto found = det.detect(ImageView::packed(PixelFormat::kBGR, img.data, img.cols, img.rows,
+                                            static_cast<int>(img.step)));
+  if (keep) *keep = img;
+  return found;
+}
+
+void draw(cv::Mat& img, const std::vector<Detection>& dets) {
+  for (const auto& d : dets) {
+    const cv::Scalar colour(0, 255, 0);
+    cv::rectangle(img, cv::Point2f(d.x1, d.y1), cv::Point2f(d.x2, d.y2), colour, 2);
+    char text[96];
+    std::snprintf(text, sizeof text, "%s %.2f", d.label.c_str(), d.score);
+    cv::putText(img, text, cv::Point2f(d.x1, std::max(12.f, d.y1 - 3)), cv::FONT_HERSHEY_SIMPLEX,
+                0.45, colour, 1);
+  }
+}
+
+// x y w h score, the WIDER prediction layout.
+std::vector<std::array<double, 5>> wider_boxes(const std::vector<Detection>& dets) {
+  std::vector<std::array<double, 5>> out;
+  for (const auto& d : dets) out.push_back({d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1, d.score});
+  return out;
+}
+
+struct DetectOptions {
+  std::string model, input, format = "jsonl", output = "-", draw_dir, device = "cpu";
+  float threshold = -1;
+  int max_detections = -1, threads = 0;
+};
+
+void run_detect(const DetectOptions& o) {
+  if (o.format != "jsonl" && o.format != "widerface") {
+    throw CLI::ValidationError("--format", "must be jsonl or widerface, got '" + o.format + "'");
+  }
+  DetectorOptions dopt;
+  dopt.device = o.device;
+  dopt.threads = o.threads;
+  dopt.threshold = o.threshold;
+  dopt.max_detections = o.max_detections;
+  Detector det(o.model, dopt);
+  std::vector<fs::path> images;
+  const fs::path root(o.input);
+  if (fs::is_regular_file(root)) {
+    images.push_back(root);
+  } else if (fs::is_directory(root)) {
+    for (const auto& e : fs::recursive_directory_iterator(root)) {
+      if (e.is_regular_file() && is_image(e.path())) images.push_back(e.path());
+    }
+    std::sort(images.begin(), images.end());
+  } else {
+    throw std::runtime_error("input not found: " + o.input);
+  }
+  if (images.empty()) throw std::runtime_error("no images (.jpg, .png, .bmp) under " + o.input);
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  if (o.format == "jsonl" && o.output != "-") {
+    if (fs::path(o.output).has_parent_path()) fs::create_directories(fs::path(o.output).parent_path());
+    file.open(o.output);
+    if (!file) throw std::runtime_error("cannot write " + o.output);
+    out = &file;
+  }
+  if (!o.draw_dir.empty()) fs::create_directories(o.draw_dir);
+  size_t total = 0;
+  double seconds = 0;
+  for (const auto& path : images) {
+    cv::Mat img;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto dets = detect_file(det, path.string(), &img);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    total += dets.size();
+    if (o.format == "jsonl") {
+      nlohmann::json row = {{"image", path.string()}, {"width", img.cols}, {"height", img.rows}};
+      row["objects"] = nlohmann::json::array();
+      for (const auto& d : dets) {
+        row["objects"].push_back({{"x1", d.x1}, {"y1", d.y1}, {"x2", d.x2}, {"y2", d.y2},
+                                  {"score", d.score}, {"label", d.label}, {"label_id", d.label_id}});
+      }
+      *out << row.dump() << "\n";
+    } else {
+      // OUT/<event>/<image>.txt for DIR/<event>/<image>.jpg, the official layout.
+      const fs::path rel = fs::is_directory(root) ? fs::relative(path, root) : path.filename();
+      const fs::path event = rel.has_parent_path() ? rel.parent_path() : fs::path(".");
+      const std::string name = path.stem().string();
+      write_wider_prediction((fs::path(o.output) / event / (name + ".txt")).string(), name,
+                             wider_boxes(dets));
+    }
+    if (!o.draw_dir.empty()) {
+      draw(img, dets);
+      cv::imwrite((fs::path(o.draw_dir) / path.filename()).string(), img);
+    }
+  }
+  std::fprintf(stderr, "%zu images, %zu detections, %.1f ms per image (decode + detect)\n",
+               images.size(), total, 1000 * seconds / static_cast<double>(images.size()));
+}
+
+}  // namespace
+
+void add_detect(CLI::App& app) {
+  auto* cmd = app.add_subcommand("detect", "Detect objects in an image or a folder of images");
+  auto o = std::make_shared<DetectOptions>();
+  cmd->add_option("--model", o->model, "model file")->required();
+  cmd->add_option("--input", o->input, "an image, or a folder searched recursively")->required();
+  cmd->add_option("--format", o->format,
+                  "jsonl: one JSON object per image; widerface: OUT/<event>/<image>.txt for "
+                  "images under DIR/<event>/")
+      ->capture_default_str();
+  cmd->add_option("-o,--output", o->output, "JSON lines file ('-' = stdout) or prediction folder")
+      ->capture_default_str();
+  cmd->add_option("--draw", o->draw_dir, "also write the images with boxes drawn to this folder");
+  cmd->add_option("--threshold", o->threshold, "score threshold (default: the model's)");
+  cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
+  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
+  cmd->callback([o] { run_detect(*o); });
+}
+
+namespace {
+
+struct EvalOptions {
+  std::string model, predictions, save_predictions, gt_dir, device = "cpu";
+  float threshold = 0.02f;
+  int max_detections = 1000, threads = 0;
+  bool json = false;
+};
+
+std::string fmt(double v) {
+  if (v < 0) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", v);
+  return buf;
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate a model (or existing WIDER prediction files): COCO-style AP for --coco/--voc, "
+      "the official WIDER FACE easy/medium/hard AP for --widerface");
+  auto o = std::make_shared<EvalOptions>();
+  auto data = std::make_shared<DataOptions>();
+  data->widerface_split = "val";
+  cmd->add_option("--model", o->model, "model file to run over the images");
+  add_data_options(*cmd, *data);
+  cmd->add_option("--predictions", o->predictions,
+                  "WIDER: evaluate these prediction files (PRED/<event>/<image>.txt) instead of "
+                  "running a model");
+  cmd->add_option("--save-predictions", o->save_predictions,
+                  "WIDER: also write the model's predictions in the official layout here");
+  cmd->add_option("--gt", o->gt_dir,
+                  "WIDER ground-truth folder with the .mat files (default: "
+                  "ROOT/eval_tools/ground_truth)");
+  cmd->add_option("--threshold", o->threshold, "score threshold for evaluation")->capture_default_str();
+  cmd->add_option("--max-detections", o->max_detections, "per image")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
+  cmd->add_flag("--json", o->json, "print the result as JSON");
+  cmd->callback([o, data] {
+    auto& dd = *data;
+    Dataset ds = load_datasets(dd, "eval");
+    const bool wider = ds.name.rfind("widerface", 0) == 0;
+    if (o->model.empty() == o->predictions.empty()) {
+      throw CLI::ValidationError("eval", "give exactly one of --model or --predictions");
+    }
+    if (!o->predictions.empty() && !wider) {
+      throw CLI::ValidationError("eval", "--predictions is for WIDER FACE prediction folders");
+    }
+    std::unique_ptr<Detector> det;
+    if (!o->model.empty()) {
+      DetectorOptions dopt;
+      dopt.device = o->device;
+      dopt.threads = o->threads;
+      dopt.threshold = o->threshold;
+      dopt.max_detections = o->max_detections;
+      det = std::make_unique<Detector>(o->model, dopt);
+    }
+    nlohmann::json result = {{"dataset", ds.name}, {"images", ds.samples.size()}};
+    double seconds = 0;
+    if (wider) {
+      const std::string gt_dir = o->gt_dir.empty() ? dd.widerface + "/eval_tools/ground_truth" : o->gt_dir;
+      const auto gt = load_wider_ground_truth(gt_dir);
+      WiderPredictions preds;
+      if (det) {
+        for (const auto& s : ds.samples) {
+          const auto slash = s.key.find('/');
+          const std::string event = s.key.substr(0, slash), name = s.key.substr(slash + 1);
+          const auto t0 = std::chrono::steady_clock::now();
+          auto boxes = wider_boxes(detect_file(*det, s.image, nullptr));
+          seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (!o->save_predictions.empty()) {
+            write_wider_prediction(o->save_predictions + "/" + event + "/" + name + ".txt", name, boxes);
+          }
+          if (!gt.events.count(event) || !gt.events.at(event).count(name)) {
+            throw std::runtime_error("image " + s.key + " is not in the WIDER ground truth " + gt_dir);
+          }
+          preds[{event, name}] = std::move(boxes);
+        }
+      } else {
+        preds = read_wider_predictions(o->predictions, gt);
+      }
+      const auto r = evaluate_wider(gt, preds);
+      const char* names[3] = {"easy", "medium", "hard"};
+      result["protocol"] = "widerface";
+      result["evaluated_images"] = r.images;
+      result["boxes"] = r.boxes;
+      for (int s = 0; s < 3; ++s) {
+        result[names[s]] = {{"ap", r.ap[s]}, {"faces", r.faces[s]}, {"max_recall", r.max_recall[s]}};
+      }
+      if (!o->json) {
+        std::printf("WIDER FACE protocol on %d images that have predictions (%d boxes); faces "
+                    "counted from those images only\n",
+                    r.images, r.boxes);
+        std::printf("%-8s %8s %8s %10s\n", "setting", "AP", "faces", "max_recall");
+        for (int s = 0; s < 3; ++s) {
+          std::printf("%-8s %8s %8d %10.4f\n", names[s], fmt(r.ap[s]).c_str(), r.faces[s], r.max_recall[s]);
+        }
+      }
+    } else {
+      std::vector<CocoDetection> dets;
+      for (const auto& s : ds.samples) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto found = detect_file(*det, s.image, nullptr);
+        seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto& f : found) dets.push_back({s.image_id, f.label_id, f.x1, f.y1, f.x2, f.y2, f.score});
+      }
+      const auto r = evaluate_coco(ds, dets);
+      result["protocol"] = "coco";
+      result.update({{"ap", r.ap}, {"ap50", r.ap50}, {"ap75", r.ap75}, {"ap_small", r.ap_small},
+                     {"ap_medium", r.ap_medium}, {"ap_large", r.ap_large}, {"ar100", r.ar100}});
+      if (!o->json) {
+        std::printf("COCO-style evaluation on %d images (box areas for S/M/L)\n", r.images);
+        std::printf("%8s %8s %8s %8s %8s %8s %8s\n", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100");
+        std::printf("%8s %8s %8s %8s %8s %8s %8s\n", fmt(r.ap).c_str(), fmt(r.ap50).c_str(),
+                    fmt(r.ap75).c_str(), fmt(r.ap_small).c_str(), fmt(r.ap_medium).c_str(),
+                    fmt(r.ap_large).c_str(), fmt(r.ar100).c_str());
+      }
+    }
+    if (det) result["ms_per_image"] = 1000 * seconds / std::max<size_t>(1, ds.samples.size());
+    if (o->json) std::cout << result.dump(2) << "\n";
+  });
+}
+
+}  // namespace autoassign::cli
