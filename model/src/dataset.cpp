@@ -124,7 +124,8 @@ Dataset load_widerface(const std::string& root, const std::string& split) {
       if (v.size() != 10) {
         fail_at(txt, line_no,
                 "expected 10 numbers (x y w h blur expression illumination invalid occlusion "
-                "pose), got " + std::to_string(v.size()));
+                "pose), got " +
+                    std::to_string(v.size()));
       }
       if (count == 0) continue;
       if (v[2] <= 0 || v[3] <= 0) {
@@ -274,13 +275,14 @@ Dataset load_voc(const std::string& dir, const std::map<std::string, std::string
       if (end == std::string::npos) throw std::runtime_error(file + ": unterminated <object>");
       const size_t start = pos;
       std::string name, difficult, box[4];
-      if (!xml_tag(xml, "name", name, pos, end)) throw std::runtime_error(file + ": object without <name>");
+      if (!xml_tag(xml, "name", name, pos, end))
+        throw std::runtime_error(file + ": object without <name>");
       const char* coords[4] = {"xmin", "ymin", "xmax", "ymax"};
       double v[4];
       for (int i = 0; i < 4; ++i) {
         if (!xml_tag(xml, coords[i], box[i], pos, end) || !parse_float(box[i], v[i])) {
-          throw std::runtime_error(file + ": object '" + name + "': bad or missing <" +
-                                   coords[i] + ">");
+          throw std::runtime_error(file + ": object '" + name + "': bad or missing <" + coords[i] +
+                                   ">");
         }
       }
       pos = end;
@@ -310,7 +312,8 @@ Dataset load_voc(const std::string& dir, const std::map<std::string, std::string
     ds.samples.push_back(std::move(s));
   }
   ds.class_names.assign(names.begin(), names.end());
-  for (size_t i = 0; i < ds.class_names.size(); ++i) label_of[ds.class_names[i]] = static_cast<int>(i);
+  for (size_t i = 0; i < ds.class_names.size(); ++i)
+    label_of[ds.class_names[i]] = static_cast<int>(i);
   for (size_t i = 0; i < raw.size(); ++i) {
     for (auto& r : raw[i]) {
       r.a.label = label_of[r.name];

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/evaluator.h"
 
-#include <matio.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -11,6 +9,8 @@
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
+
+#include <matio.h>
 
 namespace autoassign {
 namespace fs = std::filesystem;
@@ -39,19 +39,21 @@ double coco_iou(const CocoDetection& d, const CocoGt& g) {
 
 CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& dets) {
   constexpr int kThresholds = 10, kRecallPoints = 101, kMaxDets = 100;
-  const double area_ranges[4][2] = {{0, 1e10}, {0, 32.0 * 32}, {32.0 * 32, 96.0 * 96}, {96.0 * 96, 1e10}};
+  const double area_ranges[4][2] = {
+      {0, 1e10}, {0, 32.0 * 32}, {32.0 * 32, 96.0 * 96}, {96.0 * 96, 1e10}};
   const int K = static_cast<int>(gt.class_names.size());
   std::map<int64_t, size_t> image_index;
   for (size_t i = 0; i < gt.samples.size(); ++i) image_index[gt.samples[i].image_id] = i;
   // Per (image, class): gts and detections (sorted by score, top maxDets).
   const size_t I = gt.samples.size();
   std::vector<std::vector<std::vector<CocoGt>>> g(I, std::vector<std::vector<CocoGt>>(K));
-  std::vector<std::vector<std::vector<CocoDetection>>> d(I, std::vector<std::vector<CocoDetection>>(K));
+  std::vector<std::vector<std::vector<CocoDetection>>> d(
+      I, std::vector<std::vector<CocoDetection>>(K));
   for (size_t i = 0; i < I; ++i) {
     for (const auto& o : gt.samples[i].objects) {
       if (o.label < 0 || o.label >= K) continue;
-      g[i][o.label].push_back({o.x1, o.y1, o.x2, o.y2, o.ignore,
-                               double(o.x2 - o.x1) * double(o.y2 - o.y1)});
+      g[i][o.label].push_back(
+          {o.x1, o.y1, o.x2, o.y2, o.ignore, double(o.x2 - o.x1) * double(o.y2 - o.y1)});
     }
   }
   for (const auto& det : dets) {
@@ -61,7 +63,8 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
   }
   for (auto& per_image : d) {
     for (auto& v : per_image) {
-      std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+      std::stable_sort(v.begin(), v.end(),
+                       [](const auto& a, const auto& b) { return a.score > b.score; });
       if (v.size() > kMaxDets) v.resize(kMaxDets);
     }
   }
@@ -91,7 +94,8 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
           std::vector<size_t> order(gts.size());
           std::iota(order.begin(), order.end(), 0);
           auto gt_ignored = [&](size_t j) {
-            return gts[j].crowd || gts[j].area < area_ranges[a][0] || gts[j].area > area_ranges[a][1];
+            return gts[j].crowd || gts[j].area < area_ranges[a][0] ||
+                   gts[j].area > area_ranges[a][1];
           };
           std::stable_sort(order.begin(), order.end(),
                            [&](size_t x, size_t y) { return !gt_ignored(x) && gt_ignored(y); });
@@ -123,7 +127,8 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
           }
         }
         if (npig == 0) continue;
-        std::stable_sort(all.begin(), all.end(), [](const auto& x, const auto& y) { return x.score > y.score; });
+        std::stable_sort(all.begin(), all.end(),
+                         [](const auto& x, const auto& y) { return x.score > y.score; });
         std::vector<double> rc, pr;
         double tp = 0, fp = 0;
         for (const auto& s : all) {
@@ -153,7 +158,8 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
     int n = 0;
     for (int t = t_from; t < t_to; ++t) {
       if (ap_count[a * kThresholds + t] == 0) continue;
-      s += ap_sum[a * kThresholds + t] / ap_count[a * kThresholds + t] * ap_count[a * kThresholds + t];
+      s += ap_sum[a * kThresholds + t] / ap_count[a * kThresholds + t] *
+           ap_count[a * kThresholds + t];
       n += ap_count[a * kThresholds + t];
     }
     return n ? s / n : -1.0;
@@ -214,17 +220,28 @@ std::string mat_string(const matvar_t* v, const std::string& where) {
 
 double mat_number(const matvar_t* v, size_t i) {
   switch (v->class_type) {
-    case MAT_C_DOUBLE: return static_cast<const double*>(v->data)[i];
-    case MAT_C_SINGLE: return static_cast<const float*>(v->data)[i];
-    case MAT_C_INT8: return static_cast<const int8_t*>(v->data)[i];
-    case MAT_C_UINT8: return static_cast<const uint8_t*>(v->data)[i];
-    case MAT_C_INT16: return static_cast<const int16_t*>(v->data)[i];
-    case MAT_C_UINT16: return static_cast<const uint16_t*>(v->data)[i];
-    case MAT_C_INT32: return static_cast<const int32_t*>(v->data)[i];
-    case MAT_C_UINT32: return static_cast<const uint32_t*>(v->data)[i];
-    case MAT_C_INT64: return static_cast<double>(static_cast<const int64_t*>(v->data)[i]);
-    case MAT_C_UINT64: return static_cast<double>(static_cast<const uint64_t*>(v->data)[i]);
-    default: throw std::runtime_error("unsupported MATLAB numeric class");
+    case MAT_C_DOUBLE:
+      return static_cast<const double*>(v->data)[i];
+    case MAT_C_SINGLE:
+      return static_cast<const float*>(v->data)[i];
+    case MAT_C_INT8:
+      return static_cast<const int8_t*>(v->data)[i];
+    case MAT_C_UINT8:
+      return static_cast<const uint8_t*>(v->data)[i];
+    case MAT_C_INT16:
+      return static_cast<const int16_t*>(v->data)[i];
+    case MAT_C_UINT16:
+      return static_cast<const uint16_t*>(v->data)[i];
+    case MAT_C_INT32:
+      return static_cast<const int32_t*>(v->data)[i];
+    case MAT_C_UINT32:
+      return static_cast<const uint32_t*>(v->data)[i];
+    case MAT_C_INT64:
+      return static_cast<double>(static_cast<const int64_t*>(v->data)[i]);
+    case MAT_C_UINT64:
+      return static_cast<double>(static_cast<const uint64_t*>(v->data)[i]);
+    default:
+      throw std::runtime_error("unsupported MATLAB numeric class");
   }
 }
 
@@ -247,7 +264,8 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
   std::vector<std::vector<WiderGroundTruth::Image*>> slots;
   std::vector<std::string> event_names;
   for (size_t e = 0; e < numel(events.get()); ++e) {
-    const std::string event = mat_string(cell(events.get(), e, all_path), all_path + ": event_list");
+    const std::string event =
+        mat_string(cell(events.get(), e, all_path), all_path + ": event_list");
     event_names.push_back(event);
     matvar_t* fl = cell(files.get(), e, all_path);
     matvar_t* bl = cell(boxes.get(), e, all_path);
@@ -258,7 +276,8 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
       auto& img = gt.events[event][name];
       const size_t n = b->rank >= 1 ? b->dims[0] : 0;
       if (numel(b) != n * 4) {
-        throw std::runtime_error(all_path + ": face_bbx_list of " + event + "/" + name + " is not N x 4");
+        throw std::runtime_error(all_path + ": face_bbx_list of " + event + "/" + name +
+                                 " is not N x 4");
       }
       for (size_t r = 0; r < n; ++r) {
         // MATLAB is column-major: element (r, c) at r + c * n.
@@ -281,12 +300,14 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
     }
     for (size_t e = 0; e < event_names.size(); ++e) {
       if (mat_string(cell(ev.get(), e, path), path) != event_names[e]) {
-        throw std::runtime_error(path + ": not aligned with wider_face_val.mat at event " + event_names[e]);
+        throw std::runtime_error(path + ": not aligned with wider_face_val.mat at event " +
+                                 event_names[e]);
       }
       matvar_t* files_e = cell(fl.get(), e, path);
       matvar_t* keep_e = cell(gl.get(), e, path);
       if (numel(files_e) != slots[e].size()) {
-        throw std::runtime_error(path + ": not aligned with wider_face_val.mat in event " + event_names[e]);
+        throw std::runtime_error(path + ": not aligned with wider_face_val.mat in event " +
+                                 event_names[e]);
       }
       for (size_t f = 0; f < slots[e].size(); ++f) {
         matvar_t* k = cell(keep_e, f, path);
@@ -313,7 +334,8 @@ WiderPredictions read_wider_predictions(const std::string& dir, const WiderGroun
       std::string line;
       std::vector<std::string> lines;
       while (std::getline(in, line)) lines.push_back(line);
-      if (lines.size() < 2) throw std::runtime_error(file + ": expected an image-name line and a count line");
+      if (lines.size() < 2)
+        throw std::runtime_error(file + ": expected an image-name line and a count line");
       long n = 0;
       try {
         n = std::lround(std::stod(lines[1]));
@@ -358,13 +380,15 @@ void write_wider_prediction(const std::string& path, const std::string& image_na
   }
 }
 
-WiderResult evaluate_wider(const WiderGroundTruth& gt, WiderPredictions preds, double iou_threshold) {
+WiderResult evaluate_wider(const WiderGroundTruth& gt, WiderPredictions preds,
+                           double iou_threshold) {
   constexpr int kThresholds = 1000;
   WiderResult r;
   // norm_score.m: min-max over every evaluated prediction; each image sorted by score.
   double lo = 1e300, hi = -1e300;
   for (auto& [key, boxes] : preds) {
-    std::stable_sort(boxes.begin(), boxes.end(), [](const auto& a, const auto& b) { return a[4] > b[4]; });
+    std::stable_sort(boxes.begin(), boxes.end(),
+                     [](const auto& a, const auto& b) { return a[4] > b[4]; });
     for (const auto& b : boxes) {
       lo = std::min(lo, b[4]);
       hi = std::max(hi, b[4]);
@@ -406,7 +430,8 @@ WiderResult evaluate_wider(const WiderGroundTruth& gt, WiderPredictions preds, d
           double o = 0;
           if (iw > 0 && ih > 0) {
             const double inter = iw * ih;
-            const double uni = (px2 - px1 + 1) * (py2 - py1 + 1) + (gx2 - g[0] + 1) * (gy2 - g[1] + 1) - inter;
+            const double uni =
+                (px2 - px1 + 1) * (py2 - py1 + 1) + (gx2 - g[0] + 1) * (gy2 - g[1] + 1) - inter;
             o = inter / uni;
             if (!std::isfinite(o)) o = 0;
           }
@@ -449,7 +474,9 @@ WiderResult evaluate_wider(const WiderGroundTruth& gt, WiderPredictions preds, d
     mrec.push_back(1.0);
     mpre.push_back(0.0);
     for (size_t i = mpre.size() - 1; i-- > 0;) {
-      mpre[i] = std::isnan(mpre[i]) ? mpre[i + 1] : std::isnan(mpre[i + 1]) ? mpre[i] : std::max(mpre[i], mpre[i + 1]);
+      mpre[i] = std::isnan(mpre[i])       ? mpre[i + 1]
+                : std::isnan(mpre[i + 1]) ? mpre[i]
+                                          : std::max(mpre[i], mpre[i + 1]);
     }
     double ap = 0;
     for (size_t i = 1; i < mrec.size(); ++i) {

@@ -85,8 +85,8 @@ Batch BatchMaker::make(int64_t it) const {
     // Distributed sampler: rank r takes every world-th sample of the epoch's permutation.
     const int64_t index = perm[static_cast<size_t>(rank_ + world_ * k)];
     const Sample& s = dataset_.samples[static_cast<size_t>(index)];
-    std::mt19937_64 rng(mix(mix(options_.seed, static_cast<uint64_t>(epoch)),
-                            static_cast<uint64_t>(index)));
+    std::mt19937_64 rng(
+        mix(mix(options_.seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(index)));
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     cv::Mat img = cv::imread(s.image, cv::IMREAD_COLOR);
     if (img.empty()) throw std::runtime_error("cannot decode image " + s.image);
@@ -118,8 +118,7 @@ Batch BatchMaker::make(int64_t it) const {
     const bool rgb = in.channel_order == "RGB";
     const cv::Scalar mean_bgr = rgb ? cv::Scalar(in.mean[2], in.mean[1], in.mean[0])
                                     : cv::Scalar(in.mean[0], in.mean[1], in.mean[2]);
-    cv::warpAffine(img, out, m, cv::Size(ow, oh), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
-                   mean_bgr);
+    cv::warpAffine(img, out, m, cv::Size(ow, oh), cv::INTER_LINEAR, cv::BORDER_CONSTANT, mean_bgr);
     const bool flip = options_.hflip && unit(rng) < 0.5;
     if (flip) cv::flip(out, out, 1);
     if (options_.colour_jitter) {
@@ -149,7 +148,8 @@ Batch BatchMaker::make(int64_t it) const {
       boxes.insert(boxes.end(), {float(x1), float(y1), float(x2), float(y2)});
       labels.push_back(o.label);
     }
-    batch.targets.push_back({torch::tensor(boxes).view({-1, 4}), torch::tensor(labels, torch::kLong)});
+    batch.targets.push_back(
+        {torch::tensor(boxes).view({-1, 4}), torch::tensor(labels, torch::kLong)});
     batch.indices.push_back(index);
     images.push_back(out);
   }
@@ -240,9 +240,7 @@ double peak_rss_mb() {
   return static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
 
-bool is_norm_parameter(const std::string& name) {
-  return name.find(".norm.") != std::string::npos;
-}
+bool is_norm_parameter(const std::string& name) { return name.find(".norm.") != std::string::npos; }
 
 double learning_rate(const TrainOptions& o, int64_t it) {
   double lr = o.lr;
@@ -305,13 +303,20 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
 }
 
 nlohmann::json options_to_json(const TrainOptions& o) {
-  return {{"iterations", o.iterations},   {"batch_size", o.batch_size},
-          {"lr", o.lr},                   {"momentum", o.momentum},
-          {"weight_decay", o.weight_decay}, {"warmup_iterations", o.warmup_iterations},
-          {"warmup_factor", o.warmup_factor}, {"schedule", o.schedule},
-          {"steps", o.steps},             {"gamma", o.gamma},
-          {"clip_grad_norm", o.clip_grad_norm}, {"seed", o.seed},
-          {"hflip", o.hflip},             {"crop_min", o.crop_min},
+  return {{"iterations", o.iterations},
+          {"batch_size", o.batch_size},
+          {"lr", o.lr},
+          {"momentum", o.momentum},
+          {"weight_decay", o.weight_decay},
+          {"warmup_iterations", o.warmup_iterations},
+          {"warmup_factor", o.warmup_factor},
+          {"schedule", o.schedule},
+          {"steps", o.steps},
+          {"gamma", o.gamma},
+          {"clip_grad_norm", o.clip_grad_norm},
+          {"seed", o.seed},
+          {"hflip", o.hflip},
+          {"crop_min", o.crop_min},
           {"colour_jitter", o.colour_jitter}};
 }
 
@@ -336,12 +341,14 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   if (o.schedule == "step" && o.steps.empty()) {
     o.steps = {o.iterations * 2 / 3, o.iterations * 8 / 9};
   }
-  if (!(o.crop_min > 0 && o.crop_min <= 1)) throw std::invalid_argument("crop_min must be in (0, 1]");
+  if (!(o.crop_min > 0 && o.crop_min <= 1))
+    throw std::invalid_argument("crop_min must be in (0, 1]");
   if (o.output_dir.empty()) throw std::invalid_argument("an output directory is required");
   std::filesystem::create_directories(o.output_dir);
   const bool main_rank = comm.rank() == 0;
-  const int threads = o.threads > 0 ? o.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
 
   torch::manual_seed(o.seed);
@@ -353,10 +360,12 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     (is_norm_parameter(p.key()) ? no_decay : decay).push_back(p.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(
-                                 torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
-                                    torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(0)));
+  groups.emplace_back(
+      decay, std::make_unique<torch::optim::SGDOptions>(
+                 torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay)));
+  groups.emplace_back(no_decay,
+                      std::make_unique<torch::optim::SGDOptions>(
+                          torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(0)));
   torch::optim::SGD opt(groups, torch::optim::SGDOptions(o.lr));
   int64_t start = 0;
   if (o.resume) start = load_checkpoint(o.output_dir, model, opt);
@@ -384,7 +393,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   }
 
   TrainResult result;
-  Prefetcher prefetch(maker, start, end, std::max(1, o.loader_threads), 2 * std::max(1, o.loader_threads));
+  Prefetcher prefetch(maker, start, end, std::max(1, o.loader_threads),
+                      2 * std::max(1, o.loader_threads));
   const auto t_start = Clock::now();
   double t_data = 0, t_forward = 0, t_loss = 0, t_backward = 0, t_total = 0;
   int64_t timed = 0;
@@ -424,7 +434,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
       }
       comm.average(grads);
     }
-    if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm);
+    if (o.clip_grad_norm > 0)
+      torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm);
     opt.step();
     const double backward_s = seconds_since(t3);
     const double step_s = seconds_since(t0);
@@ -445,7 +456,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     if (main_rank && ((it + 1) % o.log_every == 0 || last)) {
       const double window_s = seconds_since(t_window);
       const double ips = window_images / std::max(window_s, 1e-9);
-      const double eta = (o.iterations - it - 1) * o.batch_size * comm.world_size() / std::max(ips, 1e-9);
+      const double eta =
+          (o.iterations - it - 1) * o.batch_size * comm.world_size() / std::max(ips, 1e-9);
       nlohmann::json row = {{"iteration", it + 1},
                             {"epoch", maker.epoch_of(it)},
                             {"lr", lr},
@@ -462,18 +474,21 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
         if (tty) {
           const int width = 30;
           const int filled = static_cast<int>(width * (it + 1) / o.iterations);
-          std::printf("\r[%s%s] ep %lld it %lld/%d  loss %.4f (pos %.4f neg %.4f ctr %.4f)  %.1f img/s  ETA %s ",
-                      std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                      static_cast<long long>(maker.epoch_of(it)), static_cast<long long>(it + 1),
-                      o.iterations, total_value, result.last_losses["loss_pos"],
-                      result.last_losses["loss_neg"], result.last_losses["loss_center"], ips,
-                      format_duration(eta).c_str());
+          std::printf(
+              "\r[%s%s] ep %lld it %lld/%d  loss %.4f (pos %.4f neg %.4f ctr %.4f)  %.1f img/s  "
+              "ETA %s ",
+              std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+              static_cast<long long>(maker.epoch_of(it)), static_cast<long long>(it + 1),
+              o.iterations, total_value, result.last_losses["loss_pos"],
+              result.last_losses["loss_neg"], result.last_losses["loss_center"], ips,
+              format_duration(eta).c_str());
         } else {
-          std::printf("it %lld/%d ep %lld lr %.5f loss %.4f pos %.4f neg %.4f ctr %.4f %.1f img/s ETA %s\n",
-                      static_cast<long long>(it + 1), o.iterations,
-                      static_cast<long long>(maker.epoch_of(it)), lr, total_value,
-                      result.last_losses["loss_pos"], result.last_losses["loss_neg"],
-                      result.last_losses["loss_center"], ips, format_duration(eta).c_str());
+          std::printf(
+              "it %lld/%d ep %lld lr %.5f loss %.4f pos %.4f neg %.4f ctr %.4f %.1f img/s ETA %s\n",
+              static_cast<long long>(it + 1), o.iterations,
+              static_cast<long long>(maker.epoch_of(it)), lr, total_value,
+              result.last_losses["loss_pos"], result.last_losses["loss_neg"],
+              result.last_losses["loss_center"], ips, format_duration(eta).c_str());
         }
         std::fflush(stdout);
       }
@@ -501,9 +516,11 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     result.images_per_second = timed * o.batch_size / std::max(t_total, 1e-9);
     result.loss_share = t_loss / std::max(t_total, 1e-9);
     if (main_rank && !o.quiet) {
-      std::printf("step time: data wait %.1f%%, forward %.1f%%, assignment/loss %.1f%%, backward+update %.1f%%; %.2f images/s per process\n",
-                  100 * t_data / t_total, 100 * t_forward / t_total, 100 * t_loss / t_total,
-                  100 * t_backward / t_total, result.images_per_second);
+      std::printf(
+          "step time: data wait %.1f%%, forward %.1f%%, assignment/loss %.1f%%, backward+update "
+          "%.1f%%; %.2f images/s per process\n",
+          100 * t_data / t_total, 100 * t_forward / t_total, 100 * t_loss / t_total,
+          100 * t_backward / t_total, result.images_per_second);
     }
   }
   result.peak_rss_mb = peak_rss_mb();
@@ -531,7 +548,8 @@ std::unique_ptr<Communicator> make_communicator_from_env() {
   if (!world || std::string(world) == "1") return std::make_unique<SingleProcess>();
   auto get = [](const char* name) -> std::string {
     const char* v = std::getenv(name);
-    if (!v || !*v) throw std::runtime_error(std::string("WORLD_SIZE is set but ") + name + " is not");
+    if (!v || !*v)
+      throw std::runtime_error(std::string("WORLD_SIZE is set but ") + name + " is not");
     return v;
   };
   const int world_size = std::stoi(world);

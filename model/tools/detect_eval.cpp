@@ -87,7 +87,8 @@ void run_detect(const DetectOptions& o) {
   std::ofstream file;
   std::ostream* out = &std::cout;
   if (o.format == "jsonl" && o.output != "-") {
-    if (fs::path(o.output).has_parent_path()) fs::create_directories(fs::path(o.output).parent_path());
+    if (fs::path(o.output).has_parent_path())
+      fs::create_directories(fs::path(o.output).parent_path());
     file.open(o.output);
     if (!file) throw std::runtime_error("cannot write " + o.output);
     out = &file;
@@ -105,8 +106,13 @@ void run_detect(const DetectOptions& o) {
       nlohmann::json row = {{"image", path.string()}, {"width", img.cols}, {"height", img.rows}};
       row["objects"] = nlohmann::json::array();
       for (const auto& d : dets) {
-        row["objects"].push_back({{"x1", d.x1}, {"y1", d.y1}, {"x2", d.x2}, {"y2", d.y2},
-                                  {"score", d.score}, {"label", d.label}, {"label_id", d.label_id}});
+        row["objects"].push_back({{"x1", d.x1},
+                                  {"y1", d.y1},
+                                  {"x2", d.x2},
+                                  {"y2", d.y2},
+                                  {"score", d.score},
+                                  {"label", d.label},
+                                  {"label_id", d.label_id}});
       }
       *out << row.dump() << "\n";
     } else {
@@ -183,7 +189,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--gt", o->gt_dir,
                   "WIDER ground-truth folder with the .mat files (default: "
                   "ROOT/eval_tools/ground_truth)");
-  cmd->add_option("--threshold", o->threshold, "score threshold for evaluation")->capture_default_str();
+  cmd->add_option("--threshold", o->threshold, "score threshold for evaluation")
+      ->capture_default_str();
   cmd->add_option("--max-detections", o->max_detections, "per image")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
@@ -210,7 +217,8 @@ void add_eval(CLI::App& app) {
     nlohmann::json result = {{"dataset", ds.name}, {"images", ds.samples.size()}};
     double seconds = 0;
     if (wider) {
-      const std::string gt_dir = o->gt_dir.empty() ? dd.widerface + "/eval_tools/ground_truth" : o->gt_dir;
+      const std::string gt_dir =
+          o->gt_dir.empty() ? dd.widerface + "/eval_tools/ground_truth" : o->gt_dir;
       const auto gt = load_wider_ground_truth(gt_dir);
       WiderPredictions preds;
       if (det) {
@@ -221,10 +229,12 @@ void add_eval(CLI::App& app) {
           auto boxes = wider_boxes(detect_file(*det, s.image, nullptr));
           seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           if (!o->save_predictions.empty()) {
-            write_wider_prediction(o->save_predictions + "/" + event + "/" + name + ".txt", name, boxes);
+            write_wider_prediction(o->save_predictions + "/" + event + "/" + name + ".txt", name,
+                                   boxes);
           }
           if (!gt.events.count(event) || !gt.events.at(event).count(name)) {
-            throw std::runtime_error("image " + s.key + " is not in the WIDER ground truth " + gt_dir);
+            throw std::runtime_error("image " + s.key + " is not in the WIDER ground truth " +
+                                     gt_dir);
           }
           preds[{event, name}] = std::move(boxes);
         }
@@ -237,15 +247,18 @@ void add_eval(CLI::App& app) {
       result["evaluated_images"] = r.images;
       result["boxes"] = r.boxes;
       for (int s = 0; s < 3; ++s) {
-        result[names[s]] = {{"ap", r.ap[s]}, {"faces", r.faces[s]}, {"max_recall", r.max_recall[s]}};
+        result[names[s]] = {
+            {"ap", r.ap[s]}, {"faces", r.faces[s]}, {"max_recall", r.max_recall[s]}};
       }
       if (!o->json) {
-        std::printf("WIDER FACE protocol on %d images that have predictions (%d boxes); faces "
-                    "counted from those images only\n",
-                    r.images, r.boxes);
+        std::printf(
+            "WIDER FACE protocol on %d images that have predictions (%d boxes); faces "
+            "counted from those images only\n",
+            r.images, r.boxes);
         std::printf("%-8s %8s %8s %10s\n", "setting", "AP", "faces", "max_recall");
         for (int s = 0; s < 3; ++s) {
-          std::printf("%-8s %8s %8d %10.4f\n", names[s], fmt(r.ap[s]).c_str(), r.faces[s], r.max_recall[s]);
+          std::printf("%-8s %8s %8d %10.4f\n", names[s], fmt(r.ap[s]).c_str(), r.faces[s],
+                      r.max_recall[s]);
         }
       }
     } else {
@@ -254,15 +267,22 @@ void add_eval(CLI::App& app) {
         const auto t0 = std::chrono::steady_clock::now();
         auto found = detect_file(*det, s.image, nullptr);
         seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& f : found) dets.push_back({s.image_id, f.label_id, f.x1, f.y1, f.x2, f.y2, f.score});
+        for (const auto& f : found)
+          dets.push_back({s.image_id, f.label_id, f.x1, f.y1, f.x2, f.y2, f.score});
       }
       const auto r = evaluate_coco(ds, dets);
       result["protocol"] = "coco";
-      result.update({{"ap", r.ap}, {"ap50", r.ap50}, {"ap75", r.ap75}, {"ap_small", r.ap_small},
-                     {"ap_medium", r.ap_medium}, {"ap_large", r.ap_large}, {"ar100", r.ar100}});
+      result.update({{"ap", r.ap},
+                     {"ap50", r.ap50},
+                     {"ap75", r.ap75},
+                     {"ap_small", r.ap_small},
+                     {"ap_medium", r.ap_medium},
+                     {"ap_large", r.ap_large},
+                     {"ar100", r.ar100}});
       if (!o->json) {
         std::printf("COCO-style evaluation on %d images (box areas for S/M/L)\n", r.images);
-        std::printf("%8s %8s %8s %8s %8s %8s %8s\n", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100");
+        std::printf("%8s %8s %8s %8s %8s %8s %8s\n", "AP", "AP50", "AP75", "APs", "APm", "APl",
+                    "AR100");
         std::printf("%8s %8s %8s %8s %8s %8s %8s\n", fmt(r.ap).c_str(), fmt(r.ap50).c_str(),
                     fmt(r.ap75).c_str(), fmt(r.ap_small).c_str(), fmt(r.ap_medium).c_str(),
                     fmt(r.ap_large).c_str(), fmt(r.ar100).c_str());

@@ -25,7 +25,8 @@ Dataset load_datasets(const DataOptions& d, const std::string& command) {
     parts.push_back(load_coco(d.coco, d.coco_images));
   }
   if (!d.voc.empty()) parts.push_back(load_voc(d.voc, parse_class_map(d.class_map)));
-  if (parts.empty()) throw CLI::ValidationError(command, "give a dataset: --widerface, --coco or --voc");
+  if (parts.empty())
+    throw CLI::ValidationError(command, "give a dataset: --widerface, --coco or --voc");
   Dataset all = parts[0];
   for (size_t i = 1; i < parts.size(); ++i) all.append(parts[i]);
   if (d.max_images > 0 && static_cast<int>(all.samples.size()) > d.max_images) {
@@ -35,7 +36,8 @@ Dataset load_datasets(const DataOptions& d, const std::string& command) {
 }
 
 void add_data_options(CLI::App& cmd, DataOptions& d) {
-  cmd.add_option("--widerface", d.widerface, "WIDER FACE root (wider_face_split/, WIDER_<split>/images/)");
+  cmd.add_option("--widerface", d.widerface,
+                 "WIDER FACE root (wider_face_split/, WIDER_<split>/images/)");
   cmd.add_option("--widerface-split", d.widerface_split, "train or val");
   cmd.add_option("--coco", d.coco, "COCO instances JSON");
   cmd.add_option("--coco-images", d.coco_images, "folder of the COCO images");
@@ -61,11 +63,13 @@ void add_train(CLI::App& app) {
   cmd->add_option("-o,--output", o->output_dir, "run directory: checkpoint.pt, model.pt, log.jsonl")
       ->required();
   cmd->add_option("--iterations", o->iterations, "total iterations")->capture_default_str();
-  cmd->add_option("--batch", o->batch_size, "images per iteration and process")->capture_default_str();
+  cmd->add_option("--batch", o->batch_size, "images per iteration and process")
+      ->capture_default_str();
   cmd->add_option("--lr", o->lr, "base learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "SGD weight decay (none on norm layers)")
       ->capture_default_str();
-  cmd->add_option("--warmup", o->warmup_iterations, "linear warm-up iterations")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup_iterations, "linear warm-up iterations")
+      ->capture_default_str();
   cmd->add_option("--schedule", o->schedule, "step or cosine")->capture_default_str();
   cmd->add_option("--steps", o->steps, "iterations where a step schedule multiplies the lr by 0.1")
       ->delimiter(',');
@@ -73,13 +77,15 @@ void add_train(CLI::App& app) {
   cmd->add_option("--checkpoint-every", o->checkpoint_every, "iterations between checkpoints")
       ->capture_default_str();
   cmd->add_option("--snapshot-every", o->snapshot_every, "also keep model_iter_N.pt every N");
-  cmd->add_option("--log-every", o->log_every, "iterations between log lines")->capture_default_str();
+  cmd->add_option("--log-every", o->log_every, "iterations between log lines")
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
   cmd->add_option("--loader-threads", o->loader_threads, "image decoding/augmentation threads")
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (weights, order, augmentation)");
   cmd->add_flag("--resume", o->resume, "continue from OUTPUT/checkpoint.pt");
-  cmd->add_option("--stop-after", o->stop_after, "stop (with a checkpoint) after N iterations of this run");
+  cmd->add_option("--stop-after", o->stop_after,
+                  "stop (with a checkpoint) after N iterations of this run");
   cmd->add_option("--crop-min", o->crop_min,
                   "random crop: smallest region as a fraction of the letterbox region (1 = off)")
       ->capture_default_str();
@@ -105,9 +111,11 @@ void add_train(CLI::App& app) {
     std::signal(SIGTERM, on_signal);
     auto r = train(config, ds, opts, *comm);
     if (comm->rank() == 0 && !opts.quiet) {
-      std::printf("done: %lld iterations, loss %.4f, %.2f images/s, assignment/loss %.1f%% of a step, peak RSS %.0f MB\n",
-                  static_cast<long long>(r.iterations_done), r.last_losses["loss"],
-                  r.images_per_second, 100 * r.loss_share, r.peak_rss_mb);
+      std::printf(
+          "done: %lld iterations, loss %.4f, %.2f images/s, assignment/loss %.1f%% of a step, peak "
+          "RSS %.0f MB\n",
+          static_cast<long long>(r.iterations_done), r.last_losses["loss"], r.images_per_second,
+          100 * r.loss_share, r.peak_rss_mb);
     }
   });
 }

@@ -30,7 +30,7 @@ struct TrainOptions {
   int warmup_iterations = 1000;
   double warmup_factor = 0.001;
   std::string schedule = "step";  ///< "step" (x gamma at `steps`) or "cosine"
-  std::vector<int> steps;         ///< default: 2/3 and 8/9 of the iterations ([OFF]'s 60k/80k of 90k)
+  std::vector<int> steps;  ///< default: 2/3 and 8/9 of the iterations ([OFF]'s 60k/80k of 90k)
   double gamma = 0.1;
   double clip_grad_norm = 0;  ///< 0 = no clipping
   int checkpoint_every = 500;
@@ -54,8 +54,8 @@ struct TrainOptions {
 
 /// One batch, ready for the network.
 struct Batch {
-  torch::Tensor images;         // [B, 3, H, W] normalised
-  std::vector<Target> targets;  // boxes in network-input pixels
+  torch::Tensor images;          // [B, 3, H, W] normalised
+  std::vector<Target> targets;   // boxes in network-input pixels
   std::vector<int64_t> indices;  // dataset indices
 };
 

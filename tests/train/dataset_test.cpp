@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+// Dataset loaders on the real shared data, and malformed annotations giving errors that name
+// the file and line (or counted skips where the dataset's own tools skip).
+#include "autoassign/dataset.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "fixtures.h"
+
+namespace autoassign {
+namespace {
+namespace fs = std::filesystem;
+
+std::string data_dir() {
+  const char* d = std::getenv("AUTOASSIGN_DATA");
+  return d ? d : "";
+}
+
+#define REQUIRE_DATA() \
+  if (data_dir().empty()) GTEST_SKIP() << "AUTOASSIGN_DATA (../shared/data) not set"
+
+TEST(Datasets, WiderFaceTrainAsPublished) {
+  REQUIRE_DATA();
+  auto ds = load_widerface(data_dir() + "/widerface", "train");
+  size_t faces = 0, ignored = 0;
+  for (const auto& s : ds.samples) {
+    for (const auto& o : s.objects) (o.ignore ? ignored : faces) += 1;
+  }
+  // data/README.md: 1,593 images and 9,482 faces; "invalid" faces are kept as ignored.
+  EXPECT_EQ(ds.samples.size(), 1593u);
+  EXPECT_EQ(faces + ignored, 9482u);
+  EXPECT_GT(ignored, 0u);
+  EXPECT_EQ(ds.class_names, std::vector<std::string>{"face"});
+  // The first entry of the official file: 1--Handshaking/..._409.jpg, one face 467 95 112 150.
+  ASSERT_EQ(ds.samples[0].key, "1--Handshaking/1_Handshaking_Handshaking_1_409");
+  ASSERT_EQ(ds.samples[0].objects.size(), 1u);
+  EXPECT_EQ(ds.samples[0].objects[0].x1, 467);
+  EXPECT_EQ(ds.samples[0].objects[0].y2, 95 + 150);
+}
+
+TEST(Datasets, Coco128) {
+  REQUIRE_DATA();
+  auto ds = load_coco(data_dir() + "/coco128/annotations/instances_train2017.json",
+                      data_dir() + "/coco128/train2017");
+  size_t objects = 0, crowd = 0;
+  for (const auto& s : ds.samples) {
+    for (const auto& o : s.objects) (o.ignore ? crowd : objects) += 1;
+  }
+  EXPECT_EQ(ds.samples.size(), 128u);
+  EXPECT_EQ(objects + crowd, 939u);
+  EXPECT_EQ(crowd, 10u);
+  ASSERT_EQ(ds.class_names.size(), 80u);
+  EXPECT_EQ(ds.class_names[0], "person");
+  EXPECT_EQ(ds.class_names[79], "toothbrush");  // id 90 -> contiguous 79
+}
+
+TEST(Datasets, FaceMaskVocWithClassMap) {
+  REQUIRE_DATA();
+  auto ds =
+      load_voc(data_dir() + "/facemask", parse_class_map("con_mascarilla=face,sin_mascarilla=face,"
+                                                         "mascarilla_mal_puesta=face"));
+  size_t faces = 0;
+  for (const auto& s : ds.samples) faces += s.objects.size();
+  EXPECT_EQ(ds.samples.size(), 853u);
+  EXPECT_EQ(faces, 4072u);
+  EXPECT_EQ(ds.class_names, std::vector<std::string>{"face"});
+  // Without the third class, its objects are skipped and counted.
+  auto partial = load_voc(data_dir() + "/facemask",
+                          parse_class_map("con_mascarilla=face,sin_mascarilla=face"));
+  EXPECT_EQ(partial.skipped.at("objects of unmapped class 'mascarilla_mal_puesta'"), 123);
+  EXPECT_THROW(parse_class_map("a=b,c"), std::invalid_argument);
+}
+
+class BadWider : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root = testing::temp_dir();
+    fs::create_directories(root + "/wider_face_split");
+    fs::create_directories(root + "/WIDER_train/images/0--Event");
+    for (const char* name : {"a.jpg", "b.jpg"}) {
+      std::ofstream(root + "/WIDER_train/images/0--Event/" + name) << "x";
+    }
+  }
+  void write(const std::string& text) {
+    std::ofstream(root + "/wider_face_split/wider_face_train_bbx_gt.txt") << text;
+  }
+  void expect_error(const std::string& text, const std::string& where, const std::string& what) {
+    write(text);
+    try {
+      load_widerface(root, "train");
+      FAIL() << "accepted:\n" << text;
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("wider_face_train_bbx_gt.txt:" + where), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+  }
+  std::string root;
+};
+
+TEST_F(BadWider, GoodFileWithEmptyImageAndZeroSizeBox) {
+  write(
+      "0--Event/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n0--Event/b.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n5 5 0 7 0 "
+      "0 0 0 0 0\n");
+  auto ds = load_widerface(root, "train");
+  ASSERT_EQ(ds.samples.size(), 2u);
+  EXPECT_TRUE(ds.samples[0].objects.empty());
+  ASSERT_EQ(ds.samples[1].objects.size(), 1u);
+  EXPECT_EQ(ds.skipped.at("boxes with zero width or height"), 1);
+}
+
+TEST_F(BadWider, BadNumber) {
+  expect_error("0--Event/a.jpg\n1\n1 2 x 4 0 0 0 0 0 0\n", "3", "not an integer: 'x'");
+}
+TEST_F(BadWider, BadCount) { expect_error("0--Event/a.jpg\nmany\n", "2", "face count"); }
+TEST_F(BadWider, WrongFieldCount) {
+  expect_error("0--Event/a.jpg\n1\n1 2 3 4\n", "3", "expected 10 numbers");
+}
+TEST_F(BadWider, Truncated) {
+  expect_error("0--Event/a.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n", "4", "file ends");
+}
+TEST_F(BadWider, MissingImage) {
+  expect_error("0--Event/zzz.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n", "1", "image file not found");
+}
+
+TEST(Datasets, BadCocoAndVoc) {
+  const std::string dir = testing::temp_dir();
+  std::ofstream(dir + "/bad.json") << "{\"images\": [], \"annotations\": [";
+  EXPECT_THROW(load_coco(dir + "/bad.json", dir), std::runtime_error);
+  std::ofstream(dir + "/noimages.json") << "{\"annotations\": [], \"categories\": []}";
+  try {
+    load_coco(dir + "/noimages.json", dir);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing array 'images'"), std::string::npos);
+  }
+  fs::create_directories(dir + "/voc/annotations");
+  fs::create_directories(dir + "/voc/images");
+  std::ofstream(dir + "/voc/images/a.jpg") << "x";
+  std::ofstream(dir + "/voc/annotations/a.xml")
+      << "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin>"
+         "<ymin>2</ymin><xmax>oops</xmax><ymax>9</ymax></bndbox></object></annotation>";
+  try {
+    load_voc(dir + "/voc", {});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.xml: object 'cat': bad or missing <xmax>"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace autoassign
