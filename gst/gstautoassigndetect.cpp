@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * SECTION:element-autoassigndetect
+ *
+ * Runs an AutoAssign model (a `.pt` file from `autoassign train` or the model zoo) on video
+ * frames and attaches a #GstVideoRegionOfInterestMeta per detected object: `roi_type` is the
+ * label, and a "detection" parameter structure carries the normalised box (x_min, y_min,
+ * x_max, y_max), confidence, label_id and label, as DL Streamer's gvadetect does. Pixels are
+ * never modified.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+ *     autoassigndetect model-file=model/zoo/face-rt.pt threshold=0.5 ! \
+ *     autoassignoverlay ! videoconvert ! autovideosink
+ * gst-launch-1.0 v4l2src ! videoconvert ! \
+ *     autoassigndetect model-file=face-rt.pt drop-when-busy=true ! autoassignjson location=- ! fakesink
+ * ]|
+ */
+#include "gstautoassigndetect.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "autoassign/detector.h"
+#include "roi.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_detect_debug);
+#define GST_CAT_DEFAULT gst_auto_assign_detect_debug
+
+using autoassign::Detection;
+using autoassign::Detector;
+using autoassign::DetectorOptions;
+
+enum {
+  PROP_0,
+  PROP_MODEL_FILE,
+  PROP_DEVICE,
+  PROP_THRESHOLD,
+  PROP_IOU_THRESHOLD,
+  PROP_MAX_DETECTIONS,
+  PROP_INFERENCE_INTERVAL,
+  PROP_REPEAT_METADATA,
+  PROP_THREADS,
+  PROP_LABELS_FILE,
+  PROP_DROP_WHEN_BUSY,
+};
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_THRESHOLD 0.5
+#define DEFAULT_IOU_THRESHOLD 0.6
+#define DEFAULT_MAX_DETECTIONS 100
+#define DEFAULT_INFERENCE_INTERVAL 1
+#define DEFAULT_REPEAT_METADATA FALSE
+#define DEFAULT_THREADS 0
+#define DEFAULT_DROP_WHEN_BUSY FALSE
+
+#define VIDEO_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, RGBA, BGRA, NV12, I420 }")
+
+namespace {
+
+// Written by properties (any thread), read when the state is built and per frame.
+struct Settings {
+  std::string model_file;
+  std::string device = DEFAULT_DEVICE;
+  double threshold = DEFAULT_THRESHOLD;
+  double iou_threshold = DEFAULT_IOU_THRESHOLD;
+  int max_detections = DEFAULT_MAX_DETECTIONS;
+  guint inference_interval = DEFAULT_INFERENCE_INTERVAL;
+  bool repeat_metadata = DEFAULT_REPEAT_METADATA;
+  int threads = DEFAULT_THREADS;
+  std::string labels_file;
+  bool drop_when_busy = DEFAULT_DROP_WHEN_BUSY;
+};
+
+// Detections kept for repeat-metadata and drop-when-busy, in normalised coordinates so they
+// survive a resolution change.
+struct Result {
+  std::vector<Detection> detections;  // boxes divided by the frame size
+  bool valid = false;
+};
+
+}  // namespace
+
+struct GstAutoAssignDetectPrivate {
+  std::mutex settings_lock;  // guards settings
+  Settings settings;
+
+  // Built in start(), dropped in stop(). The detector is swapped whole on a model reload, so
+  // a frame in flight keeps the one it started with.
+  std::mutex detector_lock;  // guards detector
+  std::shared_ptr<Detector> detector;
+
+  // Streaming-thread state.
+  guint64 frame_count = 0;
+  std::mutex result_lock;  // guards last
+  Result last;
+  std::atomic<double> inference_ms{0.0};
+
+  // drop-when-busy worker: infers on the newest frame; frames keep flowing meanwhile.
+  std::thread worker;
+  std::mutex work_lock;  // guards pending, stop_worker
+  std::condition_variable work_cv;
+  GstBuffer* pending = nullptr;
+  GstVideoInfo pending_info;
+  bool stop_worker = false;
+
+  std::thread loader;  // background model reload
+};
+
+struct _GstAutoAssignDetect {
+  GstVideoFilter parent;
+  GstAutoAssignDetectPrivate* priv;
+};
+
+G_DEFINE_TYPE(GstAutoAssignDetect, gst_auto_assign_detect, GST_TYPE_VIDEO_FILTER);
+GST_ELEMENT_REGISTER_DEFINE(autoassigndetect, "autoassigndetect", GST_RANK_NONE,
+                            GST_TYPE_AUTO_ASSIGN_DETECT);
+
+namespace {
+
+Settings settings_of(GstAutoAssignDetect* self) {
+  std::lock_guard<std::mutex> lock(self->priv->settings_lock);
+  return self->priv->settings;
+}
+
+std::vector<std::string> read_labels(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open labels file '" + path + "'");
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) names.push_back(line);
+  }
+  return names;
+}
+
+// Builds a Detector from the settings; throws what the library throws.
+std::shared_ptr<Detector> make_detector(const Settings& s) {
+  DetectorOptions o;
+  o.device = s.device;
+  o.threads = s.threads;
+  o.threshold = static_cast<float>(s.threshold);
+  o.iou_threshold = static_cast<float>(s.iou_threshold);
+  o.max_detections = s.max_detections;
+  auto det = std::make_shared<Detector>(s.model_file, o);
+  if (!s.labels_file.empty()) {
+    auto names = read_labels(s.labels_file);
+    try {
+      det->set_class_names(names);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("labels file '" + s.labels_file + "': " + e.what());
+    }
+  }
+  return det;
+}
+
+// Reports a failure to build the detector as the element error the kind of failure calls for.
+void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
+  using Kind = autoassign::ModelFileError::Kind;
+  if (auto* mf = dynamic_cast<const autoassign::ModelFileError*>(&e)) {
+    switch (mf->kind()) {
+      case Kind::kNotFound:
+        GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", mf->what()), (nullptr));
+        return;
+      case Kind::kVersion:
+        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", mf->what()), (nullptr));
+        return;
+      default:
+        GST_ELEMENT_ERROR(self, RESOURCE, READ, ("%s", mf->what()), (nullptr));
+        return;
+    }
+  }
+  if (dynamic_cast<const autoassign::DeviceError*>(&e)) {
+    GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("%s", e.what()), (nullptr));
+    return;
+  }
+  GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", e.what()), (nullptr));
+}
+
+std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
+  std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+  return self->priv->detector;
+}
+
+// Runs the detector on a mapped frame with the thresholds of the moment; boxes normalised.
+std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
+                                    const GstVideoFrame* frame) {
+  const Settings s = settings_of(self);
+  det.set_threshold(static_cast<float>(s.threshold));
+  det.set_iou_threshold(static_cast<float>(s.iou_threshold));
+  det.set_max_detections(s.max_detections);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto found = det.detect(autoassign::gst::frame_view(frame));
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // Exponential average: what the LATENCY query reports in synchronous mode.
+  const double prev = self->priv->inference_ms.load();
+  self->priv->inference_ms.store(prev == 0 ? ms : 0.9 * prev + 0.1 * ms);
+  const double w = GST_VIDEO_FRAME_WIDTH(frame), h = GST_VIDEO_FRAME_HEIGHT(frame);
+  for (auto& d : found) {
+    d.x1 = static_cast<float>(d.x1 / w);
+    d.x2 = static_cast<float>(d.x2 / w);
+    d.y1 = static_cast<float>(d.y1 / h);
+    d.y2 = static_cast<float>(d.y2 / h);
+  }
+  return found;
+}
+
+void attach_normalised(GstBuffer* buffer, const std::vector<Detection>& normalised, int w, int h) {
+  std::vector<Detection> px = normalised;
+  for (auto& d : px) {
+    d.x1 *= static_cast<float>(w);
+    d.x2 *= static_cast<float>(w);
+    d.y1 *= static_cast<float>(h);
+    d.y2 *= static_cast<float>(h);
+  }
+  autoassign::gst::attach_detections(buffer, px, w, h);
+}
+
+void worker_loop(GstAutoAssignDetect* self) {
+  auto* p = self->priv;
+  for (;;) {
+    GstBuffer* buffer = nullptr;
+    GstVideoInfo info;
+    {
+      std::unique_lock<std::mutex> lock(p->work_lock);
+      p->work_cv.wait(lock, [&] { return p->stop_worker || p->pending; });
+      if (p->stop_worker) return;
+      buffer = p->pending;
+      info = p->pending_info;
+      p->pending = nullptr;
+    }
+    GstVideoFrame frame;
+    if (gst_video_frame_map(&frame, &info, buffer, GST_MAP_READ)) {
+      try {
+        auto det = current_detector(self);
+        if (det) {
+          auto found = run_detector(self, *det, &frame);
+          std::lock_guard<std::mutex> lock(p->result_lock);
+          p->last.detections = std::move(found);
+          p->last.valid = true;
+        }
+      } catch (const std::exception& e) {
+        GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
+      }
+      gst_video_frame_unmap(&frame);
+    }
+    gst_buffer_unref(buffer);
+  }
+}
+
+void stop_worker(GstAutoAssignDetect* self) {
+  auto* p = self->priv;
+  {
+    std::lock_guard<std::mutex> lock(p->work_lock);
+    p->stop_worker = true;
+  }
+  p->work_cv.notify_all();
+  if (p->worker.joinable()) p->worker.join();
+  std::lock_guard<std::mutex> lock(p->work_lock);
+  if (p->pending) gst_buffer_unref(p->pending);
+  p->pending = nullptr;
+  p->stop_worker = false;
+}
+
+// model-file set while running: load in the background, swap when ready.
+void reload_model(GstAutoAssignDetect* self, Settings s) {
+  try {
+    auto det = make_detector(s);
+    {
+      std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+      if (!self->priv->detector) return;  // stopped meanwhile
+      self->priv->detector = det;
+    }
+    gst_element_post_message(
+        GST_ELEMENT(self),
+        gst_message_new_element(GST_OBJECT(self),
+                                gst_structure_new("autoassign-model-loaded", "model-file",
+                                                  G_TYPE_STRING, s.model_file.c_str(), nullptr)));
+  } catch (const std::exception& e) {
+    // The running model stays: a bad path typed into a live pipeline must not stop it.
+    GST_ELEMENT_WARNING(self, RESOURCE, READ, ("model reload failed, keeping the previous model: %s", e.what()),
+                        (nullptr));
+  }
+}
+
+gboolean detect_start(GstBaseTransform* trans) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(trans);
+  const Settings s = settings_of(self);
+  if (s.model_file.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("no model-file set"), (nullptr));
+    return FALSE;
+  }
+  try {
+    auto det = make_detector(s);
+    std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+    self->priv->detector = det;
+  } catch (const std::exception& e) {
+    post_load_error(self, e);
+    return FALSE;
+  }
+  self->priv->frame_count = 0;
+  self->priv->last = Result{};
+  self->priv->inference_ms = 0.0;
+  if (s.drop_when_busy) self->priv->worker = std::thread(worker_loop, self);
+  return TRUE;
+}
+
+gboolean detect_stop(GstBaseTransform* trans) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(trans);
+  stop_worker(self);
+  if (self->priv->loader.joinable()) self->priv->loader.join();
+  std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+  self->priv->detector.reset();
+  return TRUE;
+}
+
+GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(trans);
+  auto* p = self->priv;
+  GstVideoInfo* info = &GST_VIDEO_FILTER(trans)->in_info;
+  const Settings s = settings_of(self);
+  const guint64 n = p->frame_count++;
+  const int w = GST_VIDEO_INFO_WIDTH(info), h = GST_VIDEO_INFO_HEIGHT(info);
+  if (s.drop_when_busy) {
+    // Hand the newest frame to the worker (replacing one it has not started), then attach
+    // the latest finished detections to this frame without waiting.
+    {
+      std::lock_guard<std::mutex> lock(p->work_lock);
+      if (p->pending) gst_buffer_unref(p->pending);
+      p->pending = gst_buffer_ref(buffer);
+      p->pending_info = *info;
+    }
+    p->work_cv.notify_one();
+    std::lock_guard<std::mutex> lock(p->result_lock);
+    if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
+    return GST_FLOW_OK;
+  }
+  const bool infer = n % s.inference_interval == 0;
+  if (!infer) {
+    std::lock_guard<std::mutex> lock(p->result_lock);
+    if (s.repeat_metadata && p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
+    return GST_FLOW_OK;
+  }
+  // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, info, buffer, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot map the video frame for reading"), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  std::vector<Detection> found;
+  try {
+    auto det = current_detector(self);
+    if (!det) throw std::runtime_error("no model loaded");
+    found = run_detector(self, *det, &frame);
+  } catch (const std::exception& e) {
+    gst_video_frame_unmap(&frame);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  gst_video_frame_unmap(&frame);
+  attach_normalised(buffer, found, w, h);
+  std::lock_guard<std::mutex> lock(p->result_lock);
+  p->last.detections = std::move(found);
+  p->last.valid = true;
+  return GST_FLOW_OK;
+}
+
+gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQuery* query) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(trans);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY && direction == GST_PAD_SRC) {
+    if (!GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->query(trans, direction, query)) {
+      return FALSE;
+    }
+    gboolean live;
+    GstClockTime min, max;
+    gst_query_parse_latency(query, &live, &min, &max);
+    // Synchronous inference holds each frame for about one inference; with drop-when-busy
+    // frames pass at once and only the metadata lags.
+    const Settings s = settings_of(self);
+    const GstClockTime ours =
+        s.drop_when_busy ? 0
+                         : static_cast<GstClockTime>(self->priv->inference_ms.load() * GST_MSECOND);
+    gst_query_set_latency(query, live, min + ours, max == GST_CLOCK_TIME_NONE ? max : max + ours);
+    return TRUE;
+  }
+  return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->query(trans, direction, query);
+}
+
+gboolean detect_set_info(GstVideoFilter*, GstCaps*, GstVideoInfo*, GstCaps*, GstVideoInfo*) {
+  // A new resolution or format needs nothing: the Detector takes any frame size.
+  return TRUE;
+}
+
+void detect_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(object);
+  auto* p = self->priv;
+  std::unique_lock<std::mutex> lock(p->settings_lock);
+  Settings& s = p->settings;
+  switch (prop_id) {
+    case PROP_MODEL_FILE: {
+      const char* v = g_value_get_string(value);
+      s.model_file = v ? v : "";
+      const Settings copy = s;
+      lock.unlock();
+      if (current_detector(self)) {
+        if (p->loader.joinable()) p->loader.join();
+        p->loader = std::thread(reload_model, self, copy);
+      }
+      return;
+    }
+    case PROP_DEVICE: {
+      const char* v = g_value_get_string(value);
+      s.device = v ? v : DEFAULT_DEVICE;
+      break;
+    }
+    case PROP_THRESHOLD: s.threshold = g_value_get_double(value); break;
+    case PROP_IOU_THRESHOLD: s.iou_threshold = g_value_get_double(value); break;
+    case PROP_MAX_DETECTIONS: s.max_detections = g_value_get_int(value); break;
+    case PROP_INFERENCE_INTERVAL: s.inference_interval = g_value_get_uint(value); break;
+    case PROP_REPEAT_METADATA: s.repeat_metadata = g_value_get_boolean(value); break;
+    case PROP_THREADS: s.threads = g_value_get_int(value); break;
+    case PROP_LABELS_FILE: {
+      const char* v = g_value_get_string(value);
+      s.labels_file = v ? v : "";
+      break;
+    }
+    case PROP_DROP_WHEN_BUSY: s.drop_when_busy = g_value_get_boolean(value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+}
+
+void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(object);
+  const Settings s = settings_of(self);
+  switch (prop_id) {
+    case PROP_MODEL_FILE: g_value_set_string(value, s.model_file.c_str()); break;
+    case PROP_DEVICE: g_value_set_string(value, s.device.c_str()); break;
+    case PROP_THRESHOLD: g_value_set_double(value, s.threshold); break;
+    case PROP_IOU_THRESHOLD: g_value_set_double(value, s.iou_threshold); break;
+    case PROP_MAX_DETECTIONS: g_value_set_int(value, s.max_detections); break;
+    case PROP_INFERENCE_INTERVAL: g_value_set_uint(value, s.inference_interval); break;
+    case PROP_REPEAT_METADATA: g_value_set_boolean(value, s.repeat_metadata); break;
+    case PROP_THREADS: g_value_set_int(value, s.threads); break;
+    case PROP_LABELS_FILE: g_value_set_string(value, s.labels_file.c_str()); break;
+    case PROP_DROP_WHEN_BUSY: g_value_set_boolean(value, s.drop_when_busy); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+}
+
+void detect_finalize(GObject* object) {
+  auto* self = GST_AUTO_ASSIGN_DETECT(object);
+  stop_worker(self);
+  if (self->priv->loader.joinable()) self->priv->loader.join();
+  delete self->priv;
+  G_OBJECT_CLASS(gst_auto_assign_detect_parent_class)->finalize(object);
+}
+
+}  // namespace
+
+static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
+  auto* gobject_class = G_OBJECT_CLASS(klass);
+  auto* element_class = GST_ELEMENT_CLASS(klass);
+  auto* trans_class = GST_BASE_TRANSFORM_CLASS(klass);
+  auto* filter_class = GST_VIDEO_FILTER_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(gst_auto_assign_detect_debug, "autoassigndetect", 0,
+                          "AutoAssign object detection");
+  gobject_class->set_property = detect_set_property;
+  gobject_class->get_property = detect_get_property;
+  gobject_class->finalize = detect_finalize;
+  const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  const auto rw_playing = static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING);
+  const auto rw_ready = static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_READY);
+  g_object_class_install_property(
+      gobject_class, PROP_MODEL_FILE,
+      g_param_spec_string("model-file", "Model file",
+                          "Path of the AutoAssign model file (.pt). Set in PLAYING, the new model "
+                          "loads in the background and replaces the running one atomically; an "
+                          "\"autoassign-model-loaded\" element message follows",
+                          nullptr, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device",
+                          "Inference device: cpu, cuda or cuda:N (CUDA needs a CUDA LibTorch); "
+                          "applies at the next READY->PAUSED",
+                          DEFAULT_DEVICE, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_THRESHOLD,
+      g_param_spec_double("threshold", "Threshold",
+                          "Minimum confidence (cls x objectness) of a detection, 0..1; applies "
+                          "from the next frame",
+                          0.0, 1.0, DEFAULT_THRESHOLD, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_IOU_THRESHOLD,
+      g_param_spec_double("iou-threshold", "IoU threshold",
+                          "Class-aware NMS overlap above which the weaker box is dropped, "
+                          "0..1; applies from the next frame",
+                          0.01, 1.0, DEFAULT_IOU_THRESHOLD, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_DETECTIONS,
+      g_param_spec_int("max-detections", "Max detections",
+                       "Most detections attached per frame; applies from the next frame", 1,
+                       10000, DEFAULT_MAX_DETECTIONS, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_INFERENCE_INTERVAL,
+      g_param_spec_uint("inference-interval", "Inference interval",
+                        "Run the model on every Nth frame (1 = every frame); other frames pass "
+                        "without new detections",
+                        1, G_MAXUINT, DEFAULT_INFERENCE_INTERVAL, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_REPEAT_METADATA,
+      g_param_spec_boolean("repeat-metadata", "Repeat metadata",
+                           "Attach the last detections to frames skipped by inference-interval, "
+                           "so boxes do not flicker",
+                           DEFAULT_REPEAT_METADATA, rw_playing));
+  g_object_class_install_property(
+      gobject_class, PROP_THREADS,
+      g_param_spec_int("threads", "Threads",
+                       "LibTorch intra-op threads, process-wide (0 = one per core); applies at "
+                       "the next READY->PAUSED",
+                       0, 256, DEFAULT_THREADS, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_LABELS_FILE,
+      g_param_spec_string("labels-file", "Labels file",
+                          "Text file with one label per line, replacing the model's label names "
+                          "(must have as many lines as the model has classes); applies at the "
+                          "next READY->PAUSED",
+                          nullptr, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_DROP_WHEN_BUSY,
+      g_param_spec_boolean("drop-when-busy", "Drop when busy",
+                           "Live mode: infer on a worker thread on the newest frame only, while "
+                           "frames pass at once carrying the latest finished detections; applies "
+                           "at the next READY->PAUSED",
+                           DEFAULT_DROP_WHEN_BUSY, rw_ready));
+
+  gst_element_class_set_static_metadata(
+      element_class, "AutoAssign object detector", "Filter/Analyzer/Video",
+      "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",
+      "autoassign-gst developers");
+  GstCaps* caps = gst_caps_from_string(VIDEO_CAPS);
+  gst_element_class_add_pad_template(element_class,
+                                     gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(element_class,
+                                     gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+  gst_caps_unref(caps);
+
+  trans_class->start = detect_start;
+  trans_class->stop = detect_stop;
+  trans_class->query = detect_query;
+  // Our own transform_ip (not GstVideoFilter's) so the frame is mapped read-only: the buffer
+  // is made writable for metadata without copying any pixel memory.
+  trans_class->transform_ip = detect_transform_ip;
+  trans_class->transform_ip_on_passthrough = FALSE;
+  filter_class->set_info = detect_set_info;
+}
+
+static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
+  self->priv = new GstAutoAssignDetectPrivate();
+  gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
+}

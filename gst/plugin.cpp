@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+// Registers the plugin's elements; nothing else lives here.
+#include <gst/gst.h>
+
+#include "gstautoassigndetect.h"
+#include "gstautoassignjson.h"
+#include "gstautoassignoverlay.h"
+#include "plugin.h"
+
+static gboolean plugin_init(GstPlugin* plugin) {
+  gboolean ok = FALSE;
+  ok |= GST_ELEMENT_REGISTER(autoassigndetect, plugin);
+  ok |= GST_ELEMENT_REGISTER(autoassignoverlay, plugin);
+  ok |= GST_ELEMENT_REGISTER(autoassignjson, plugin);
+  return ok;
+}
+
+GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, autoassign,
+                  "AutoAssign object detection (LibTorch): detect, overlay, JSON", plugin_init,
+                  AUTOASSIGN_VERSION, "MIT", "autoassign-gst", "https://github.com/autoassign-gst")
+
+gboolean autoassign_gst_register_static(void) {
+  return gst_plugin_register_static(GST_VERSION_MAJOR, GST_VERSION_MINOR, "autoassign",
+                                    "AutoAssign object detection (LibTorch)", plugin_init,
+                                    AUTOASSIGN_VERSION, "MIT", "autoassign-gst", "autoassign-gst",
+                                    "https://github.com/autoassign-gst");
+}

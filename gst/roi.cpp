@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#include "roi.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace autoassign::gst {
+
+void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
+                       int height) {
+  for (const auto& d : detections) {
+    const int x1 = std::clamp(static_cast<int>(std::floor(d.x1)), 0, width);
+    const int y1 = std::clamp(static_cast<int>(std::floor(d.y1)), 0, height);
+    const int x2 = std::clamp(static_cast<int>(std::ceil(d.x2)), 0, width);
+    const int y2 = std::clamp(static_cast<int>(std::ceil(d.y2)), 0, height);
+    GstVideoRegionOfInterestMeta* meta = gst_buffer_add_video_region_of_interest_meta(
+        buffer, d.label.c_str(), static_cast<guint>(x1), static_cast<guint>(y1),
+        static_cast<guint>(x2 - x1), static_cast<guint>(y2 - y1));
+    GstStructure* s = gst_structure_new(
+        "detection", "x_min", G_TYPE_DOUBLE, static_cast<double>(d.x1) / width, "y_min",
+        G_TYPE_DOUBLE, static_cast<double>(d.y1) / height, "x_max", G_TYPE_DOUBLE,
+        static_cast<double>(d.x2) / width, "y_max", G_TYPE_DOUBLE,
+        static_cast<double>(d.y2) / height, "confidence", G_TYPE_DOUBLE,
+        static_cast<double>(d.score), "label_id", G_TYPE_INT, d.label_id, "label", G_TYPE_STRING,
+        d.label.c_str(), nullptr);
+    gst_video_region_of_interest_meta_add_param(meta, s);  // takes ownership
+  }
+}
+
+std::vector<Roi> read_rois(GstBuffer* buffer) {
+  std::vector<Roi> rois;
+  gpointer state = nullptr;
+  GstMeta* meta;
+  while ((meta = gst_buffer_iterate_meta_filtered(buffer, &state,
+                                                  GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    auto* m = reinterpret_cast<GstVideoRegionOfInterestMeta*>(meta);
+    Roi r;
+    r.x = static_cast<int>(m->x);
+    r.y = static_cast<int>(m->y);
+    r.w = static_cast<int>(m->w);
+    r.h = static_cast<int>(m->h);
+    r.roi_type = m->roi_type ? g_quark_to_string(m->roi_type) : "";
+    if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "detection")) {
+      r.has_detection = true;
+      gst_structure_get_double(s, "x_min", &r.x_min);
+      gst_structure_get_double(s, "y_min", &r.y_min);
+      gst_structure_get_double(s, "x_max", &r.x_max);
+      gst_structure_get_double(s, "y_max", &r.y_max);
+      gst_structure_get_double(s, "confidence", &r.confidence);
+      gst_structure_get_int(s, "label_id", &r.label_id);
+      if (const char* l = gst_structure_get_string(s, "label")) r.label = l;
+    }
+    rois.push_back(std::move(r));
+  }
+  return rois;
+}
+
+bool to_pixel_format(GstVideoFormat format, PixelFormat* out) {
+  switch (format) {
+    case GST_VIDEO_FORMAT_RGB: *out = PixelFormat::kRGB; return true;
+    case GST_VIDEO_FORMAT_BGR: *out = PixelFormat::kBGR; return true;
+    case GST_VIDEO_FORMAT_RGBx: *out = PixelFormat::kRGBx; return true;
+    case GST_VIDEO_FORMAT_BGRx: *out = PixelFormat::kBGRx; return true;
+    case GST_VIDEO_FORMAT_RGBA: *out = PixelFormat::kRGBA; return true;
+    case GST_VIDEO_FORMAT_BGRA: *out = PixelFormat::kBGRA; return true;
+    case GST_VIDEO_FORMAT_NV12: *out = PixelFormat::kNV12; return true;
+    case GST_VIDEO_FORMAT_I420: *out = PixelFormat::kI420; return true;
+    case GST_VIDEO_FORMAT_GRAY8: *out = PixelFormat::kGRAY8; return true;
+    default: return false;
+  }
+}
+
+ImageView frame_view(const GstVideoFrame* frame) {
+  ImageView v;
+  if (!to_pixel_format(GST_VIDEO_FRAME_FORMAT(frame), &v.format)) {
+    throw std::invalid_argument(std::string("unsupported video format ") +
+                                gst_video_format_to_string(GST_VIDEO_FRAME_FORMAT(frame)));
+  }
+  v.width = GST_VIDEO_FRAME_WIDTH(frame);
+  v.height = GST_VIDEO_FRAME_HEIGHT(frame);
+  for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(frame) && p < 3; ++p) {
+    v.planes[p] = static_cast<const std::uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(frame, p));
+    v.strides[p] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, p);
+  }
+  return v;
+}
+
+}  // namespace autoassign::gst

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+// Detections <-> GstVideoRegionOfInterestMeta in DL Streamer's convention: roi_type = label,
+// plus a "detection" parameter structure with normalised x_min, y_min, x_max, y_max (doubles),
+// confidence (double), label_id (int) and label (string).
+#pragma once
+
+#include <gst/video/video.h>
+
+#include <string>
+#include <vector>
+
+#include "autoassign/types.h"
+
+namespace autoassign::gst {
+
+/// A region read back from any producer's ROI meta (our own or another element's).
+struct Roi {
+  int x = 0, y = 0, w = 0, h = 0;  ///< frame pixels (the meta's own fields)
+  std::string roi_type;
+  bool has_detection = false;  ///< a "detection" param structure was present
+  double x_min = 0, y_min = 0, x_max = 0, y_max = 0, confidence = 0;
+  int label_id = -1;
+  std::string label;
+};
+
+/// Adds one ROI meta per detection; boxes are rounded out to whole pixels and clipped.
+void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
+                       int height);
+/// All ROI metas of a buffer, in the order they were added.
+std::vector<Roi> read_rois(GstBuffer* buffer);
+
+/// GstVideoFormat -> the library's PixelFormat; false for formats the library does not take.
+bool to_pixel_format(GstVideoFormat format, PixelFormat* out);
+/// A mapped frame as an ImageView (no copy).
+ImageView frame_view(const GstVideoFrame* frame);
+
+}  // namespace autoassign::gst
