@@ -14,7 +14,8 @@
  *     autoassigndetect model-file=model/zoo/face-rt.pt threshold=0.5 ! \
  *     autoassignoverlay ! videoconvert ! autovideosink
  * gst-launch-1.0 v4l2src ! videoconvert ! \
- *     autoassigndetect model-file=face-rt.pt drop-when-busy=true ! autoassignjson location=- ! fakesink
+ *     autoassigndetect model-file=face-rt.pt drop-when-busy=true ! autoassignjson location=- !
+ * fakesink
  * ]|
  */
 #include "gstautoassigndetect.h"
@@ -289,7 +290,8 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
                                                   G_TYPE_STRING, s.model_file.c_str(), nullptr)));
   } catch (const std::exception& e) {
     // The running model stays: a bad path typed into a live pipeline must not stop it.
-    GST_ELEMENT_WARNING(self, RESOURCE, READ, ("model reload failed, keeping the previous model: %s", e.what()),
+    GST_ELEMENT_WARNING(self, RESOURCE, READ,
+                        ("model reload failed, keeping the previous model: %s", e.what()),
                         (nullptr));
   }
 }
@@ -379,7 +381,8 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
 gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQuery* query) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
   if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY && direction == GST_PAD_SRC) {
-    if (!GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->query(trans, direction, query)) {
+    if (!GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)
+             ->query(trans, direction, query)) {
       return FALSE;
     }
     gboolean live;
@@ -394,7 +397,8 @@ gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQue
     gst_query_set_latency(query, live, min + ours, max == GST_CLOCK_TIME_NONE ? max : max + ours);
     return TRUE;
   }
-  return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->query(trans, direction, query);
+  return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)
+      ->query(trans, direction, query);
 }
 
 gboolean detect_set_info(GstVideoFilter*, GstCaps*, GstVideoInfo*, GstCaps*, GstVideoInfo*) {
@@ -424,19 +428,35 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       s.device = v ? v : DEFAULT_DEVICE;
       break;
     }
-    case PROP_THRESHOLD: s.threshold = g_value_get_double(value); break;
-    case PROP_IOU_THRESHOLD: s.iou_threshold = g_value_get_double(value); break;
-    case PROP_MAX_DETECTIONS: s.max_detections = g_value_get_int(value); break;
-    case PROP_INFERENCE_INTERVAL: s.inference_interval = g_value_get_uint(value); break;
-    case PROP_REPEAT_METADATA: s.repeat_metadata = g_value_get_boolean(value); break;
-    case PROP_THREADS: s.threads = g_value_get_int(value); break;
+    case PROP_THRESHOLD:
+      s.threshold = g_value_get_double(value);
+      break;
+    case PROP_IOU_THRESHOLD:
+      s.iou_threshold = g_value_get_double(value);
+      break;
+    case PROP_MAX_DETECTIONS:
+      s.max_detections = g_value_get_int(value);
+      break;
+    case PROP_INFERENCE_INTERVAL:
+      s.inference_interval = g_value_get_uint(value);
+      break;
+    case PROP_REPEAT_METADATA:
+      s.repeat_metadata = g_value_get_boolean(value);
+      break;
+    case PROP_THREADS:
+      s.threads = g_value_get_int(value);
+      break;
     case PROP_LABELS_FILE: {
       const char* v = g_value_get_string(value);
       s.labels_file = v ? v : "";
       break;
     }
-    case PROP_DROP_WHEN_BUSY: s.drop_when_busy = g_value_get_boolean(value); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_DROP_WHEN_BUSY:
+      s.drop_when_busy = g_value_get_boolean(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -444,17 +464,39 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
   auto* self = GST_AUTO_ASSIGN_DETECT(object);
   const Settings s = settings_of(self);
   switch (prop_id) {
-    case PROP_MODEL_FILE: g_value_set_string(value, s.model_file.c_str()); break;
-    case PROP_DEVICE: g_value_set_string(value, s.device.c_str()); break;
-    case PROP_THRESHOLD: g_value_set_double(value, s.threshold); break;
-    case PROP_IOU_THRESHOLD: g_value_set_double(value, s.iou_threshold); break;
-    case PROP_MAX_DETECTIONS: g_value_set_int(value, s.max_detections); break;
-    case PROP_INFERENCE_INTERVAL: g_value_set_uint(value, s.inference_interval); break;
-    case PROP_REPEAT_METADATA: g_value_set_boolean(value, s.repeat_metadata); break;
-    case PROP_THREADS: g_value_set_int(value, s.threads); break;
-    case PROP_LABELS_FILE: g_value_set_string(value, s.labels_file.c_str()); break;
-    case PROP_DROP_WHEN_BUSY: g_value_set_boolean(value, s.drop_when_busy); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_MODEL_FILE:
+      g_value_set_string(value, s.model_file.c_str());
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, s.device.c_str());
+      break;
+    case PROP_THRESHOLD:
+      g_value_set_double(value, s.threshold);
+      break;
+    case PROP_IOU_THRESHOLD:
+      g_value_set_double(value, s.iou_threshold);
+      break;
+    case PROP_MAX_DETECTIONS:
+      g_value_set_int(value, s.max_detections);
+      break;
+    case PROP_INFERENCE_INTERVAL:
+      g_value_set_uint(value, s.inference_interval);
+      break;
+    case PROP_REPEAT_METADATA:
+      g_value_set_boolean(value, s.repeat_metadata);
+      break;
+    case PROP_THREADS:
+      g_value_set_int(value, s.threads);
+      break;
+    case PROP_LABELS_FILE:
+      g_value_set_string(value, s.labels_file.c_str());
+      break;
+    case PROP_DROP_WHEN_BUSY:
+      g_value_set_boolean(value, s.drop_when_busy);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -509,8 +551,8 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_MAX_DETECTIONS,
       g_param_spec_int("max-detections", "Max detections",
-                       "Most detections attached per frame; applies from the next frame", 1,
-                       10000, DEFAULT_MAX_DETECTIONS, rw_playing));
+                       "Most detections attached per frame; applies from the next frame", 1, 10000,
+                       DEFAULT_MAX_DETECTIONS, rw_playing));
   g_object_class_install_property(
       gobject_class, PROP_INFERENCE_INTERVAL,
       g_param_spec_uint("inference-interval", "Inference interval",
@@ -549,10 +591,10 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
       "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",
       "autoassign-gst developers");
   GstCaps* caps = gst_caps_from_string(VIDEO_CAPS);
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
   gst_caps_unref(caps);
 
   trans_class->start = detect_start;

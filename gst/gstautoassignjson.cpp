@@ -101,18 +101,19 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   for (const auto& r : rois) {
     nlohmann::json o = {{"x", r.x}, {"y", r.y}, {"w", r.w}, {"h", r.h}, {"roi_type", r.roi_type}};
     if (r.has_detection) {
-      o["detection"] = {{"bounding_box",
-                         {{"x_min", r.x_min}, {"y_min", r.y_min}, {"x_max", r.x_max}, {"y_max", r.y_max}}},
-                        {"confidence", r.confidence},
-                        {"label", r.label},
-                        {"label_id", r.label_id}};
+      o["detection"] = {
+          {"bounding_box",
+           {{"x_min", r.x_min}, {"y_min", r.y_min}, {"x_max", r.x_max}, {"y_max", r.y_max}}},
+          {"confidence", r.confidence},
+          {"label", r.label},
+          {"label_id", r.label_id}};
     }
     if (st->post_messages) {
       GstStructure* s = gst_structure_new(
-          "autoassign-object", "timestamp", G_TYPE_UINT64, static_cast<guint64>(pts), "x", G_TYPE_INT,
-          r.x, "y", G_TYPE_INT, r.y, "w", G_TYPE_INT, r.w, "h", G_TYPE_INT, r.h, "roi-type",
-          G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(), "label-id",
-          G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
+          "autoassign-object", "timestamp", G_TYPE_UINT64, static_cast<guint64>(pts), "x",
+          G_TYPE_INT, r.x, "y", G_TYPE_INT, r.y, "w", G_TYPE_INT, r.w, "h", G_TYPE_INT, r.h,
+          "roi-type", G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(),
+          "label-id", G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
           G_TYPE_STRING, o.dump().c_str(), nullptr);
       gst_element_post_message(GST_ELEMENT(trans), gst_message_new_element(GST_OBJECT(trans), s));
     }
@@ -120,9 +121,11 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   }
   if (st->out) {
     const std::string line = frame.dump() + "\n";
-    if (std::fwrite(line.data(), 1, line.size(), st->out) != line.size() || std::fflush(st->out) != 0) {
+    if (std::fwrite(line.data(), 1, line.size(), st->out) != line.size() ||
+        std::fflush(st->out) != 0) {
       GST_ELEMENT_ERROR(trans, RESOURCE, WRITE,
-                        ("cannot write to '%s': %s", st->location.c_str(), g_strerror(errno)), (nullptr));
+                        ("cannot write to '%s': %s", st->location.c_str(), g_strerror(errno)),
+                        (nullptr));
       return GST_FLOW_ERROR;
     }
   }
@@ -138,8 +141,12 @@ void json_set_property(GObject* object, guint prop_id, const GValue* value, GPar
       st->location = v ? v : "";
       break;
     }
-    case PROP_POST_MESSAGES: st->post_messages = g_value_get_boolean(value); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_POST_MESSAGES:
+      st->post_messages = g_value_get_boolean(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -147,9 +154,15 @@ void json_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec
   auto* st = GST_AUTO_ASSIGN_JSON(object)->state;
   std::lock_guard<std::mutex> lock(st->lock);
   switch (prop_id) {
-    case PROP_LOCATION: g_value_set_string(value, st->location.c_str()); break;
-    case PROP_POST_MESSAGES: g_value_set_boolean(value, st->post_messages); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_LOCATION:
+      g_value_set_string(value, st->location.c_str());
+      break;
+    case PROP_POST_MESSAGES:
+      g_value_set_boolean(value, st->post_messages);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -183,15 +196,15 @@ static void gst_auto_assign_json_class_init(GstAutoAssignJsonClass* klass) {
                            DEFAULT_POST_MESSAGES,
                            static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
                                                     GST_PARAM_MUTABLE_PLAYING)));
-  gst_element_class_set_static_metadata(element_class, "AutoAssign JSON writer",
-                                        "Filter/Analyzer/Video",
-                                        "Writes regions of interest as JSON lines (gvametaconvert shape)",
-                                        "autoassign-gst developers");
+  gst_element_class_set_static_metadata(
+      element_class, "AutoAssign JSON writer", "Filter/Analyzer/Video",
+      "Writes regions of interest as JSON lines (gvametaconvert shape)",
+      "autoassign-gst developers");
   GstCaps* caps = gst_caps_from_string("video/x-raw; video/x-raw(ANY)");
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
   gst_caps_unref(caps);
   trans_class->start = json_start;
   trans_class->stop = json_stop;

@@ -14,10 +14,10 @@
  */
 #include "gstautoassignoverlay.h"
 
-#include <opencv2/imgproc.hpp>
-
 #include <cstdio>
 #include <mutex>
+
+#include <opencv2/imgproc.hpp>
 
 #include "roi.h"
 
@@ -52,8 +52,8 @@ Rgb colour_for(int label_id, const std::string& roi_type) {
                                  {255, 0, 255}, {0, 255, 255},  {255, 128, 0},  {128, 0, 255},
                                  {0, 160, 80},  {200, 200, 200}};
   const size_t n = sizeof kPalette / sizeof kPalette[0];
-  const size_t i = label_id >= 0 ? static_cast<size_t>(label_id) % n
-                                 : std::hash<std::string>{}(roi_type) % n;
+  const size_t i =
+      label_id >= 0 ? static_cast<size_t>(label_id) % n : std::hash<std::string>{}(roi_type) % n;
   return kPalette[i];
 }
 
@@ -111,7 +111,8 @@ GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* 
     const cv::Rect box(r.x, r.y, std::max(1, r.w), std::max(1, r.h));
     const std::string text = caption(r, s);
     int baseline = 0;
-    const cv::Size ts = text.empty() ? cv::Size() : cv::getTextSize(text, font, s.font_scale, 1, &baseline);
+    const cv::Size ts =
+        text.empty() ? cv::Size() : cv::getTextSize(text, font, s.font_scale, 1, &baseline);
     // The caption sits on a filled bar above the box (inside the frame if the box is at the top).
     const int bar_y = std::max(0, r.y - ts.height - baseline - 2);
     const cv::Rect bar(r.x, bar_y, ts.width + 4, ts.height + baseline + 2);
@@ -124,8 +125,10 @@ GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* 
         cv::rectangle(luma, box, cv::Scalar(y), s.line_width);
         if (!text.empty()) cv::rectangle(luma, bar, cv::Scalar(y), cv::FILLED);
         // Chroma planes are half size: halve the geometry, keep at least one pixel of line.
-        const cv::Rect cbox(box.x / 2, box.y / 2, std::max(1, box.width / 2), std::max(1, box.height / 2));
-        const cv::Rect cbar(bar.x / 2, bar.y / 2, std::max(1, bar.width / 2), std::max(1, bar.height / 2));
+        const cv::Rect cbox(box.x / 2, box.y / 2, std::max(1, box.width / 2),
+                            std::max(1, box.height / 2));
+        const cv::Rect cbar(bar.x / 2, bar.y / 2, std::max(1, bar.width / 2),
+                            std::max(1, bar.height / 2));
         const int cw = std::max(1, s.line_width / 2);
         const int pw = (w + 1) / 2, ph = (h + 1) / 2;
         if (format == GST_VIDEO_FORMAT_NV12) {
@@ -154,14 +157,16 @@ GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* 
         cv::Mat img = plane(frame, 0, four ? CV_8UC4 : CV_8UC3, w, h);
         const bool rgb_order = format == GST_VIDEO_FORMAT_RGB || format == GST_VIDEO_FORMAT_RGBx ||
                                format == GST_VIDEO_FORMAT_RGBA;
-        const cv::Scalar col = rgb_order ? cv::Scalar(c.r, c.g, c.b, 255) : cv::Scalar(c.b, c.g, c.r, 255);
+        const cv::Scalar col =
+            rgb_order ? cv::Scalar(c.r, c.g, c.b, 255) : cv::Scalar(c.b, c.g, c.r, 255);
         cv::rectangle(img, box, col, s.line_width);
         if (!text.empty()) {
           cv::rectangle(img, bar, col, cv::FILLED);
           const double luma = 0.299 * c.r + 0.587 * c.g + 0.114 * c.b;
-          const cv::Scalar ink = luma > 128 ? cv::Scalar(0, 0, 0, 255) : cv::Scalar(255, 255, 255, 255);
-          cv::putText(img, text, cv::Point(bar.x + 2, bar.y + ts.height + 1), font, s.font_scale, ink,
-                      1, cv::LINE_AA);
+          const cv::Scalar ink =
+              luma > 128 ? cv::Scalar(0, 0, 0, 255) : cv::Scalar(255, 255, 255, 255);
+          cv::putText(img, text, cv::Point(bar.x + 2, bar.y + ts.height + 1), font, s.font_scale,
+                      ink, 1, cv::LINE_AA);
         }
         break;
       }
@@ -175,11 +180,21 @@ void overlay_set_property(GObject* object, guint prop_id, const GValue* value, G
   std::lock_guard<std::mutex> lock(*self->lock);
   auto& s = *self->settings;
   switch (prop_id) {
-    case PROP_LINE_WIDTH: s.line_width = g_value_get_int(value); break;
-    case PROP_FONT_SCALE: s.font_scale = g_value_get_double(value); break;
-    case PROP_SHOW_LABELS: s.show_labels = g_value_get_boolean(value); break;
-    case PROP_SHOW_CONFIDENCE: s.show_confidence = g_value_get_boolean(value); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_LINE_WIDTH:
+      s.line_width = g_value_get_int(value);
+      break;
+    case PROP_FONT_SCALE:
+      s.font_scale = g_value_get_double(value);
+      break;
+    case PROP_SHOW_LABELS:
+      s.show_labels = g_value_get_boolean(value);
+      break;
+    case PROP_SHOW_CONFIDENCE:
+      s.show_confidence = g_value_get_boolean(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -188,11 +203,21 @@ void overlay_get_property(GObject* object, guint prop_id, GValue* value, GParamS
   std::lock_guard<std::mutex> lock(*self->lock);
   const auto& s = *self->settings;
   switch (prop_id) {
-    case PROP_LINE_WIDTH: g_value_set_int(value, s.line_width); break;
-    case PROP_FONT_SCALE: g_value_set_double(value, s.font_scale); break;
-    case PROP_SHOW_LABELS: g_value_set_boolean(value, s.show_labels); break;
-    case PROP_SHOW_CONFIDENCE: g_value_set_boolean(value, s.show_confidence); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    case PROP_LINE_WIDTH:
+      g_value_set_int(value, s.line_width);
+      break;
+    case PROP_FONT_SCALE:
+      g_value_set_double(value, s.font_scale);
+      break;
+    case PROP_SHOW_LABELS:
+      g_value_set_boolean(value, s.show_labels);
+      break;
+    case PROP_SHOW_CONFIDENCE:
+      g_value_set_boolean(value, s.show_confidence);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
   }
 }
 
@@ -222,8 +247,8 @@ static void gst_auto_assign_overlay_class_init(GstAutoAssignOverlayClass* klass)
   g_object_class_install_property(
       gobject_class, PROP_FONT_SCALE,
       g_param_spec_double("font-scale", "Font scale",
-                          "Caption size (OpenCV Hershey font scale; 0.5 is ~10 px high)", 0.1,
-                          10.0, DEFAULT_FONT_SCALE, rw));
+                          "Caption size (OpenCV Hershey font scale; 0.5 is ~10 px high)", 0.1, 10.0,
+                          DEFAULT_FONT_SCALE, rw));
   g_object_class_install_property(
       gobject_class, PROP_SHOW_LABELS,
       g_param_spec_boolean("show-labels", "Show labels", "Write each box's label",
@@ -232,15 +257,14 @@ static void gst_auto_assign_overlay_class_init(GstAutoAssignOverlayClass* klass)
       gobject_class, PROP_SHOW_CONFIDENCE,
       g_param_spec_boolean("show-confidence", "Show confidence", "Write each box's confidence",
                            DEFAULT_SHOW_CONFIDENCE, rw));
-  gst_element_class_set_static_metadata(element_class, "AutoAssign overlay",
-                                        "Filter/Effect/Video",
+  gst_element_class_set_static_metadata(element_class, "AutoAssign overlay", "Filter/Effect/Video",
                                         "Draws regions of interest with labels and confidences",
                                         "autoassign-gst developers");
   GstCaps* caps = gst_caps_from_string(VIDEO_CAPS);
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(element_class,
-                                     gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
   gst_caps_unref(caps);
   GST_VIDEO_FILTER_CLASS(klass)->transform_frame_ip = overlay_transform_frame_ip;
 }

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 // Registers the plugin's elements; nothing else lives here.
+#include "plugin.h"
+
 #include <gst/gst.h>
 
 #include "gstautoassigndetect.h"
 #include "gstautoassignjson.h"
 #include "gstautoassignoverlay.h"
-#include "plugin.h"
 
 static gboolean plugin_init(GstPlugin* plugin) {
   gboolean ok = FALSE;

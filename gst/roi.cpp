@@ -16,13 +16,13 @@ void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detectio
     GstVideoRegionOfInterestMeta* meta = gst_buffer_add_video_region_of_interest_meta(
         buffer, d.label.c_str(), static_cast<guint>(x1), static_cast<guint>(y1),
         static_cast<guint>(x2 - x1), static_cast<guint>(y2 - y1));
-    GstStructure* s = gst_structure_new(
-        "detection", "x_min", G_TYPE_DOUBLE, static_cast<double>(d.x1) / width, "y_min",
-        G_TYPE_DOUBLE, static_cast<double>(d.y1) / height, "x_max", G_TYPE_DOUBLE,
-        static_cast<double>(d.x2) / width, "y_max", G_TYPE_DOUBLE,
-        static_cast<double>(d.y2) / height, "confidence", G_TYPE_DOUBLE,
-        static_cast<double>(d.score), "label_id", G_TYPE_INT, d.label_id, "label", G_TYPE_STRING,
-        d.label.c_str(), nullptr);
+    GstStructure* s =
+        gst_structure_new("detection", "x_min", G_TYPE_DOUBLE, static_cast<double>(d.x1) / width,
+                          "y_min", G_TYPE_DOUBLE, static_cast<double>(d.y1) / height, "x_max",
+                          G_TYPE_DOUBLE, static_cast<double>(d.x2) / width, "y_max", G_TYPE_DOUBLE,
+                          static_cast<double>(d.y2) / height, "confidence", G_TYPE_DOUBLE,
+                          static_cast<double>(d.score), "label_id", G_TYPE_INT, d.label_id, "label",
+                          G_TYPE_STRING, d.label.c_str(), nullptr);
     gst_video_region_of_interest_meta_add_param(meta, s);  // takes ownership
   }
 }
@@ -57,16 +57,35 @@ std::vector<Roi> read_rois(GstBuffer* buffer) {
 
 bool to_pixel_format(GstVideoFormat format, PixelFormat* out) {
   switch (format) {
-    case GST_VIDEO_FORMAT_RGB: *out = PixelFormat::kRGB; return true;
-    case GST_VIDEO_FORMAT_BGR: *out = PixelFormat::kBGR; return true;
-    case GST_VIDEO_FORMAT_RGBx: *out = PixelFormat::kRGBx; return true;
-    case GST_VIDEO_FORMAT_BGRx: *out = PixelFormat::kBGRx; return true;
-    case GST_VIDEO_FORMAT_RGBA: *out = PixelFormat::kRGBA; return true;
-    case GST_VIDEO_FORMAT_BGRA: *out = PixelFormat::kBGRA; return true;
-    case GST_VIDEO_FORMAT_NV12: *out = PixelFormat::kNV12; return true;
-    case GST_VIDEO_FORMAT_I420: *out = PixelFormat::kI420; return true;
-    case GST_VIDEO_FORMAT_GRAY8: *out = PixelFormat::kGRAY8; return true;
-    default: return false;
+    case GST_VIDEO_FORMAT_RGB:
+      *out = PixelFormat::kRGB;
+      return true;
+    case GST_VIDEO_FORMAT_BGR:
+      *out = PixelFormat::kBGR;
+      return true;
+    case GST_VIDEO_FORMAT_RGBx:
+      *out = PixelFormat::kRGBx;
+      return true;
+    case GST_VIDEO_FORMAT_BGRx:
+      *out = PixelFormat::kBGRx;
+      return true;
+    case GST_VIDEO_FORMAT_RGBA:
+      *out = PixelFormat::kRGBA;
+      return true;
+    case GST_VIDEO_FORMAT_BGRA:
+      *out = PixelFormat::kBGRA;
+      return true;
+    case GST_VIDEO_FORMAT_NV12:
+      *out = PixelFormat::kNV12;
+      return true;
+    case GST_VIDEO_FORMAT_I420:
+      *out = PixelFormat::kI420;
+      return true;
+    case GST_VIDEO_FORMAT_GRAY8:
+      *out = PixelFormat::kGRAY8;
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -4,10 +4,10 @@
 // confidence (double), label_id (int) and label (string).
 #pragma once
 
-#include <gst/video/video.h>
-
 #include <string>
 #include <vector>
+
+#include <gst/video/video.h>
 
 #include "autoassign/types.h"
 

@@ -57,7 +57,7 @@ std::vector<std::array<double, 5>> wider_boxes(const std::vector<Detection>& det
 
 struct DetectOptions {
   std::string model, input, format = "jsonl", output = "-", draw_dir, device = "cpu";
-  float threshold = -1;
+  float threshold = -1, iou_threshold = -1;
   int max_detections = -1, threads = 0;
 };
 
@@ -70,6 +70,7 @@ void run_detect(const DetectOptions& o) {
   dopt.threads = o.threads;
   dopt.threshold = o.threshold;
   dopt.max_detections = o.max_detections;
+  dopt.iou_threshold = o.iou_threshold;
   Detector det(o.model, dopt);
   std::vector<fs::path> images;
   const fs::path root(o.input);
@@ -148,6 +149,7 @@ void add_detect(CLI::App& app) {
   cmd->add_option("--draw", o->draw_dir, "also write the images with boxes drawn to this folder");
   cmd->add_option("--threshold", o->threshold, "score threshold (default: the model's)");
   cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
+  cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
   cmd->callback([o] { run_detect(*o); });
@@ -157,7 +159,7 @@ namespace {
 
 struct EvalOptions {
   std::string model, predictions, save_predictions, gt_dir, device = "cpu";
-  float threshold = 0.02f;
+  float threshold = 0.02f, iou_threshold = -1;
   int max_detections = 1000, threads = 0;
   bool json = false;
 };
@@ -192,6 +194,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--threshold", o->threshold, "score threshold for evaluation")
       ->capture_default_str();
   cmd->add_option("--max-detections", o->max_detections, "per image")->capture_default_str();
+  cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
   cmd->add_flag("--json", o->json, "print the result as JSON");
@@ -212,6 +215,7 @@ void add_eval(CLI::App& app) {
       dopt.threads = o->threads;
       dopt.threshold = o->threshold;
       dopt.max_detections = o->max_detections;
+      dopt.iou_threshold = o->iou_threshold;
       det = std::make_unique<Detector>(o->model, dopt);
     }
     nlohmann::json result = {{"dataset", ds.name}, {"images", ds.samples.size()}};

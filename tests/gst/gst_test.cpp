@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: MIT
+// The elements through GstHarness, with the plugin registered statically and a tiny model
+// trained in-process to find a bright square.
+#include <filesystem>
+#include <fstream>
+
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "autoassign/checkpoint.h"
+#include "fixtures.h"
+#include "plugin.h"
+#include "roi.h"
+
+namespace autoassign {
+namespace {
+namespace fs = std::filesystem;
+
+const cv::Rect kSquare(50, 30, 50, 50);
+
+// A frame of `format` holding the BGR picture, laid out as GstVideoInfo says.
+GstBuffer* make_frame(const cv::Mat& bgr, GstVideoFormat format) {
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, format, static_cast<guint>(bgr.cols),
+                            static_cast<guint>(bgr.rows));
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, info.size, nullptr);
+  GstVideoFrame frame;
+  gst_video_frame_map(&frame, &info, buf, GST_MAP_WRITE);
+  auto copy_plane = [&](const cv::Mat& src, guint p) {
+    auto* dst = static_cast<uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, p));
+    const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, p);
+    for (int r = 0; r < src.rows; ++r)
+      std::memcpy(dst + r * stride, src.ptr(r), src.cols * src.elemSize());
+  };
+  cv::Mat tmp;
+  const int w = bgr.cols, h = bgr.rows;
+  switch (format) {
+    case GST_VIDEO_FORMAT_BGR:
+      copy_plane(bgr, 0);
+      break;
+    case GST_VIDEO_FORMAT_RGB:
+      cv::cvtColor(bgr, tmp, cv::COLOR_BGR2RGB);
+      copy_plane(tmp, 0);
+      break;
+    case GST_VIDEO_FORMAT_RGBx:
+    case GST_VIDEO_FORMAT_RGBA:
+      cv::cvtColor(bgr, tmp, cv::COLOR_BGR2RGBA);
+      copy_plane(tmp, 0);
+      break;
+    case GST_VIDEO_FORMAT_BGRx:
+    case GST_VIDEO_FORMAT_BGRA:
+      cv::cvtColor(bgr, tmp, cv::COLOR_BGR2BGRA);
+      copy_plane(tmp, 0);
+      break;
+    case GST_VIDEO_FORMAT_NV12:
+    case GST_VIDEO_FORMAT_I420: {
+      cv::cvtColor(bgr, tmp, cv::COLOR_BGR2YUV_I420);
+      copy_plane(tmp.rowRange(0, h), 0);
+      cv::Mat u(h / 2, w / 2, CV_8UC1, tmp.ptr(h)),
+          v(h / 2, w / 2, CV_8UC1, tmp.ptr(h) + (w / 2) * (h / 2));
+      if (format == GST_VIDEO_FORMAT_I420) {
+        copy_plane(u, 1);
+        copy_plane(v, 2);
+      } else {
+        cv::Mat uv;
+        cv::merge(std::vector<cv::Mat>{u, v}, uv);
+        copy_plane(uv, 1);
+      }
+      break;
+    }
+    default:
+      ADD_FAILURE() << "format not handled by the test";
+  }
+  gst_video_frame_unmap(&frame);
+  return buf;
+}
+
+std::string caps_for(GstVideoFormat format, int w, int h) {
+  return std::string("video/x-raw,format=") + gst_video_format_to_string(format) +
+         ",width=" + std::to_string(w) + ",height=" + std::to_string(h) + ",framerate=30/1";
+}
+
+double iou(const gst::Roi& r, const cv::Rect& b) {
+  const cv::Rect a(r.x, r.y, r.w, r.h);
+  const double inter = (a & b).area();
+  return inter / (a.area() + b.area() - inter);
+}
+
+GstHarness* detect_harness(const std::string& model, const char* extra_property = nullptr,
+                           double value = 0) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", model.c_str(), "threshold", 0.3, "threads", 2, nullptr);
+  if (extra_property) g_object_set(e, extra_property, value, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  return h;
+}
+
+class GstElements : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { testing::trained_square_model(); }
+  cv::Mat picture(int w = 160, int h = 120) const {
+    return testing::square_picture(w, h, kSquare, 99);
+  }
+};
+
+TEST_F(GstElements, EveryListedFormatGivesTheSquare) {
+  for (GstVideoFormat f : {GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
+                           GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA,
+                           GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420}) {
+    SCOPED_TRACE(gst_video_format_to_string(f));
+    GstHarness* h = detect_harness(testing::trained_square_model());
+    gst_harness_set_src_caps_str(h, caps_for(f, 160, 120).c_str());
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), f)), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    const auto rois = gst::read_rois(out);
+    ASSERT_FALSE(rois.empty());
+    const auto& best =
+        *std::max_element(rois.begin(), rois.end(),
+                          [](const auto& a, const auto& b) { return a.confidence < b.confidence; });
+    EXPECT_GT(iou(best, kSquare), 0.6);
+    EXPECT_EQ(best.roi_type, "square");
+    EXPECT_TRUE(best.has_detection);
+    EXPECT_EQ(best.label, "square");
+    EXPECT_EQ(best.label_id, 0);
+    EXPECT_GE(best.confidence, 0.3);
+    for (const auto& r : rois) {
+      EXPECT_GE(r.x, 0);
+      EXPECT_GE(r.y, 0);
+      EXPECT_LE(r.x + r.w, 160);
+      EXPECT_LE(r.y + r.h, 120);
+      EXPECT_GE(r.x_min, 0.0);
+      EXPECT_LE(r.x_max, 1.0);
+      // The normalised box and the pixel box describe the same region.
+      EXPECT_NEAR(r.x_min * 160, r.x, 1.0);
+      EXPECT_NEAR(r.y_max * 120, r.y + r.h, 1.0);
+    }
+    gst_buffer_unref(out);
+    gst_harness_teardown(h);
+  }
+}
+
+TEST_F(GstElements, OtherFormatsAreRejected) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  GstCaps* yuy2 = gst_caps_from_string(caps_for(GST_VIDEO_FORMAT_YUY2, 160, 120).c_str());
+  GstCaps* gray = gst_caps_from_string(caps_for(GST_VIDEO_FORMAT_GRAY8, 160, 120).c_str());
+  GstCaps* nv12 = gst_caps_from_string(caps_for(GST_VIDEO_FORMAT_NV12, 160, 120).c_str());
+  GstPad* sink = gst_element_get_static_pad(h->element, "sink");
+  EXPECT_FALSE(gst_pad_query_accept_caps(sink, yuy2));
+  EXPECT_FALSE(gst_pad_query_accept_caps(sink, gray));
+  EXPECT_TRUE(gst_pad_query_accept_caps(sink, nv12));
+  gst_object_unref(sink);
+  gst_caps_unref(yuy2);
+  gst_caps_unref(gray);
+  gst_caps_unref(nv12);
+  gst_harness_teardown(h);
+}
+
+TEST_F(GstElements, PixelsTimestampsAndFlagsPassUnchanged) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGRx, 160, 120).c_str());
+  GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGRx);
+  GST_BUFFER_PTS(in) = 123 * GST_MSECOND;
+  GST_BUFFER_DTS(in) = 120 * GST_MSECOND;
+  GST_BUFFER_DURATION(in) = 33 * GST_MSECOND;
+  GST_BUFFER_FLAG_SET(in, GST_BUFFER_FLAG_DISCONT);
+  GST_BUFFER_FLAG_SET(in, GST_BUFFER_FLAG_DELTA_UNIT);
+  GstMapInfo m;
+  gst_buffer_map(in, &m, GST_MAP_READ);
+  const std::vector<uint8_t> before(m.data, m.data + m.size);
+  gst_buffer_unmap(in, &m);
+  ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  EXPECT_EQ(GST_BUFFER_PTS(out), 123 * GST_MSECOND);
+  EXPECT_EQ(GST_BUFFER_DTS(out), 120 * GST_MSECOND);
+  EXPECT_EQ(GST_BUFFER_DURATION(out), 33 * GST_MSECOND);
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(out, GST_BUFFER_FLAG_DISCONT));
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(out, GST_BUFFER_FLAG_DELTA_UNIT));
+  gst_buffer_map(out, &m, GST_MAP_READ);
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), m.data));
+  gst_buffer_unmap(out, &m);
+  EXPECT_FALSE(gst::read_rois(out).empty());
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+}
+
+// READY->PAUSED with a bad model: fails with the error domain/code, the message names the
+// path, and NULL<->READY still cycles.
+void expect_start_error(const std::string& model, const std::string& device, GQuark domain,
+                        int code, const std::string& text) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", model.c_str(), "device", device.c_str(), nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  ASSERT_EQ(gst_element_set_state(e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  EXPECT_EQ(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  ASSERT_NE(msg, nullptr);
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  EXPECT_EQ(err->domain, domain) << err->message;
+  EXPECT_EQ(err->code, code) << err->message;
+  EXPECT_NE(std::string(err->message).find(text), std::string::npos) << err->message;
+  g_error_free(err);
+  gst_message_unref(msg);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(gst_element_set_state(e, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    EXPECT_EQ(gst_element_set_state(e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  }
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+
+TEST_F(GstElements, BadModelsFailReadyToPaused) {
+  const std::string dir = testing::temp_dir();
+  expect_start_error(dir + "/missing.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+                     dir + "/missing.pt");
+  std::ofstream(dir + "/corrupt.pt") << "not a model";
+  expect_start_error(dir + "/corrupt.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ,
+                     dir + "/corrupt.pt");
+  const std::string truncated = dir + "/truncated.pt";
+  fs::copy_file(testing::trained_square_model(), truncated);
+  fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  expect_start_error(truncated, "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ, truncated);
+  {
+    auto model = load_model(testing::trained_square_model());
+    torch::serialize::OutputArchive archive, weights;
+    archive.write("format", c10::IValue(std::string(kModelFormatTag)));
+    archive.write("format_version", c10::IValue(kModelFormatVersion + 1));
+    archive.write("config", c10::IValue(model->config().to_json()));
+    model->save(weights);
+    archive.write("model", weights);
+    archive.save_to(dir + "/v2.pt");
+  }
+  expect_start_error(dir + "/v2.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                     "format version 2");
+  expect_start_error("", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND, "no model-file");
+  if (!torch::cuda::is_available()) {
+    expect_start_error(testing::trained_square_model(), "cuda", GST_LIBRARY_ERROR,
+                       GST_LIBRARY_ERROR_INIT, "CUDA");
+  }
+  expect_start_error(testing::trained_square_model(), "tpu", GST_RESOURCE_ERROR,
+                     GST_RESOURCE_ERROR_SETTINGS, "invalid device 'tpu'");
+}
+
+TEST_F(GstElements, ResolutionAndFormatChangeMidStream) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* a = gst_harness_pull(h);
+  EXPECT_GT(iou(gst::read_rois(a)[0], kSquare), 0.6);
+  gst_buffer_unref(a);
+  // Twice the size, NV12: the square doubles too.
+  cv::Mat big;
+  cv::resize(picture(), big, cv::Size(320, 240));
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_NV12, 320, 240).c_str());
+  ASSERT_EQ(gst_harness_push(h, make_frame(big, GST_VIDEO_FORMAT_NV12)), GST_FLOW_OK);
+  GstBuffer* b = gst_harness_pull(h);
+  const auto rois = gst::read_rois(b);
+  ASSERT_FALSE(rois.empty());
+  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST_F(GstElements, InferenceIntervalAndRepeatMetadata) {
+  for (const bool repeat : {false, true}) {
+    GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+    g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+                 "inference-interval", 3u, "repeat-metadata", repeat, nullptr);
+    GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+    gst_object_unref(e);
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    std::vector<size_t> counts;
+    for (int i = 0; i < 7; ++i) {
+      ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+      GstBuffer* out = gst_harness_pull(h);
+      counts.push_back(gst::read_rois(out).size());
+      gst_buffer_unref(out);
+    }
+    for (int i = 0; i < 7; ++i) {
+      if (i % 3 == 0 || repeat) {
+        EXPECT_GT(counts[i], 0u) << "frame " << i << " repeat " << repeat;
+        EXPECT_EQ(counts[i], counts[0]) << "frame " << i;
+      } else {
+        EXPECT_EQ(counts[i], 0u) << "frame " << i;
+      }
+    }
+    gst_harness_teardown(h);
+  }
+}
+
+TEST_F(GstElements, ThresholdChangeAppliesToTheNextFrame) {
+  GstHarness* h = detect_harness(testing::trained_square_model(), "threshold", 0.0);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  g_object_set(h->element, "max-detections", 50, nullptr);
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* a = gst_harness_pull(h);
+  EXPECT_EQ(gst::read_rois(a).size(), 50u);
+  gst_buffer_unref(a);
+  g_object_set(h->element, "threshold", 0.3, nullptr);
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* b = gst_harness_pull(h);
+  const auto rois = gst::read_rois(b);
+  EXPECT_GE(rois.size(), 1u);
+  EXPECT_LT(rois.size(), 5u);
+  for (const auto& r : rois) EXPECT_GE(r.confidence, 0.3);
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST_F(GstElements, ModelReloadWhilePlaying) {
+  const std::string dir = testing::temp_dir();
+  // The same weights under other label names: the swap is visible in roi_type.
+  auto model = load_model(testing::trained_square_model());
+  ModelConfig c = model->config();
+  c.class_names = {"box"};
+  AutoAssign renamed(c);
+  {
+    torch::NoGradGuard g;
+    auto src = model->named_parameters();
+    for (auto& p : renamed->named_parameters()) p.value().copy_(*src.find(p.key()));
+    auto bsrc = model->named_buffers();
+    for (auto& b : renamed->named_buffers()) b.value().copy_(*bsrc.find(b.key()));
+  }
+  save_model(dir + "/renamed.pt", renamed);
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* a = gst_harness_pull(h);
+  EXPECT_EQ(gst::read_rois(a)[0].roi_type, "square");
+  gst_buffer_unref(a);
+  g_object_set(h->element, "model-file", (dir + "/renamed.pt").c_str(), nullptr);
+  GstMessage* msg = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND, GST_MESSAGE_ELEMENT);
+  ASSERT_NE(msg, nullptr);
+  EXPECT_TRUE(gst_structure_has_name(gst_message_get_structure(msg), "autoassign-model-loaded"));
+  gst_message_unref(msg);
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* b = gst_harness_pull(h);
+  EXPECT_EQ(gst::read_rois(b)[0].roi_type, "box");
+  gst_buffer_unref(b);
+  // A bad path while playing: a warning, and the running model stays.
+  g_object_set(h->element, "model-file", (dir + "/nope.pt").c_str(), nullptr);
+  msg = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND, GST_MESSAGE_WARNING);
+  ASSERT_NE(msg, nullptr);
+  gst_message_unref(msg);
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* c2 = gst_harness_pull(h);
+  EXPECT_EQ(gst::read_rois(c2)[0].roi_type, "box");
+  gst_buffer_unref(c2);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Pushes a frame with one hand-made ROI through the overlay; returns the changed-pixel mask.
+cv::Mat overlay_changes(GstVideoFormat format, bool captions) {
+  GstHarness* h = gst_harness_new("autoassignoverlay");
+  g_object_set(h->element, "show-labels", captions, "show-confidence", captions, "line-width", 2,
+               nullptr);
+  gst_harness_set_src_caps_str(h, caps_for(format, 160, 120).c_str());
+  cv::Mat bgr = testing::square_picture(160, 120, kSquare, 3);
+  GstBuffer* in = make_frame(bgr, format);
+  GstBuffer* ref = gst_buffer_copy_deep(in);
+  auto* meta = gst_buffer_add_video_region_of_interest_meta(in, "thing", 40, 50, 60, 40);
+  gst_video_region_of_interest_meta_add_param(
+      meta, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 0.87, "label_id",
+                              G_TYPE_INT, 1, "label", G_TYPE_STRING, "thing", nullptr));
+  EXPECT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, format, 160, 120);
+  GstVideoFrame fa, fb;
+  gst_video_frame_map(&fa, &info, ref, GST_MAP_READ);
+  gst_video_frame_map(&fb, &info, out, GST_MAP_READ);
+  // Per image pixel: changed if any byte of any plane covering it changed.
+  cv::Mat changed(120, 160, CV_8UC1, cv::Scalar(0));
+  for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(&fa); ++p) {
+    const int pw = GST_VIDEO_FRAME_COMP_WIDTH(&fa, p), ph = GST_VIDEO_FRAME_COMP_HEIGHT(&fa, p);
+    const int ps =
+        GST_VIDEO_FRAME_COMP_PSTRIDE(&fa, p) * (format == GST_VIDEO_FORMAT_NV12 && p == 1 ? 1 : 1);
+    const int bytes = (p == 1 && format == GST_VIDEO_FORMAT_NV12) ? 2 : ps;
+    const int sx = 160 / pw, sy = 120 / ph;
+    for (int y = 0; y < ph; ++y) {
+      const auto* ra = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&fa, p)) +
+                       y * GST_VIDEO_FRAME_PLANE_STRIDE(&fa, p);
+      const auto* rb = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&fb, p)) +
+                       y * GST_VIDEO_FRAME_PLANE_STRIDE(&fb, p);
+      for (int x = 0; x < pw; ++x) {
+        if (std::memcmp(ra + x * bytes, rb + x * bytes, static_cast<size_t>(bytes)) != 0) {
+          changed(cv::Rect(x * sx, y * sy, sx, sy)).setTo(255);
+        }
+      }
+    }
+  }
+  gst_video_frame_unmap(&fa);
+  gst_video_frame_unmap(&fb);
+  gst_buffer_unref(ref);
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+  return changed;
+}
+
+TEST_F(GstElements, OverlayDrawsOnTheBoxesOnly) {
+  for (GstVideoFormat f : {GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_RGBA,
+                           GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420}) {
+    SCOPED_TRACE(gst_video_format_to_string(f));
+    const cv::Mat changed = overlay_changes(f, /*captions=*/false);
+    // The outline (2 px, centred on the border; chroma planes at 2x2 granularity) stays
+    // within the box grown by 2 px, and the box interior away from the outline is untouched.
+    const cv::Rect grown(38, 48, 64, 44);
+    cv::Mat outside = changed.clone();
+    outside(grown).setTo(0);
+    EXPECT_EQ(cv::countNonZero(outside), 0);
+    EXPECT_EQ(cv::countNonZero(changed(cv::Rect(46, 56, 48, 28))), 0);
+    EXPECT_GT(cv::countNonZero(changed), 2 * (60 + 40));
+    // With captions, the bar above the box changes too, and still nothing else.
+    const cv::Mat with_text = overlay_changes(f, /*captions=*/true);
+    cv::Mat beyond = with_text.clone();
+    beyond(grown).setTo(0);
+    // The caption bar sits on the box's top-left corner: as wide as the text "thing 0.87".
+    int baseline = 0;
+    const cv::Size ts = cv::getTextSize("thing 0.87", cv::FONT_HERSHEY_SIMPLEX, 0.5, 1, &baseline);
+    const cv::Rect bar(38, 50 - ts.height - baseline - 4, ts.width + 8, ts.height + baseline + 6);
+    beyond(bar & cv::Rect(0, 0, 160, 120)).setTo(0);
+    EXPECT_EQ(cv::countNonZero(beyond), 0);
+    EXPECT_GT(cv::countNonZero(with_text(bar & cv::Rect(0, 0, 160, 120))), ts.area() / 2);
+  }
+}
+
+TEST_F(GstElements, JsonLinesMatchTheMetas) {
+  const std::string path = testing::temp_dir() + "/out.jsonl";
+  GstElement* bin = gst_parse_bin_from_description(
+      ("autoassigndetect threshold=0.3 model-file=" + testing::trained_square_model() +
+       " ! autoassignjson post-messages=true location=" + path)
+          .c_str(),
+      TRUE, nullptr);
+  ASSERT_NE(bin, nullptr);
+  GstHarness* h = gst_harness_new_with_element(bin, "sink", "src");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_I420, 160, 120).c_str());
+  std::vector<std::vector<gst::Roi>> sent;
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_I420);
+    GST_BUFFER_PTS(in) = static_cast<GstClockTime>(i) * 40 * GST_MSECOND;
+    ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    sent.push_back(gst::read_rois(out));
+    gst_buffer_unref(out);
+  }
+  gst_element_set_bus(h->element, nullptr);
+  gst_harness_teardown(h);
+  gst_object_unref(bin);
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  size_t objects = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["timestamp"].get<int64_t>(), n * 40 * static_cast<int64_t>(GST_MSECOND));
+    EXPECT_EQ(j["resolution"]["width"], 160);
+    EXPECT_EQ(j["resolution"]["height"], 120);
+    ASSERT_EQ(j["objects"].size(), sent[n].size());
+    for (size_t k = 0; k < sent[n].size(); ++k) {
+      const auto& o = j["objects"][k];
+      const auto& r = sent[n][k];
+      EXPECT_EQ(o["x"], r.x);
+      EXPECT_EQ(o["w"], r.w);
+      EXPECT_EQ(o["roi_type"], r.roi_type);
+      EXPECT_DOUBLE_EQ(o["detection"]["confidence"].get<double>(), r.confidence);
+      EXPECT_DOUBLE_EQ(o["detection"]["bounding_box"]["x_min"].get<double>(), r.x_min);
+      EXPECT_EQ(o["detection"]["label"], "square");
+      EXPECT_EQ(o["detection"]["label_id"], 0);
+    }
+    objects += sent[n].size();
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+  // One element message per object.
+  size_t messages = 0;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    if (gst_structure_has_name(gst_message_get_structure(m), "autoassign-object")) ++messages;
+    gst_message_unref(m);
+  }
+  EXPECT_EQ(messages, objects);
+  gst_object_unref(bus);
+}
+
+TEST_F(GstElements, BoxesSurviveVideoscale) {
+  // A real pipeline: the ROI meta's own scale transform moves the boxes with the frame.
+  GstElement* p =
+      gst_parse_launch(("appsrc name=src format=time "
+                        "caps=video/x-raw,format=BGRx,width=160,height=120,framerate=30/1 "
+                        "! autoassigndetect threshold=0.3 model-file=" +
+                        testing::trained_square_model() +
+                        " ! videoscale ! video/x-raw,width=320,height=240 ! appsink name=sink")
+                           .c_str(),
+                       nullptr);
+  ASSERT_NE(p, nullptr);
+  GstElement* src = gst_bin_get_by_name(GST_BIN(p), "src");
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(p), "sink");
+  ASSERT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGRx);
+  GST_BUFFER_PTS(in) = 0;
+  GstFlowReturn ret;
+  g_signal_emit_by_name(src, "push-buffer", in, &ret);
+  gst_buffer_unref(in);
+  GstSample* sample = nullptr;
+  g_signal_emit_by_name(sink, "pull-sample", &sample);
+  ASSERT_NE(sample, nullptr);
+  GstVideoInfo info;
+  gst_video_info_from_caps(&info, gst_sample_get_caps(sample));
+  EXPECT_EQ(GST_VIDEO_INFO_WIDTH(&info), 320);
+  const auto rois = gst::read_rois(gst_sample_get_buffer(sample));
+  ASSERT_FALSE(rois.empty());
+  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);  // scaled with the frame
+  gst_sample_unref(sample);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(src);
+  gst_object_unref(sink);
+  gst_object_unref(p);
+}
+
+}  // namespace
+}  // namespace autoassign
+
+int main(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  autoassign_gst_register_static();
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
