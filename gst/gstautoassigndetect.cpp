@@ -335,17 +335,23 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   const guint64 n = p->frame_count++;
   const int w = GST_VIDEO_INFO_WIDTH(info), h = GST_VIDEO_INFO_HEIGHT(info);
   if (s.drop_when_busy) {
-    // Hand the newest frame to the worker (replacing one it has not started), then attach
-    // the latest finished detections to this frame without waiting.
+    // Attach the latest finished detections without waiting (while the buffer is still
+    // writable), then hand this newest frame to the worker, replacing one it has not started.
+    {
+      std::lock_guard<std::mutex> lock(p->result_lock);
+      if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
+    }
     {
       std::lock_guard<std::mutex> lock(p->work_lock);
       if (p->pending) gst_buffer_unref(p->pending);
-      p->pending = gst_buffer_ref(buffer);
+      // A buffer sharing the frame's memory (and its video meta, for the strides), so the
+      // one flowing on stays writable.
+      p->pending = gst_buffer_copy_region(
+          buffer, static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META), 0,
+          static_cast<gsize>(-1));
       p->pending_info = *info;
     }
     p->work_cv.notify_one();
-    std::lock_guard<std::mutex> lock(p->result_lock);
-    if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
     return GST_FLOW_OK;
   }
   const bool infer = n % s.inference_interval == 0;

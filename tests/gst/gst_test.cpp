@@ -530,6 +530,60 @@ TEST_F(GstElements, BoxesSurviveVideoscale) {
   gst_object_unref(p);
 }
 
+TEST_F(GstElements, DropWhenBusyNeverWaitsForInference) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+               "drop-when-busy", TRUE, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  // The first frame leaves before any inference has finished: it carries nothing.
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* first = gst_harness_pull(h);
+  EXPECT_TRUE(gst::read_rois(first).empty());
+  gst_buffer_unref(first);
+  // Later frames carry the worker's latest result once it exists.
+  bool seen = false;
+  for (int i = 0; i < 200 && !seen; ++i) {
+    g_usleep(20000);
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    const auto rois = gst::read_rois(out);
+    if (!rois.empty()) {
+      seen = true;
+      EXPECT_GT(iou(rois[0], kSquare), 0.6);
+    }
+    gst_buffer_unref(out);
+  }
+  EXPECT_TRUE(seen);
+  // The element adds no latency in this mode.
+  GstQuery* q = gst_query_new_latency();
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  ASSERT_TRUE(gst_pad_peer_query(h->sinkpad, q));
+  GstClockTime min = 0;
+  gst_query_parse_latency(q, nullptr, &min, nullptr);
+  EXPECT_EQ(min, 10 * GST_MSECOND);
+  gst_query_unref(q);
+  gst_harness_teardown(h);
+}
+
+TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+  }
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  GstQuery* q = gst_query_new_latency();
+  ASSERT_TRUE(gst_pad_peer_query(h->sinkpad, q));
+  GstClockTime min = 0;
+  gst_query_parse_latency(q, nullptr, &min, nullptr);
+  EXPECT_GT(min, 10 * GST_MSECOND);  // upstream's plus about one inference
+  gst_query_unref(q);
+  gst_harness_teardown(h);
+}
+
 }  // namespace
 }  // namespace autoassign
 
