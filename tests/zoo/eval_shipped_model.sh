@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The shipped face model on a few WIDER FACE val images: `autoassign eval` runs it and scores
+# the predictions, the independent reference evaluator (../shared/tools/wider_eval.py) scores
+# the same prediction files, and the two must agree; the model must also clear a floor far
+# above chance, so a broken model file or pre/post-processing cannot pass.
+# Usage: eval_shipped_model.sh AUTOASSIGN_CLI MODEL SHARED_DIR N_IMAGES
+set -euo pipefail
+cli=$1 model=$2 shared=$3 n=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$cli" eval --model "$model" --widerface "$shared/data/widerface" --max-images "$n" \
+  --save-predictions "$tmp/pred" --json --threads 2 > "$tmp/ours.json"
+/usr/bin/python3 "$shared/tools/wider_eval.py" --pred "$tmp/pred" \
+  --gt "$shared/data/widerface/eval_tools/ground_truth" --json "$tmp/ref.json" > /dev/null
+/usr/bin/python3 - "$tmp/ours.json" "$tmp/ref.json" <<'PY'
+import json, sys
+ours = json.load(open(sys.argv[1]))
+ref = json.load(open(sys.argv[2]))["settings"]
+ok = True
+for s in ("easy", "medium", "hard"):
+    a, b = ours[s]["ap"], ref[s]["ap"]
+    # Prediction files carry 2 decimals, the in-memory run full precision: allow rounding.
+    agree = b is not None and abs(a - b) < 2e-3
+    print("%-6s autoassign %.4f  reference %.4f  %s" % (s, a, b if b is not None else float("nan"),
+                                                         "agree" if agree else "DIFFER"))
+    ok &= agree
+floor = 0.3
+print("easy AP %.4f (floor %.2f)" % (ours["easy"]["ap"], floor))
+ok &= ours["easy"]["ap"] > floor
+print("1 passed, 0 failed" if ok else "0 passed, 1 failed")
+sys.exit(0 if ok else 1)
+PY
