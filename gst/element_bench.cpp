@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+// autoassign-gst-bench: what the element costs on top of the library, and how a live source
+// fares with drop-when-busy. Prints tables; not a test.
+//
+//   1. the same frame N times: the bare Detector, then `... ! autoassigndetect ! fakesink`
+//      (frames/s each, and the element's overhead in percent);
+//   2. a live 30 fps videotestsrc through autoassigndetect (synchronous, then drop-when-busy)
+//      into a synchronised sink: frames/s delivered, frames with detections, and latency
+//      (clock time at the sink minus the buffer's running time).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+#include "autoassign/detector.h"
+#include "plugin.h"
+#include "roi.h"
+
+namespace {
+
+struct Args {
+  std::string model, image;
+  int width = 640, height = 360, frames = 100, threads = 2, live_seconds = 10;
+  std::string format = "NV12";
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string source(const Args& a) {
+  const std::string caps = "video/x-raw,format=" + a.format + ",width=" + std::to_string(a.width) +
+                           ",height=" + std::to_string(a.height);
+  if (a.image.empty()) return "videotestsrc pattern=ball ! " + caps;
+  return "filesrc location=" + a.image + " ! decodebin ! videoconvert ! videoscale ! " + caps;
+}
+
+GstPadProbeReturn stamp(GstPad*, GstPadProbeInfo*, gpointer data) {
+  static_cast<std::vector<std::chrono::steady_clock::time_point>*>(data)->push_back(
+      std::chrono::steady_clock::now());
+  return GST_PAD_PROBE_OK;
+}
+
+// Runs a pipeline with a "sink" element to EOS; returns the arrival times of its buffers.
+std::vector<std::chrono::steady_clock::time_point> run_to_eos(const std::string& description) {
+  GError* err = nullptr;
+  GstElement* p = gst_parse_launch(description.c_str(), &err);
+  if (!p) {
+    std::fprintf(stderr, "pipeline: %s\n", err->message);
+    std::exit(2);
+  }
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(p), "sink");
+  GstPad* pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, stamp, &arrivals, nullptr);
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(p);
+  GstMessage* m = gst_bus_timed_pop_filtered(
+      bus, GST_CLOCK_TIME_NONE, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+    gst_message_parse_error(m, &err, nullptr);
+    std::fprintf(stderr, "error: %s\n", err->message);
+    std::exit(2);
+  }
+  gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(pad);
+  gst_object_unref(sink);
+  gst_object_unref(p);
+  return arrivals;
+}
+
+struct LiveStats {
+  std::vector<double> latency_ms;
+  int frames = 0, with_detections = 0;
+  GstElement* pipeline = nullptr;
+};
+
+GstPadProbeReturn on_sink_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto* st = static_cast<LiveStats*>(data);
+  GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
+  GstClock* clock = gst_element_get_clock(st->pipeline);
+  if (clock && GST_BUFFER_PTS_IS_VALID(b)) {
+    const GstClockTime now = gst_clock_get_time(clock) - gst_element_get_base_time(st->pipeline);
+    st->latency_ms.push_back((static_cast<double>(now) - static_cast<double>(GST_BUFFER_PTS(b))) /
+                             1e6);
+  }
+  if (clock) gst_object_unref(clock);
+  ++st->frames;
+  if (!autoassign::gst::read_rois(b).empty()) ++st->with_detections;
+  return GST_PAD_PROBE_OK;
+}
+
+void live_run(const Args& a, bool drop) {
+  const std::string d =
+      "videotestsrc is-live=true pattern=ball num-buffers=" + std::to_string(30 * a.live_seconds) +
+      " ! video/x-raw,format=" + a.format + ",width=" + std::to_string(a.width) +
+      ",height=" + std::to_string(a.height) +
+      ",framerate=30/1 ! autoassigndetect name=det threshold=0.0 model-file=" + a.model +
+      " threads=" + std::to_string(a.threads) + (drop ? " drop-when-busy=true" : "") +
+      " ! fakesink name=sink sync=true";
+  LiveStats st;
+  st.pipeline = gst_parse_launch(d.c_str(), nullptr);
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(st.pipeline), "sink");
+  GstPad* pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_sink_buffer, &st, nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  gst_element_set_state(st.pipeline, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(st.pipeline);
+  GstMessage* m =
+      gst_bus_timed_pop_filtered(bus, (a.live_seconds + 60) * GST_SECOND,
+                                 static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  const double s = seconds_since(t0);
+  if (m) gst_message_unref(m);
+  gst_element_set_state(st.pipeline, GST_STATE_NULL);
+  std::sort(st.latency_ms.begin(), st.latency_ms.end());
+  auto pct = [&](double q) {
+    return st.latency_ms.empty()
+               ? 0.0
+               : st.latency_ms[std::min(st.latency_ms.size() - 1,
+                                        static_cast<size_t>(q * st.latency_ms.size()))];
+  };
+  std::printf("%-22s %8d %10.1f %12d %14.1f %12.1f\n", drop ? "drop-when-busy" : "synchronous",
+              st.frames, st.frames / s, st.with_detections, pct(0.5), pct(0.9));
+  gst_object_unref(pad);
+  gst_object_unref(sink);
+  gst_object_unref(bus);
+  gst_object_unref(st.pipeline);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  autoassign_gst_register_static();
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--model")
+      a.model = v;
+    else if (k == "--image")
+      a.image = v;
+    else if (k == "--frames")
+      a.frames = std::stoi(v);
+    else if (k == "--threads")
+      a.threads = std::stoi(v);
+    else if (k == "--format")
+      a.format = v;
+    else if (k == "--live-seconds")
+      a.live_seconds = std::stoi(v);
+    else if (k == "--size")
+      std::sscanf(v.c_str(), "%dx%d", &a.width, &a.height);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (a.model.empty()) {
+    std::fprintf(
+        stderr,
+        "usage: autoassign-gst-bench --model M [--image JPG] [--size 640x360] [--format NV12]\n"
+        "                            [--frames 100] [--threads 2] [--live-seconds 10]\n");
+    return 2;
+  }
+  // The frame, once, through the same front part of the pipeline.
+  GstElement* grab = gst_parse_launch((source(a) + " ! appsink name=out").c_str(), nullptr);
+  if (a.image.empty())
+    g_object_set(gst_bin_get_by_name(GST_BIN(grab), "videotestsrc0"), "num-buffers", 1, nullptr);
+  GstElement* out = gst_bin_get_by_name(GST_BIN(grab), "out");
+  gst_element_set_state(grab, GST_STATE_PLAYING);
+  GstSample* sample = nullptr;
+  g_signal_emit_by_name(out, "pull-sample", &sample);
+  if (!sample) {
+    std::fprintf(stderr, "could not produce a frame\n");
+    return 2;
+  }
+  GstVideoInfo info;
+  gst_video_info_from_caps(&info, gst_sample_get_caps(sample));
+  GstVideoFrame frame;
+  gst_video_frame_map(&frame, &info, gst_sample_get_buffer(sample), GST_MAP_READ);
+
+  autoassign::DetectorOptions o;
+  o.threads = a.threads;
+  o.threshold = 0.5f;
+  autoassign::Detector det(a.model, o);
+  const auto view = autoassign::gst::frame_view(&frame);
+  for (int i = 0; i < 3; ++i) det.detect(view);  // warm-up
+  auto t0 = std::chrono::steady_clock::now();
+  size_t found = 0;
+  for (int i = 0; i < a.frames; ++i) found = det.detect(view).size();
+  const double bare = seconds_since(t0);
+  gst_video_frame_unmap(&frame);
+  gst_sample_unref(sample);
+  gst_element_set_state(grab, GST_STATE_NULL);
+  gst_object_unref(out);
+  gst_object_unref(grab);
+
+  const std::string still =
+      source(a) + " ! imagefreeze num-buffers=" + std::to_string(a.frames + 3) +
+      " ! autoassigndetect threshold=0.5 threads=" + std::to_string(a.threads) +
+      " model-file=" + a.model + " ! fakesink name=sink sync=false";
+  // imagefreeze repeats one decoded frame; the first 3 are the warm-up, as in the bare run,
+  // and the time between the arrivals of frame 3 and frame N+3 covers N frames.
+  const auto arrivals = run_to_eos(still);
+  const double element = std::chrono::duration<double>(arrivals.back() - arrivals[2]).count() *
+                         a.frames / (arrivals.size() - 3);
+  std::printf("\n%dx%d %s, %d frames, %d threads, %zu detections per frame\n", a.width, a.height,
+              a.format.c_str(), a.frames, a.threads, found);
+  std::printf("%-34s %10s %10s\n", "path", "frames/s", "ms/frame");
+  std::printf("%-34s %10.1f %10.2f\n", "Detector::detect (bare library)", a.frames / bare,
+              1000 * bare / a.frames);
+  std::printf("%-34s %10.1f %10.2f\n", "imagefreeze ! autoassigndetect", a.frames / element,
+              1000 * element / a.frames);
+  std::printf("element overhead: %+.1f%%\n", 100 * (element - bare) / bare);
+  std::printf("\nlive 30 fps videotestsrc, %d s, sink sync=true\n", a.live_seconds);
+  std::printf("%-22s %8s %10s %12s %14s %12s\n", "mode", "frames", "frames/s", "with boxes",
+              "latency p50 ms", "p90 ms");
+  live_run(a, false);
+  live_run(a, true);
+  return 0;
+}
