@@ -13,11 +13,26 @@ trap 'rm -rf "$tmp"' EXIT
   --save-predictions "$tmp/pred" --json --threads 2 > "$tmp/ours.json"
 /usr/bin/python3 "$shared/tools/wider_eval.py" --pred "$tmp/pred" \
   --gt "$shared/data/widerface/eval_tools/ground_truth" --json "$tmp/ref.json" > /dev/null
-/usr/bin/python3 - "$tmp/ours.json" "$tmp/ref.json" <<'PY'
+# `autoassign detect` over one event folder writes the official layout; `autoassign eval`
+# of those files must equal the reference evaluator's.
+"$cli" detect --model "$model" --input "$shared/data/widerface/WIDER_val/images/19--Couple" \
+  --format widerface -o "$tmp/det/19--Couple" --threshold 0.02 --max-detections 1000 --threads 2 \
+  2> /dev/null
+"$cli" eval --predictions "$tmp/det" --widerface "$shared/data/widerface" --json > "$tmp/det_ours.json"
+/usr/bin/python3 "$shared/tools/wider_eval.py" --pred "$tmp/det" \
+  --gt "$shared/data/widerface/eval_tools/ground_truth" --json "$tmp/det_ref.json" > /dev/null
+/usr/bin/python3 - "$tmp/ours.json" "$tmp/ref.json" "$tmp/det_ours.json" "$tmp/det_ref.json" <<'PY'
 import json, sys
+ok = True
+det_ours = json.load(open(sys.argv[3]))
+det_ref = json.load(open(sys.argv[4]))["settings"]
+for s in ("easy", "medium", "hard"):
+    a, b = det_ours[s]["ap"], det_ref[s]["ap"]
+    same = b is not None and abs(a - b) < 1e-9
+    print("detect files, %-6s autoassign %.6f  reference %.6f  %s" % (s, a, b, "equal" if same else "DIFFER"))
+    ok &= same
 ours = json.load(open(sys.argv[1]))
 ref = json.load(open(sys.argv[2]))["settings"]
-ok = True
 for s in ("easy", "medium", "hard"):
     a, b = ours[s]["ap"], ref[s]["ap"]
     # Prediction files carry 2 decimals, the in-memory run full precision: allow rounding.
