@@ -33,6 +33,9 @@
 
 #include "autoassign/detector.h"
 #include "roi.h"
+#ifdef AUTOASSIGN_WITH_CUDA
+#include "cuda_frame.h"
+#endif
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_detect_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_detect_debug
@@ -64,7 +67,9 @@ enum {
 #define DEFAULT_THREADS 0
 #define DEFAULT_DROP_WHEN_BUSY FALSE
 
-#define VIDEO_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, RGBA, BGRA, NV12, I420 }")
+#define VIDEO_FORMATS "{ RGB, BGR, RGBx, BGRx, RGBA, BGRA, NV12, I420 }"
+#define VIDEO_CAPS GST_VIDEO_CAPS_MAKE(VIDEO_FORMATS)
+#define CUDA_VIDEO_CAPS GST_VIDEO_CAPS_MAKE_WITH_FEATURES("memory:CUDAMemory", VIDEO_FORMATS)
 
 namespace {
 
@@ -193,15 +198,30 @@ std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
   return self->priv->detector;
 }
 
+// Maps a frame for reading: system memory through its CPU pointers, CUDA memory (when built
+// with the cuda option) through its device pointers, never copying pixels.
+bool map_frame(GstVideoFrame* frame, const GstVideoInfo* info, GstBuffer* buffer,
+               autoassign::ImageView* view) {
+#ifdef AUTOASSIGN_WITH_CUDA
+  if (autoassign::gst::is_cuda_buffer(buffer)) {
+    return autoassign::gst::map_cuda_frame(frame, info, buffer, view);
+  }
+#endif
+  if (!gst_video_frame_map(frame, const_cast<GstVideoInfo*>(info), buffer, GST_MAP_READ))
+    return false;
+  *view = autoassign::gst::frame_view(frame);
+  return true;
+}
+
 // Runs the detector on a mapped frame with the thresholds of the moment; boxes normalised.
 std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
-                                    const GstVideoFrame* frame) {
+                                    const GstVideoFrame* frame, const autoassign::ImageView& view) {
   const Settings s = settings_of(self);
   det.set_threshold(static_cast<float>(s.threshold));
   det.set_iou_threshold(static_cast<float>(s.iou_threshold));
   det.set_max_detections(s.max_detections);
   const auto t0 = std::chrono::steady_clock::now();
-  auto found = det.detect(autoassign::gst::frame_view(frame));
+  auto found = det.detect(view);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // Exponential average: what the LATENCY query reports in synchronous mode.
@@ -242,11 +262,12 @@ void worker_loop(GstAutoAssignDetect* self) {
       p->pending = nullptr;
     }
     GstVideoFrame frame;
-    if (gst_video_frame_map(&frame, &info, buffer, GST_MAP_READ)) {
+    autoassign::ImageView view;
+    if (map_frame(&frame, &info, buffer, &view)) {
       try {
         auto det = current_detector(self);
         if (det) {
-          auto found = run_detector(self, *det, &frame);
+          auto found = run_detector(self, *det, &frame, view);
           std::lock_guard<std::mutex> lock(p->result_lock);
           p->last.detections = std::move(found);
           p->last.valid = true;
@@ -362,7 +383,8 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   }
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
   GstVideoFrame frame;
-  if (!gst_video_frame_map(&frame, info, buffer, GST_MAP_READ)) {
+  autoassign::ImageView view;
+  if (!map_frame(&frame, info, buffer, &view)) {
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot map the video frame for reading"), (nullptr));
     return GST_FLOW_ERROR;
   }
@@ -370,7 +392,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   try {
     auto det = current_detector(self);
     if (!det) throw std::runtime_error("no model loaded");
-    found = run_detector(self, *det, &frame);
+    found = run_detector(self, *det, &frame, view);
   } catch (const std::exception& e) {
     gst_video_frame_unmap(&frame);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
@@ -597,6 +619,10 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
       "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",
       "autoassign-gst developers");
   GstCaps* caps = gst_caps_from_string(VIDEO_CAPS);
+#ifdef AUTOASSIGN_WITH_CUDA
+  // CUDA frames only where this LibTorch can run on them: otherwise the caps are not offered.
+  if (autoassign::cuda_available()) gst_caps_append(caps, gst_caps_from_string(CUDA_VIDEO_CAPS));
+#endif
   gst_element_class_add_pad_template(
       element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
   gst_element_class_add_pad_template(

@@ -10,6 +10,8 @@
 
 namespace autoassign {
 
+bool cuda_available() { return torch::cuda::is_available(); }
+
 struct Detector::Impl {
   Impl(const std::string& path, const DetectorOptions& options)
       : device(torch_device(Device::parse(options.device))),

@@ -12,6 +12,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "autoassign/checkpoint.h"
+#include "autoassign/detector.h"
 #include "fixtures.h"
 #include "plugin.h"
 #include "roi.h"
@@ -582,6 +583,29 @@ TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
   EXPECT_GT(min, 10 * GST_MSECOND);  // upstream's plus about one inference
   gst_query_unref(q);
   gst_harness_teardown(h);
+}
+
+TEST_F(GstElements, CudaCapsOnlyWhereCudaRuns) {
+  // memory:CUDAMemory is offered only by a build with the cuda option, on a LibTorch that sees
+  // a CUDA device; everywhere else the element must not advertise it.
+  GstElementFactory* f = gst_element_factory_find("autoassigndetect");
+  ASSERT_NE(f, nullptr);
+  bool offers_cuda = false;
+  for (const GList* t = gst_element_factory_get_static_pad_templates(f); t; t = t->next) {
+    GstCaps* caps = gst_static_pad_template_get_caps(static_cast<GstStaticPadTemplate*>(t->data));
+    for (guint i = 0; i < gst_caps_get_size(caps); ++i) {
+      if (gst_caps_features_contains(gst_caps_get_features(caps, i), "memory:CUDAMemory")) {
+        offers_cuda = true;
+      }
+    }
+    gst_caps_unref(caps);
+  }
+  gst_object_unref(f);
+#ifdef AUTOASSIGN_WITH_CUDA
+  EXPECT_EQ(offers_cuda, cuda_available());
+#else
+  EXPECT_FALSE(offers_cuda);
+#endif
 }
 
 }  // namespace

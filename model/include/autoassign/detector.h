@@ -27,6 +27,9 @@ struct ModelInfo {
   std::string config_json;
 };
 
+/// True when this LibTorch was built with CUDA and sees at least one device.
+bool cuda_available();
+
 class Detector {
  public:
   /// Loads a model file. Throws ModelFileError (file problems), DeviceError (CUDA asked for
