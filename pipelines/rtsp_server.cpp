@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+// autoassign-rtsp-server: serves rtsp://ADDRESS:PORT/annotated, the live detection + overlay
+// of a source (a URI, a V4L2 device, or a test pattern), H.264 over RTP, for any RTSP client.
+// One shared pipeline (one loaded model) serves every client.
+//
+//   autoassign-rtsp-server --model model/zoo/face-rt.pt --source rtsp://camera/stream
+//   autoassign-rtsp-server --model face-rt.pt --source /dev/video0 --port 8554
+//   gst-launch-1.0 rtspsrc location=rtsp://127.0.0.1:8554/annotated ! decodebin ! autovideosink
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include <gst/gst.h>
+#include <gst/rtsp-server/rtsp-server.h>
+
+#include "plugin.h"
+
+namespace {
+
+GMainLoop* g_loop = nullptr;
+
+void on_signal(int) {
+  if (g_loop) g_main_loop_quit(g_loop);
+}
+
+struct Options {
+  std::string model, source = "test", address = "127.0.0.1", port = "8554", mount = "/annotated";
+  double threshold = 0.5;
+  int bitrate = 2000;
+};
+
+std::string source_description(const std::string& source) {
+  if (source == "test") return "videotestsrc is-live=true pattern=ball";
+  if (source.rfind("/dev/", 0) == 0) return "v4l2src device=" + source;
+  if (source.find("://") == std::string::npos) {
+    gchar* uri = gst_filename_to_uri(source.c_str(), nullptr);
+    std::string s = std::string("uridecodebin uri=") + uri;
+    g_free(uri);
+    return s;
+  }
+  return "uridecodebin uri=" + source;
+}
+
+void usage() {
+  std::fprintf(
+      stderr,
+      "usage: autoassign-rtsp-server --model MODEL [--source URI|FILE|/dev/videoN|test]\n"
+      "         [--address 127.0.0.1] [--port 8554] [--mount /annotated] [--threshold 0.5]\n"
+      "         [--bitrate 2000 (kbit/s)]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  autoassign_gst_register_static();
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--help" || k == "-h") {
+      usage();
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      usage();
+      return 2;
+    }
+    const std::string v = argv[++i];
+    if (k == "--model")
+      o.model = v;
+    else if (k == "--source")
+      o.source = v;
+    else if (k == "--address")
+      o.address = v;
+    else if (k == "--port")
+      o.port = v;
+    else if (k == "--mount")
+      o.mount = v;
+    else if (k == "--threshold")
+      o.threshold = std::stod(v);
+    else if (k == "--bitrate")
+      o.bitrate = std::stoi(v);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      usage();
+      return 2;
+    }
+  }
+  if (o.model.empty()) {
+    usage();
+    return 2;
+  }
+  // drop-when-busy: a live source must never queue behind inference.
+  const std::string launch =
+      "( " + source_description(o.source) +
+      " ! videoconvert ! video/x-raw,format=NV12 ! autoassigndetect drop-when-busy=true "
+      "threshold=" +
+      std::to_string(o.threshold) + " model-file=\"" + o.model +
+      "\" ! autoassignoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
+      "bitrate=" +
+      std::to_string(o.bitrate) +
+      " key-int-max=30 ! rtph264pay name=pay0 pt=96 config-interval=1 )";
+  GstRTSPServer* server = gst_rtsp_server_new();
+  gst_rtsp_server_set_address(server, o.address.c_str());
+  gst_rtsp_server_set_service(server, o.port.c_str());
+  GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
+  gst_rtsp_media_factory_set_launch(factory, launch.c_str());
+  gst_rtsp_media_factory_set_shared(factory, TRUE);
+  GstRTSPMountPoints* mounts = gst_rtsp_server_get_mount_points(server);
+  gst_rtsp_mount_points_add_factory(mounts, o.mount.c_str(), factory);
+  g_object_unref(mounts);
+  if (gst_rtsp_server_attach(server, nullptr) == 0) {
+    std::fprintf(stderr, "cannot listen on %s:%s\n", o.address.c_str(), o.port.c_str());
+    return 1;
+  }
+  std::printf("serving rtsp://%s:%s%s\n", o.address.c_str(), o.port.c_str(), o.mount.c_str());
+  std::fflush(stdout);
+  g_loop = g_main_loop_new(nullptr, FALSE);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  g_main_loop_run(g_loop);
+  g_main_loop_unref(g_loop);
+  g_object_unref(server);
+  return 0;
+}
