@@ -110,6 +110,12 @@ struct GstAutoAssignDetectPrivate {
   std::mutex result_lock;  // guards last
   Result last;
   std::atomic<double> inference_ms{0.0};
+  // The latency last answered, so a large change in the inference time can ask the pipeline
+  // to query again (a LATENCY message).
+  std::atomic<double> reported_ms{0.0};
+  // drop-when-busy as it was at start(): the worker exists only if it was set then, so the
+  // streaming path and the LATENCY answer must not follow a later change of the property.
+  bool drop_mode = false;
 
   // drop-when-busy worker: infers on the newest frame; frames keep flowing meanwhile.
   std::thread worker;
@@ -118,8 +124,12 @@ struct GstAutoAssignDetectPrivate {
   GstBuffer* pending = nullptr;
   GstVideoInfo pending_info;
   bool stop_worker = false;
+  // The first error of the worker's inference, raised as an element error by the streaming
+  // thread (which can return GST_FLOW_ERROR; the worker cannot).
+  std::string worker_error;
 
-  std::thread loader;  // background model reload
+  std::mutex loader_lock;  // guards loader: property sets and stop() may race
+  std::thread loader;      // background model reload
 };
 
 struct _GstAutoAssignDetect {
@@ -226,7 +236,14 @@ std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // Exponential average: what the LATENCY query reports in synchronous mode.
   const double prev = self->priv->inference_ms.load();
-  self->priv->inference_ms.store(prev == 0 ? ms : 0.9 * prev + 0.1 * ms);
+  const double now = prev == 0 ? ms : 0.9 * prev + 0.1 * ms;
+  self->priv->inference_ms.store(now);
+  const double reported = self->priv->reported_ms.load();
+  if (!self->priv->drop_mode && (now > 1.25 * reported || now < 0.75 * reported)) {
+    // Far from what the pipeline was told: have it ask again.
+    self->priv->reported_ms.store(now);
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+  }
   const double w = GST_VIDEO_FRAME_WIDTH(frame), h = GST_VIDEO_FRAME_HEIGHT(frame);
   for (auto& d : found) {
     d.x1 = static_cast<float>(d.x1 / w);
@@ -263,21 +280,29 @@ void worker_loop(GstAutoAssignDetect* self) {
     }
     GstVideoFrame frame;
     autoassign::ImageView view;
-    if (map_frame(&frame, &info, buffer, &view)) {
-      try {
-        auto det = current_detector(self);
-        if (det) {
-          auto found = run_detector(self, *det, &frame, view);
-          std::lock_guard<std::mutex> lock(p->result_lock);
-          p->last.detections = std::move(found);
-          p->last.valid = true;
-        }
-      } catch (const std::exception& e) {
-        GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
+    std::string error;
+    bool mapped = false;
+    try {
+      mapped = map_frame(&frame, &info, buffer, &view);
+      if (!mapped) throw std::runtime_error("cannot map the video frame for reading");
+      auto det = current_detector(self);
+      if (det) {
+        auto found = run_detector(self, *det, &frame, view);
+        std::lock_guard<std::mutex> lock(p->result_lock);
+        p->last.detections = std::move(found);
+        p->last.valid = true;
       }
-      gst_video_frame_unmap(&frame);
+    } catch (const std::exception& e) {
+      error = std::string("inference failed: ") + e.what();
+    } catch (...) {
+      error = "inference failed: unknown exception";
     }
+    if (mapped) gst_video_frame_unmap(&frame);
     gst_buffer_unref(buffer);
+    if (!error.empty()) {
+      std::lock_guard<std::mutex> lock(p->work_lock);
+      if (p->worker_error.empty()) p->worker_error = error;
+    }
   }
 }
 
@@ -293,6 +318,12 @@ void stop_worker(GstAutoAssignDetect* self) {
   if (p->pending) gst_buffer_unref(p->pending);
   p->pending = nullptr;
   p->stop_worker = false;
+  p->worker_error.clear();
+}
+
+void join_loader(GstAutoAssignDetect* self) {
+  std::lock_guard<std::mutex> lock(self->priv->loader_lock);
+  if (self->priv->loader.joinable()) self->priv->loader.join();
 }
 
 // model-file set while running: load in the background, swap when ready.
@@ -310,10 +341,9 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
                                 gst_structure_new("autoassign-model-loaded", "model-file",
                                                   G_TYPE_STRING, s.model_file.c_str(), nullptr)));
   } catch (const std::exception& e) {
-    // The running model stays: a bad path typed into a live pipeline must not stop it.
-    GST_ELEMENT_WARNING(self, RESOURCE, READ,
-                        ("model reload failed, keeping the previous model: %s", e.what()),
-                        (nullptr));
+    // An error on the bus, of the same kind as a failed start (the application decides
+    // whether to stop); until then the running model keeps serving frames.
+    post_load_error(self, e);
   }
 }
 
@@ -335,6 +365,27 @@ gboolean detect_start(GstBaseTransform* trans) {
   self->priv->frame_count = 0;
   self->priv->last = Result{};
   self->priv->inference_ms = 0.0;
+  self->priv->drop_mode = s.drop_when_busy;
+  if (!s.drop_when_busy) {
+    // One inference now, so a live pipeline's LATENCY query (asked before the first frame)
+    // gets a real figure; the first run's one-off allocations make it an overestimate, the
+    // safe side. Its detections are thrown away.
+    try {
+      std::vector<uint8_t> blank(640 * 384 * 3, 0);
+      auto det = current_detector(self);
+      const auto t0 = std::chrono::steady_clock::now();
+      det->detect(autoassign::ImageView::packed(autoassign::PixelFormat::kRGB, blank.data(),
+                                                640, 384));
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+              .count();
+      self->priv->inference_ms = ms;
+      self->priv->reported_ms = ms;
+    } catch (const std::exception& e) {
+      post_load_error(self, e);
+      return FALSE;
+    }
+  }
   if (s.drop_when_busy) self->priv->worker = std::thread(worker_loop, self);
   return TRUE;
 }
@@ -342,7 +393,7 @@ gboolean detect_start(GstBaseTransform* trans) {
 gboolean detect_stop(GstBaseTransform* trans) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
   stop_worker(self);
-  if (self->priv->loader.joinable()) self->priv->loader.join();
+  join_loader(self);
   std::lock_guard<std::mutex> lock(self->priv->detector_lock);
   self->priv->detector.reset();
   return TRUE;
@@ -355,7 +406,16 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   const Settings s = settings_of(self);
   const guint64 n = p->frame_count++;
   const int w = GST_VIDEO_INFO_WIDTH(info), h = GST_VIDEO_INFO_HEIGHT(info);
-  if (s.drop_when_busy) {
+  if (p->drop_mode) {
+    std::string error;
+    {
+      std::lock_guard<std::mutex> lock(p->work_lock);
+      error = p->worker_error;
+    }
+    if (!error.empty()) {
+      GST_ELEMENT_ERROR(self, STREAM, FAILED, ("%s", error.c_str()), (nullptr));
+      return GST_FLOW_ERROR;
+    }
     // Attach the latest finished detections without waiting (while the buffer is still
     // writable), then hand this newest frame to the worker, replacing one it has not started.
     {
@@ -384,7 +444,15 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
   GstVideoFrame frame;
   autoassign::ImageView view;
-  if (!map_frame(&frame, info, buffer, &view)) {
+  bool mapped = false;
+  try {
+    mapped = map_frame(&frame, info, buffer, &view);
+  } catch (const std::exception& e) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot use the video frame: %s", e.what()),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  if (!mapped) {
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot map the video frame for reading"), (nullptr));
     return GST_FLOW_ERROR;
   }
@@ -396,6 +464,10 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   } catch (const std::exception& e) {
     gst_video_frame_unmap(&frame);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
+    return GST_FLOW_ERROR;
+  } catch (...) {
+    gst_video_frame_unmap(&frame);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: unknown exception"), (nullptr));
     return GST_FLOW_ERROR;
   }
   gst_video_frame_unmap(&frame);
@@ -418,10 +490,10 @@ gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQue
     gst_query_parse_latency(query, &live, &min, &max);
     // Synchronous inference holds each frame for about one inference; with drop-when-busy
     // frames pass at once and only the metadata lags.
-    const Settings s = settings_of(self);
+    const double ms = self->priv->inference_ms.load();
+    self->priv->reported_ms.store(ms);
     const GstClockTime ours =
-        s.drop_when_busy ? 0
-                         : static_cast<GstClockTime>(self->priv->inference_ms.load() * GST_MSECOND);
+        self->priv->drop_mode ? 0 : static_cast<GstClockTime>(ms * GST_MSECOND);
     gst_query_set_latency(query, live, min + ours, max == GST_CLOCK_TIME_NONE ? max : max + ours);
     return TRUE;
   }
@@ -446,6 +518,8 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       const Settings copy = s;
       lock.unlock();
       if (current_detector(self)) {
+        // One reload at a time: a second set waits for the first load to finish.
+        std::lock_guard<std::mutex> loader_lock(p->loader_lock);
         if (p->loader.joinable()) p->loader.join();
         p->loader = std::thread(reload_model, self, copy);
       }
@@ -531,7 +605,7 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
 void detect_finalize(GObject* object) {
   auto* self = GST_AUTO_ASSIGN_DETECT(object);
   stop_worker(self);
-  if (self->priv->loader.joinable()) self->priv->loader.join();
+  join_loader(self);
   delete self->priv;
   G_OBJECT_CLASS(gst_auto_assign_detect_parent_class)->finalize(object);
 }

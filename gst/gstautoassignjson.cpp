@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -91,7 +92,10 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
   const auto rois = autoassign::gst::read_rois(buffer);
   nlohmann::json frame;
-  std::lock_guard<std::mutex> lock(st->lock);
+  // Messages are posted after the lock is released: a synchronous bus handler may call back
+  // into this element (g_object_get), which takes the same lock.
+  std::vector<GstMessage*> messages;
+  std::unique_lock<std::mutex> lock(st->lock);
   const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
   const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
@@ -115,19 +119,28 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
           "roi-type", G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(),
           "label-id", G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
           G_TYPE_STRING, o.dump().c_str(), nullptr);
-      gst_element_post_message(GST_ELEMENT(trans), gst_message_new_element(GST_OBJECT(trans), s));
+      messages.push_back(gst_message_new_element(GST_OBJECT(trans), s));
     }
     frame["objects"].push_back(std::move(o));
   }
+  bool write_failed = false;
+  std::string location;
   if (st->out) {
     const std::string line = frame.dump() + "\n";
     if (std::fwrite(line.data(), 1, line.size(), st->out) != line.size() ||
         std::fflush(st->out) != 0) {
-      GST_ELEMENT_ERROR(trans, RESOURCE, WRITE,
-                        ("cannot write to '%s': %s", st->location.c_str(), g_strerror(errno)),
-                        (nullptr));
-      return GST_FLOW_ERROR;
+      write_failed = true;
+      location = st->location;
     }
+  }
+  const int saved_errno = errno;
+  lock.unlock();
+  for (GstMessage* m : messages) gst_element_post_message(GST_ELEMENT(trans), m);
+  if (write_failed) {
+    GST_ELEMENT_ERROR(trans, RESOURCE, WRITE,
+                      ("cannot write to '%s': %s", location.c_str(), g_strerror(saved_errno)),
+                      (nullptr));
+    return GST_FLOW_ERROR;
   }
   return GST_FLOW_OK;
 }

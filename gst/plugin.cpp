@@ -9,10 +9,10 @@
 #include "gstautoassignoverlay.h"
 
 static gboolean plugin_init(GstPlugin* plugin) {
-  gboolean ok = FALSE;
-  ok |= GST_ELEMENT_REGISTER(autoassigndetect, plugin);
-  ok |= GST_ELEMENT_REGISTER(autoassignoverlay, plugin);
-  ok |= GST_ELEMENT_REGISTER(autoassignjson, plugin);
+  // All or nothing: a plugin missing one of its elements would fail later and less clearly.
+  gboolean ok = GST_ELEMENT_REGISTER(autoassigndetect, plugin);
+  ok = ok && GST_ELEMENT_REGISTER(autoassignoverlay, plugin);
+  ok = ok && GST_ELEMENT_REGISTER(autoassignjson, plugin);
   return ok;
 }
 

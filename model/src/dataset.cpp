@@ -50,6 +50,36 @@ bool parse_float(const std::string& token, double& out) {
   return pos == token.size();
 }
 
+Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,
+                       const std::string& images_dir);
+
+// 1-based line of byte offset `pos` in `text`, for error messages.
+int line_of(const std::string& text, size_t pos) {
+  return 1 + static_cast<int>(std::count(text.begin(),
+                                         text.begin() + static_cast<std::ptrdiff_t>(
+                                                            std::min(pos, text.size())),
+                                         '\n'));
+}
+
+// Boxes against the image size the annotation file states (width/height <= 0: unknown, kept).
+// A box wholly outside is skipped and counted; one partly outside is clipped and counted: both
+// are annotation slips the training and evaluation code should neither crash on nor hide.
+bool fit_to_image(Annotation& a, double width, double height, Dataset& ds) {
+  if (width <= 0 || height <= 0) return true;
+  if (a.x2 <= 0 || a.y2 <= 0 || a.x1 >= width || a.y1 >= height) {
+    ++ds.skipped["boxes outside the image"];
+    return false;
+  }
+  if (a.x1 < 0 || a.y1 < 0 || a.x2 > width || a.y2 > height) {
+    ++ds.skipped["boxes clipped to the image (partly outside)"];
+    a.x1 = std::max(a.x1, 0.0f);
+    a.y1 = std::max(a.y1, 0.0f);
+    a.x2 = std::min(a.x2, static_cast<float>(width));
+    a.y2 = std::min(a.y2, static_cast<float>(height));
+  }
+  return true;
+}
+
 }  // namespace
 
 void Dataset::append(const Dataset& other) {
@@ -157,6 +187,18 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
       throw std::runtime_error(annotation_json + ": missing array '" + key + "'");
     }
   }
+  // Wrong types and missing keys surface as nlohmann exceptions: name the file.
+  try {
+    return coco_from_json(j, annotation_json, images_dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(annotation_json + ": malformed COCO annotations: " + e.what());
+  }
+}
+
+namespace {
+
+Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,
+                       const std::string& images_dir) {
   Dataset ds;
   ds.name = fs::path(annotation_json).stem().string();
   std::map<int64_t, int> label_of;
@@ -168,6 +210,7 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
     ds.class_names.push_back(name);
   }
   std::map<int64_t, size_t> index_of;
+  std::vector<std::pair<double, double>> sizes;
   for (const auto& im : j["images"]) {
     Sample s;
     s.image_id = im.at("id").get<int64_t>();
@@ -179,6 +222,7 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
                                ": file not found: " + s.image);
     }
     index_of[s.image_id] = ds.samples.size();
+    sizes.emplace_back(im.value("width", 0.0), im.value("height", 0.0));
     ds.samples.push_back(std::move(s));
   }
   for (const auto& a : j["annotations"]) {
@@ -213,10 +257,15 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
     an.y2 = static_cast<float>(y + h);
     an.label = cat->second;
     an.ignore = a.value("iscrowd", 0) != 0;
+    // COCO's area is the segment's, not the box's: pycocotools ranks S/M/L by it.
+    an.area = a.value("area", -1.0f);
+    if (!fit_to_image(an, sizes[it->second].first, sizes[it->second].second, ds)) continue;
     ds.samples[it->second].objects.push_back(an);
   }
   return ds;
 }
+
+}  // namespace
 
 namespace {
 
@@ -269,20 +318,30 @@ Dataset load_voc(const std::string& dir, const std::map<std::string, std::string
     s.image_id = static_cast<int64_t>(ds.samples.size());
     if (!fs::exists(s.image)) throw std::runtime_error(file + ": image file not found: " + s.image);
     std::vector<Raw> objects;
+    // <size> is optional in VOC files; where present it bounds the boxes.
+    double width = 0, height = 0;
+    {
+      std::string w, h;
+      if (xml_tag(xml, "width", w) && xml_tag(xml, "height", h) &&
+          (!parse_float(w, width) || !parse_float(h, height))) {
+        fail_at(file, line_of(xml, xml.find("<size>")), "bad <width> or <height> in <size>");
+      }
+    }
     size_t pos = 0;
     while ((pos = xml.find("<object>", pos)) != std::string::npos) {
       const size_t end = xml.find("</object>", pos);
-      if (end == std::string::npos) throw std::runtime_error(file + ": unterminated <object>");
+      if (end == std::string::npos) fail_at(file, line_of(xml, pos), "unterminated <object>");
       const size_t start = pos;
       std::string name, difficult, box[4];
       if (!xml_tag(xml, "name", name, pos, end))
-        throw std::runtime_error(file + ": object without <name>");
+        fail_at(file, line_of(xml, pos), "object without <name>");
       const char* coords[4] = {"xmin", "ymin", "xmax", "ymax"};
       double v[4];
       for (int i = 0; i < 4; ++i) {
         if (!xml_tag(xml, coords[i], box[i], pos, end) || !parse_float(box[i], v[i])) {
-          throw std::runtime_error(file + ": object '" + name + "': bad or missing <" + coords[i] +
-                                   ">");
+          const size_t at = xml.find(std::string("<") + coords[i] + ">", pos);
+          fail_at(file, line_of(xml, at < end ? at : pos),
+                  "object '" + name + "': bad or missing <" + coords[i] + ">");
         }
       }
       pos = end;
@@ -305,6 +364,7 @@ Dataset load_voc(const std::string& dir, const std::map<std::string, std::string
       r.a.y2 = static_cast<float>(v[3]);
       r.a.ignore = xml_tag(xml, "difficult", difficult, start, end) && difficult == "1";
       r.name = name;
+      if (!fit_to_image(r.a, width, height, ds)) continue;
       names.insert(name);
       objects.push_back(r);
     }

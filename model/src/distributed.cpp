@@ -8,6 +8,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <cstdlib>
+
 #include "autoassign/trainer.h"
 
 namespace autoassign {
@@ -24,9 +26,22 @@ class GlooCommunicator : public Communicator {
     store_options.timeout = std::chrono::minutes(5);
     auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
     auto options = c10d::ProcessGroupGloo::Options::create();
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+    options->devices.push_back(make_device(addr));
     options->timeout = std::chrono::minutes(5);
     group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+  }
+
+  // The interface Gloo's pairs bind to. As in PyTorch: GLOO_SOCKET_IFNAME names it; otherwise
+  // a loopback master means a single-machine run (bind loopback), and anything else binds the
+  // address this host's name resolves to, not the master's (which is another machine's).
+  static std::shared_ptr<::gloo::transport::Device> make_device(const std::string& addr) {
+    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+      return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+    }
+    if (addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1") {
+      return c10d::ProcessGroupGloo::createDeviceForHostname(addr);
+    }
+    return c10d::ProcessGroupGloo::createDefaultDevice();
   }
 
   int rank() const override { return rank_; }

@@ -52,8 +52,9 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
   for (size_t i = 0; i < I; ++i) {
     for (const auto& o : gt.samples[i].objects) {
       if (o.label < 0 || o.label >= K) continue;
-      g[i][o.label].push_back(
-          {o.x1, o.y1, o.x2, o.y2, o.ignore, double(o.x2 - o.x1) * double(o.y2 - o.y1)});
+      g[i][o.label].push_back({o.x1, o.y1, o.x2, o.y2, o.ignore,
+                               o.area >= 0 ? double(o.area)
+                                           : double(o.x2 - o.x1) * double(o.y2 - o.y1)});
     }
   }
   for (const auto& det : dets) {
@@ -68,6 +69,9 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
       if (v.size() > kMaxDets) v.resize(kMaxDets);
     }
   }
+  // pycocotools walks the images in sorted id order, which decides the order of equal scores.
+  std::vector<size_t> by_image_id;
+  for (const auto& [id, index] : image_index) by_image_id.push_back(index);
   // precision[t][k][a] (101 points) and recall[t][k][a]; -1 = undefined.
   std::vector<double> ap_sum(4 * kThresholds, 0.0);
   std::vector<int> ap_count(4 * kThresholds, 0);
@@ -78,7 +82,9 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
   for (int a = 0; a < 4; ++a) {
     for (int k = 0; k < K; ++k) {
       for (int t = 0; t < kThresholds; ++t) {
-        const double thr = 0.5 + 0.05 * t;
+        // np.linspace(.5, .95, 10) as pycocotools builds it, to the last bit: i * step +
+        // start, the last one exactly the stop.
+        const double thr = t == kThresholds - 1 ? 0.95 : t * ((0.95 - 0.5) / 9) + 0.5;
         struct Scored {
           float score;
           bool tp;
@@ -86,7 +92,7 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
         };
         std::vector<Scored> all;
         int npig = 0;
-        for (size_t i = 0; i < I; ++i) {
+        for (size_t i : by_image_id) {
           const auto& gts = g[i][k];
           const auto& ds = d[i][k];
           if (gts.empty() && ds.empty()) continue;
@@ -140,7 +146,9 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
         for (size_t i = pr.size(); i-- > 1;) pr[i - 1] = std::max(pr[i - 1], pr[i]);
         double sum = 0;
         for (int r = 0; r < kRecallPoints; ++r) {
-          const double target = r / 100.0;
+          // np.linspace(0, 1, 101): r * 0.01 (not r / 100, which differs in the last bit for
+          // some r), the last one exactly 1.
+          const double target = r == kRecallPoints - 1 ? 1.0 : r * 0.01;
           const auto it = std::lower_bound(rc.begin(), rc.end(), target);
           if (it != rc.end()) sum += pr[static_cast<size_t>(it - rc.begin())];
         }
@@ -262,6 +270,7 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
   auto boxes = all.read("face_bbx_list");
   WiderGroundTruth gt;
   std::vector<std::vector<WiderGroundTruth::Image*>> slots;
+  std::vector<std::vector<std::string>> slot_names;
   std::vector<std::string> event_names;
   for (size_t e = 0; e < numel(events.get()); ++e) {
     const std::string event =
@@ -270,6 +279,7 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
     matvar_t* fl = cell(files.get(), e, all_path);
     matvar_t* bl = cell(boxes.get(), e, all_path);
     slots.emplace_back();
+    slot_names.emplace_back();
     for (size_t f = 0; f < numel(fl); ++f) {
       const std::string name = mat_string(cell(fl, f, all_path), all_path + ": file_list");
       matvar_t* b = cell(bl, f, all_path);
@@ -285,6 +295,7 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
                              mat_number(b, r + 3 * n)});
       }
       slots.back().push_back(&img);
+      slot_names.back().push_back(name);
     }
   }
   const char* settings[3] = {"easy", "medium", "hard"};
@@ -310,9 +321,23 @@ WiderGroundTruth load_wider_ground_truth(const std::string& dir) {
                                  event_names[e]);
       }
       for (size_t f = 0; f < slots[e].size(); ++f) {
+        if (mat_string(cell(files_e, f, path), path + ": file_list") != slot_names[e][f]) {
+          throw std::runtime_error(path + ": not aligned with wider_face_val.mat at " +
+                                   event_names[e] + "/" + slot_names[e][f]);
+        }
         matvar_t* k = cell(keep_e, f, path);
         auto& keep = slots[e][f]->keep[static_cast<size_t>(s)];
-        for (size_t i = 0; i < numel(k); ++i) keep.push_back(static_cast<int>(mat_number(k, i)));
+        const size_t n_boxes = slots[e][f]->boxes.size();
+        for (size_t i = 0; i < numel(k); ++i) {
+          const double index = mat_number(k, i);
+          // 1-based indices into the image's boxes; anything else is a corrupt file.
+          if (!(index >= 1 && index <= static_cast<double>(n_boxes))) {
+            throw std::runtime_error(path + ": gt_list of " + event_names[e] + "/" +
+                                     slot_names[e][f] + " holds index " + std::to_string(index) +
+                                     " outside 1.." + std::to_string(n_boxes));
+          }
+          keep.push_back(static_cast<int>(index));
+        }
       }
     }
   }
@@ -336,11 +361,23 @@ WiderPredictions read_wider_predictions(const std::string& dir, const WiderGroun
       while (std::getline(in, line)) lines.push_back(line);
       if (lines.size() < 2)
         throw std::runtime_error(file + ": expected an image-name line and a count line");
+      // As the reference tools read it: int(float(line)), truncating; a count that is not a
+      // whole non-negative number (or has trailing text) is an error.
       long n = 0;
-      try {
-        n = std::lround(std::stod(lines[1]));
-      } catch (const std::exception&) {
-        throw std::runtime_error(file + ":2: the box count is not a number: '" + lines[1] + "'");
+      {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(lines[1], &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || lines[1].find_first_not_of(" \t\r", used) != std::string::npos ||
+            !std::isfinite(v) || v < 0) {
+          throw std::runtime_error(file + ":2: the box count is not a non-negative number: '" +
+                                   lines[1] + "'");
+        }
+        n = static_cast<long>(v);
       }
       std::vector<std::array<double, 5>> boxes;
       size_t ln = 2;

@@ -276,7 +276,8 @@ void save_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SG
   save_model(dir + "/model.pt", model);
 }
 
-int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SGD& opt) {
+int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SGD& opt,
+                        const nlohmann::json& options_json) {
   const std::string path = dir + "/checkpoint.pt";
   if (!std::filesystem::exists(path)) {
     throw std::runtime_error("--resume: no checkpoint at " + path);
@@ -294,6 +295,26 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
   }
   if (config.toStringRef() != model->config().to_json()) {
     throw std::runtime_error(path + ": the checkpoint's model config differs from this run's");
+  }
+  // "Continues exactly" means the same schedule, data order and augmentation: a resumed run
+  // with other settings would silently become a different run, so name what differs.
+  c10::IValue saved_options;
+  if (archive.try_read("options", saved_options) && saved_options.isString()) {
+    const auto saved = nlohmann::json::parse(saved_options.toStringRef(), nullptr, false);
+    std::string differ;
+    if (saved.is_object()) {
+      for (const auto& [key, value] : options_json.items()) {
+        if (saved.contains(key) && saved[key] != value) {
+          differ += (differ.empty() ? "" : ", ") + key + " (checkpoint " + saved[key].dump() +
+                    ", now " + value.dump() + ")";
+        }
+      }
+    }
+    if (!differ.empty()) {
+      throw std::runtime_error(path + ": --resume with other training settings than the " +
+                               "checkpoint's: " + differ +
+                               "; resume with the same flags or start a new run");
+    }
   }
   archive.read("model", weights);
   archive.read("optimizer", optimizer);
@@ -344,6 +365,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   if (!(o.crop_min > 0 && o.crop_min <= 1))
     throw std::invalid_argument("crop_min must be in (0, 1]");
   if (o.output_dir.empty()) throw std::invalid_argument("an output directory is required");
+  if (o.checkpoint_every < 1) throw std::invalid_argument("checkpoint_every must be >= 1");
+  if (o.log_every < 1) throw std::invalid_argument("log_every must be >= 1");
+  if (o.snapshot_every < 0) throw std::invalid_argument("snapshot_every must be >= 0");
   std::filesystem::create_directories(o.output_dir);
   const bool main_rank = comm.rank() == 0;
   const int threads = o.threads > 0
@@ -367,17 +391,39 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
                       std::make_unique<torch::optim::SGDOptions>(
                           torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(0)));
   torch::optim::SGD opt(groups, torch::optim::SGDOptions(o.lr));
+  const nlohmann::json options_json = options_to_json(o);
   int64_t start = 0;
-  if (o.resume) start = load_checkpoint(o.output_dir, model, opt);
-  // Every rank starts from rank 0's weights.
-  {
+  // Only rank 0 writes checkpoints, so only rank 0 reads one; the others take its iteration,
+  // weights and momentum buffers below.
+  if (o.resume && main_rank) start = load_checkpoint(o.output_dir, model, opt, options_json);
+  // Every rank starts from rank 0's weights (and, on resume, its iteration and momentum).
+  if (comm.world_size() > 1) {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> state;
     for (auto& p : model->parameters()) state.push_back(p);
     for (auto& b : model->buffers()) state.push_back(b);
+    torch::Tensor start_t = torch::tensor({static_cast<double>(start)}, torch::kDouble);
+    state.push_back(start_t);
     comm.broadcast(state);
+    start = static_cast<int64_t>(start_t.item<double>());
+    if (o.resume && start > 0) {
+      std::vector<torch::Tensor> momentum;
+      for (auto& group : opt.param_groups()) {
+        for (auto& p : group.params()) {
+          const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+          auto& state_map = opt.state();
+          if (state_map.find(key) == state_map.end()) {
+            auto st = std::make_unique<torch::optim::SGDParamState>();
+            st->momentum_buffer(torch::zeros_like(p));
+            state_map[key] = std::move(st);
+          }
+          momentum.push_back(
+              static_cast<torch::optim::SGDParamState&>(*state_map[key]).momentum_buffer());
+        }
+      }
+      comm.broadcast(momentum);
+    }
   }
-  const nlohmann::json options_json = options_to_json(o);
   BatchMaker maker(config, dataset, o, comm.rank(), comm.world_size());
   int64_t end = o.iterations;
   if (o.stop_after > 0) end = std::min<int64_t>(end, start + o.stop_after);
@@ -495,7 +541,10 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
       t_window = Clock::now();
       window_images = 0;
     }
-    const bool stop = g_stop_training.load();
+    // Every rank must leave at the same iteration, or the others would wait forever in the
+    // next all-reduce: a stop requested on any rank stops all of them.
+    const bool stop = comm.world_size() > 1 ? comm.average(g_stop_training.load() ? 1.0 : 0.0) > 0
+                                            : g_stop_training.load();
     if (main_rank && ((it + 1) % o.checkpoint_every == 0 || last || stop)) {
       save_checkpoint(o.output_dir, model, opt, it + 1, options_json);
     }

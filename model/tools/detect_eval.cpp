@@ -70,6 +70,9 @@ void run_detect(const DetectOptions& o) {
   if (o.format != "jsonl" && o.format != "widerface") {
     throw CLI::ValidationError("--format", "must be jsonl or widerface, got '" + o.format + "'");
   }
+  if (o.format == "widerface" && (o.output.empty() || o.output == "-")) {
+    throw CLI::ValidationError("--output", "--format widerface writes a folder: give -o DIR");
+  }
   DetectorOptions dopt;
   dopt.device = o.device;
   dopt.threads = o.threads;
@@ -120,9 +123,9 @@ void run_detect(const DetectOptions& o) {
       }
       *out << row.dump() << "\n";
     } else {
-      // OUT/<event>/<image>.txt for DIR/<event>/<image>.jpg, the official layout.
-      const fs::path rel = fs::is_directory(root) ? fs::relative(path, root) : path.filename();
-      const fs::path event = rel.has_parent_path() ? rel.parent_path() : fs::path(".");
+      // OUT/<event>/<image>.txt, the official layout: the event is the folder the image is in,
+      // whether the input is the images root, one event folder or a single image.
+      const fs::path event = fs::absolute(path).parent_path().filename();
       const std::string name = path.stem().string();
       write_wider_prediction((fs::path(o.output) / event / (name + ".txt")).string(), name,
                              wider_boxes(dets));

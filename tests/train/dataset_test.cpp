@@ -148,10 +148,70 @@ TEST(Datasets, BadCocoAndVoc) {
     load_voc(dir + "/voc", {});
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("a.xml: object 'cat': bad or missing <xmax>"),
+    // file:line: what
+    EXPECT_NE(std::string(e.what()).find("a.xml:1: object 'cat': bad or missing <xmax>"),
               std::string::npos)
         << e.what();
   }
+  // A truncated file (an <object> never closed), its line counted from the top.
+  std::ofstream(dir + "/voc/annotations/a.xml")
+      << "<annotation>\n<filename>a.jpg</filename>\n\n<object><name>cat</name>\n";
+  try {
+    load_voc(dir + "/voc", {});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.xml:4: unterminated <object>"), std::string::npos)
+        << e.what();
+  }
+  // A missing image.
+  std::ofstream(dir + "/voc/annotations/a.xml")
+      << "<annotation><filename>gone.jpg</filename></annotation>";
+  try {
+    load_voc(dir + "/voc", {});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("image file not found"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Datasets, CocoTypeErrorsNameTheFile) {
+  const std::string dir = testing::temp_dir();
+  std::ofstream(dir + "/a.jpg") << "x";
+  std::ofstream(dir + "/typo.json")
+      << R"({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "c"}],
+             "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": ["1", 2, 3, 4]}]})";
+  try {
+    load_coco(dir + "/typo.json", dir);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("typo.json: malformed COCO annotations"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Datasets, BoxesOutsideTheImageAreSkippedOrClippedAndCounted) {
+  const std::string dir = testing::temp_dir();
+  std::ofstream(dir + "/a.jpg") << "x";
+  // A 100x50 image: one box inside, one partly outside (clipped), one wholly outside.
+  std::ofstream(dir + "/out.json") << R"({
+    "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+    "categories": [{"id": 1, "name": "c"}],
+    "annotations": [
+      {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 300},
+      {"id": 2, "image_id": 1, "category_id": 1, "bbox": [90, 40, 20, 20], "area": 400},
+      {"id": 3, "image_id": 1, "category_id": 1, "bbox": [200, 10, 5, 5], "area": 25}]})";
+  auto ds = load_coco(dir + "/out.json", dir);
+  ASSERT_EQ(ds.samples[0].objects.size(), 2u);
+  EXPECT_EQ(ds.skipped.at("boxes outside the image"), 1);
+  EXPECT_EQ(ds.skipped.at("boxes clipped to the image (partly outside)"), 1);
+  const auto& clipped = ds.samples[0].objects[1];
+  EXPECT_FLOAT_EQ(clipped.x1, 90);
+  EXPECT_FLOAT_EQ(clipped.y1, 40);
+  EXPECT_FLOAT_EQ(clipped.x2, 100);
+  EXPECT_FLOAT_EQ(clipped.y2, 50);
+  // COCO's own area is kept for the S/M/L ranges (300, not the box's 400).
+  EXPECT_FLOAT_EQ(ds.samples[0].objects[0].area, 300);
 }
 
 }  // namespace

@@ -88,6 +88,27 @@ TEST(CocoEval, ScoreOrderingAcrossImages) {
   EXPECT_NEAR(r.ap, 2.0 / 3.0, 1e-12);
 }
 
+TEST(CocoEval, AreaRangesUseTheAnnotatedArea) {
+  // A 40x40 box (1600 px, "medium" by its box) whose annotated (segment) area is 900:
+  // pycocotools ranks it small.
+  auto gt = coco_gt({{{0, 0, 40, 40, 0}}});
+  gt.samples[0].objects[0].area = 900;
+  auto r = evaluate_coco(gt, {det(0, 0, 0, 40, 40, .9f)});
+  EXPECT_DOUBLE_EQ(r.ap_small, 1.0);
+  EXPECT_DOUBLE_EQ(r.ap_medium, -1.0);
+}
+
+TEST(CocoEval, EqualScoresRankInImageIdOrder) {
+  // Samples listed as ids 101 then 100. Equal scores: pycocotools ranks image 100's FP before
+  // image 101's TP (images by sorted id, then a stable sort), so precision is 1/2 at recall 1
+  // and AP = 0.5; the listed order would give the TP first and AP 1.
+  auto gt = coco_gt({{{0, 0, 40, 40, 0}}, {}});
+  gt.samples[0].image_id = 101;
+  gt.samples[1].image_id = 100;
+  auto r = evaluate_coco(gt, {{101, 0, 0, 0, 40, 40, .5f}, {100, 0, 0, 0, 40, 40, .5f}});
+  EXPECT_NEAR(r.ap, 0.5, 1e-12);
+}
+
 TEST(CocoEval, NoDetections) {
   auto gt = coco_gt({{{0, 0, 40, 40, 0}}});
   EXPECT_DOUBLE_EQ(evaluate_coco(gt, {}).ap, 0.0);

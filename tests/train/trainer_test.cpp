@@ -115,6 +115,7 @@ TEST_F(TrainerTest, ResumeContinuesExactly) {
 
 TEST_F(TrainerTest, StopRequestWritesACheckpoint) {
   options.output_dir = testing::temp_dir();
+  options.iterations = 2;
   SingleProcess comm;
   g_stop_training = true;
   auto result = train(config, dataset, options, comm);
@@ -122,8 +123,34 @@ TEST_F(TrainerTest, StopRequestWritesACheckpoint) {
   EXPECT_TRUE(result.interrupted);
   EXPECT_EQ(result.iterations_done, 1);
   options.resume = true;
-  options.iterations = 2;
   EXPECT_EQ(train(config, dataset, options, comm).iterations_done, 1);
+}
+
+TEST_F(TrainerTest, ResumeWithOtherSettingsIsRefused) {
+  options.output_dir = testing::temp_dir();
+  options.iterations = 4;
+  options.stop_after = 1;
+  SingleProcess comm;
+  train(config, dataset, options, comm);
+  options.resume = true;
+  options.lr *= 2;  // another schedule: not a continuation
+  try {
+    train(config, dataset, options, comm);
+    FAIL() << "resumed with another learning rate";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lr (checkpoint"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("checkpoint.pt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, ZeroIntervalsAreRejected) {
+  options.output_dir = testing::temp_dir();
+  SingleProcess comm;
+  options.checkpoint_every = 0;
+  EXPECT_THROW(train(config, dataset, options, comm), std::invalid_argument);
+  options.checkpoint_every = 1;
+  options.log_every = 0;
+  EXPECT_THROW(train(config, dataset, options, comm), std::invalid_argument);
 }
 
 int free_port() {

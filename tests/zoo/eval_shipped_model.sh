@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 # `autoassign detect` over one event folder writes the official layout; `autoassign eval`
 # of those files must equal the reference evaluator's.
 "$cli" detect --model "$model" --input "$shared/data/widerface/WIDER_val/images/19--Couple" \
-  --format widerface -o "$tmp/det/19--Couple" --threshold 0.02 --max-detections 1000 --threads 2 \
+  --format widerface -o "$tmp/det" --threshold 0.02 --max-detections 1000 --threads 2 \
   2> /dev/null
 "$cli" eval --predictions "$tmp/det" --widerface "$shared/data/widerface" --json > "$tmp/det_ours.json"
 /usr/bin/python3 "$shared/tools/wider_eval.py" --pred "$tmp/det" \

@@ -14,6 +14,9 @@ struct Annotation {
   int label = 0;                         ///< contiguous 0..K-1
   /// Not a training target and not counted in evaluation (COCO crowd, WIDER invalid).
   bool ignore = false;
+  /// Object area for COCO's small/medium/large ranges (COCO's own `area`, the segment's);
+  /// < 0: use the box's.
+  float area = -1;
 };
 
 struct Sample {
