@@ -374,11 +374,10 @@ gboolean detect_start(GstBaseTransform* trans) {
       std::vector<uint8_t> blank(640 * 384 * 3, 0);
       auto det = current_detector(self);
       const auto t0 = std::chrono::steady_clock::now();
-      det->detect(autoassign::ImageView::packed(autoassign::PixelFormat::kRGB, blank.data(),
-                                                640, 384));
+      det->detect(
+          autoassign::ImageView::packed(autoassign::PixelFormat::kRGB, blank.data(), 640, 384));
       const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-              .count();
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       self->priv->inference_ms = ms;
       self->priv->reported_ms = ms;
     } catch (const std::exception& e) {

@@ -55,10 +55,9 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
 
 // 1-based line of byte offset `pos` in `text`, for error messages.
 int line_of(const std::string& text, size_t pos) {
-  return 1 + static_cast<int>(std::count(text.begin(),
-                                         text.begin() + static_cast<std::ptrdiff_t>(
-                                                            std::min(pos, text.size())),
-                                         '\n'));
+  return 1 + static_cast<int>(std::count(
+                 text.begin(),
+                 text.begin() + static_cast<std::ptrdiff_t>(std::min(pos, text.size())), '\n'));
 }
 
 // Boxes against the image size the annotation file states (width/height <= 0: unknown, kept).

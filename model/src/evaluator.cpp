@@ -52,9 +52,9 @@ CocoResult evaluate_coco(const Dataset& gt, const std::vector<CocoDetection>& de
   for (size_t i = 0; i < I; ++i) {
     for (const auto& o : gt.samples[i].objects) {
       if (o.label < 0 || o.label >= K) continue;
-      g[i][o.label].push_back({o.x1, o.y1, o.x2, o.y2, o.ignore,
-                               o.area >= 0 ? double(o.area)
-                                           : double(o.x2 - o.x1) * double(o.y2 - o.y1)});
+      g[i][o.label].push_back(
+          {o.x1, o.y1, o.x2, o.y2, o.ignore,
+           o.area >= 0 ? double(o.area) : double(o.x2 - o.x1) * double(o.y2 - o.y1)});
     }
   }
   for (const auto& det : dets) {
