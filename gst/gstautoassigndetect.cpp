@@ -91,6 +91,7 @@ struct Settings {
 // survive a resolution change.
 struct Result {
   std::vector<Detection> detections;  // boxes divided by the frame size
+  GstClockTime pts = GST_CLOCK_TIME_NONE;  // of the frame they were computed on
   bool valid = false;
 };
 
@@ -123,6 +124,7 @@ struct GstAutoAssignDetectPrivate {
   std::condition_variable work_cv;
   GstBuffer* pending = nullptr;
   GstVideoInfo pending_info;
+  GstClockTime pending_pts = GST_CLOCK_TIME_NONE;
   bool stop_worker = false;
   // The first error of the worker's inference, raised as an element error by the streaming
   // thread (which can return GST_FLOW_ERROR; the worker cannot).
@@ -254,7 +256,8 @@ std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
   return found;
 }
 
-void attach_normalised(GstBuffer* buffer, const std::vector<Detection>& normalised, int w, int h) {
+void attach_normalised(GstBuffer* buffer, const std::vector<Detection>& normalised, int w, int h,
+                       GstClockTime source_pts) {
   std::vector<Detection> px = normalised;
   for (auto& d : px) {
     d.x1 *= static_cast<float>(w);
@@ -262,7 +265,7 @@ void attach_normalised(GstBuffer* buffer, const std::vector<Detection>& normalis
     d.y1 *= static_cast<float>(h);
     d.y2 *= static_cast<float>(h);
   }
-  autoassign::gst::attach_detections(buffer, px, w, h);
+  autoassign::gst::attach_detections(buffer, px, w, h, source_pts);
 }
 
 void worker_loop(GstAutoAssignDetect* self) {
@@ -270,12 +273,14 @@ void worker_loop(GstAutoAssignDetect* self) {
   for (;;) {
     GstBuffer* buffer = nullptr;
     GstVideoInfo info;
+    GstClockTime pts;
     {
       std::unique_lock<std::mutex> lock(p->work_lock);
       p->work_cv.wait(lock, [&] { return p->stop_worker || p->pending; });
       if (p->stop_worker) return;
       buffer = p->pending;
       info = p->pending_info;
+      pts = p->pending_pts;
       p->pending = nullptr;
     }
     GstVideoFrame frame;
@@ -290,6 +295,7 @@ void worker_loop(GstAutoAssignDetect* self) {
         auto found = run_detector(self, *det, &frame, view);
         std::lock_guard<std::mutex> lock(p->result_lock);
         p->last.detections = std::move(found);
+        p->last.pts = pts;
         p->last.valid = true;
       }
     } catch (const std::exception& e) {
@@ -419,7 +425,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     // writable), then hand this newest frame to the worker, replacing one it has not started.
     {
       std::lock_guard<std::mutex> lock(p->result_lock);
-      if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
+      if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
     }
     {
       std::lock_guard<std::mutex> lock(p->work_lock);
@@ -430,6 +436,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
           buffer, static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META), 0,
           static_cast<gsize>(-1));
       p->pending_info = *info;
+      p->pending_pts = GST_BUFFER_PTS(buffer);
     }
     p->work_cv.notify_one();
     return GST_FLOW_OK;
@@ -437,7 +444,9 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   const bool infer = n % s.inference_interval == 0;
   if (!infer) {
     std::lock_guard<std::mutex> lock(p->result_lock);
-    if (s.repeat_metadata && p->last.valid) attach_normalised(buffer, p->last.detections, w, h);
+    if (s.repeat_metadata && p->last.valid) {
+      attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
+    }
     return GST_FLOW_OK;
   }
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
@@ -470,9 +479,10 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     return GST_FLOW_ERROR;
   }
   gst_video_frame_unmap(&frame);
-  attach_normalised(buffer, found, w, h);
+  attach_normalised(buffer, found, w, h, GST_BUFFER_PTS(buffer));
   std::lock_guard<std::mutex> lock(p->result_lock);
   p->last.detections = std::move(found);
+  p->last.pts = GST_BUFFER_PTS(buffer);
   p->last.valid = true;
   return GST_FLOW_OK;
 }

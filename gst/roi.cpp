@@ -7,7 +7,7 @@
 namespace autoassign::gst {
 
 void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
-                       int height) {
+                       int height, GstClockTime source_pts) {
   for (const auto& d : detections) {
     const int x1 = std::clamp(static_cast<int>(std::floor(d.x1)), 0, width);
     const int y1 = std::clamp(static_cast<int>(std::floor(d.y1)), 0, height);
@@ -24,6 +24,11 @@ void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detectio
                           static_cast<double>(d.score), "label_id", G_TYPE_INT, d.label_id, "label",
                           G_TYPE_STRING, d.label.c_str(), nullptr);
     gst_video_region_of_interest_meta_add_param(meta, s);  // takes ownership
+    if (GST_CLOCK_TIME_IS_VALID(source_pts)) {
+      gst_video_region_of_interest_meta_add_param(
+          meta, gst_structure_new("autoassign", "source-pts", G_TYPE_UINT64,
+                                  static_cast<guint64>(source_pts), nullptr));
+    }
   }
 }
 
@@ -49,6 +54,10 @@ std::vector<Roi> read_rois(GstBuffer* buffer) {
       gst_structure_get_double(s, "confidence", &r.confidence);
       gst_structure_get_int(s, "label_id", &r.label_id);
       if (const char* l = gst_structure_get_string(s, "label")) r.label = l;
+    }
+    if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "autoassign")) {
+      guint64 pts = GST_CLOCK_TIME_NONE;
+      if (gst_structure_get_uint64(s, "source-pts", &pts)) r.source_pts = pts;
     }
     rois.push_back(std::move(r));
   }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 // Detections <-> GstVideoRegionOfInterestMeta in DL Streamer's convention: roi_type = label,
 // plus a "detection" parameter structure with normalised x_min, y_min, x_max, y_max (doubles),
-// confidence (double), label_id (int) and label (string).
+// confidence (double), label_id (int) and label (string). Our own producer adds a second
+// structure, "autoassign", with source-pts (guint64): the PTS of the frame the detection was
+// computed on, which differs from the buffer's own PTS for repeated metadata
+// (inference-interval + repeat-metadata, drop-when-busy); consumers that do not know it ignore it.
 #pragma once
 
 #include <string>
@@ -21,11 +24,12 @@ struct Roi {
   double x_min = 0, y_min = 0, x_max = 0, y_max = 0, confidence = 0;
   int label_id = -1;
   std::string label;
+  GstClockTime source_pts = GST_CLOCK_TIME_NONE;  ///< "autoassign" source-pts, when present
 };
 
 /// Adds one ROI meta per detection; boxes are rounded out to whole pixels and clipped.
 void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
-                       int height);
+                       int height, GstClockTime source_pts = GST_CLOCK_TIME_NONE);
 /// All ROI metas of a buffer, in the order they were added.
 std::vector<Roi> read_rois(GstBuffer* buffer);
 

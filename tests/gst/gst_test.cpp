@@ -287,9 +287,17 @@ TEST_F(GstElements, InferenceIntervalAndRepeatMetadata) {
     gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
     std::vector<size_t> counts;
     for (int i = 0; i < 7; ++i) {
-      ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+      GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGR);
+      GST_BUFFER_PTS(in) = static_cast<GstClockTime>(i) * 40 * GST_MSECOND;
+      ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
       GstBuffer* out = gst_harness_pull(h);
-      counts.push_back(gst::read_rois(out).size());
+      const auto rois = gst::read_rois(out);
+      counts.push_back(rois.size());
+      // Each box says which frame it was computed on: the last inferred one (0, 3, 6).
+      for (const auto& r : rois) {
+        EXPECT_EQ(r.source_pts, static_cast<GstClockTime>(i / 3 * 3) * 40 * GST_MSECOND)
+            << "frame " << i;
+      }
       gst_buffer_unref(out);
     }
     for (int i = 0; i < 7; ++i) {
@@ -511,21 +519,25 @@ TEST_F(GstElements, JsonLinesMatchTheMetas) {
   gst_object_unref(bus);
 }
 
-TEST_F(GstElements, BoxesSurviveVideoscale) {
-  // A real pipeline: the ROI meta's own scale transform moves the boxes with the frame.
-  GstElement* p =
-      gst_parse_launch(("appsrc name=src format=time "
-                        "caps=video/x-raw,format=BGRx,width=160,height=120,framerate=30/1 "
-                        "! autoassigndetect threshold=0.3 model-file=" +
-                        testing::trained_square_model() +
-                        " ! videoscale ! video/x-raw,width=320,height=240 ! appsink name=sink")
-                           .c_str(),
-                       nullptr);
-  ASSERT_NE(p, nullptr);
+// Pushes one 160x120 BGRx frame with the square through `appsrc ! CHAIN ! appsink` (a real
+// pipeline) and returns the ROIs of what comes out, and its width in `out_width`.
+std::vector<gst::Roi> rois_through(const std::string& chain, int* out_width) {
+  const std::string model = testing::trained_square_model();
+  std::string desc =
+      "appsrc name=src format=time caps=video/x-raw,format=BGRx,width=160,height=120,"
+      "framerate=30/1 ! " +
+      chain + " ! appsink name=sink";
+  desc.replace(desc.find("MODEL"), 5, model);
+  GstElement* p = gst_parse_launch(desc.c_str(), nullptr);
+  std::vector<gst::Roi> rois;
+  if (!p) {
+    ADD_FAILURE() << "pipeline did not parse: " << chain;
+    return rois;
+  }
   GstElement* src = gst_bin_get_by_name(GST_BIN(p), "src");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(p), "sink");
-  ASSERT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
-  GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGRx);
+  EXPECT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  GstBuffer* in = make_frame(testing::square_picture(160, 120, kSquare, 99), GST_VIDEO_FORMAT_BGRx);
   GST_BUFFER_PTS(in) = 0;
   GstFlowReturn ret;
   g_signal_emit_by_name(src, "push-buffer", in, &ret);
@@ -533,18 +545,58 @@ TEST_F(GstElements, BoxesSurviveVideoscale) {
   GstSample* sample = nullptr;
   // With a timeout: a pipeline that stalls fails here instead of hanging the suite.
   g_signal_emit_by_name(sink, "try-pull-sample", 30 * GST_SECOND, &sample);
-  ASSERT_NE(sample, nullptr);
-  GstVideoInfo info;
-  gst_video_info_from_caps(&info, gst_sample_get_caps(sample));
-  EXPECT_EQ(GST_VIDEO_INFO_WIDTH(&info), 320);
-  const auto rois = gst::read_rois(gst_sample_get_buffer(sample));
-  ASSERT_FALSE(rois.empty());
-  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);  // scaled with the frame
-  gst_sample_unref(sample);
+  EXPECT_NE(sample, nullptr) << chain;
+  if (sample) {
+    GstVideoInfo info;
+    gst_video_info_from_caps(&info, gst_sample_get_caps(sample));
+    *out_width = GST_VIDEO_INFO_WIDTH(&info);
+    rois = gst::read_rois(gst_sample_get_buffer(sample));
+    gst_sample_unref(sample);
+  }
   gst_element_set_state(p, GST_STATE_NULL);
   gst_object_unref(src);
   gst_object_unref(sink);
   gst_object_unref(p);
+  return rois;
+}
+
+TEST_F(GstElements, BoxesSurviveVideoscale) {
+  // The ROI meta's own scale transform moves the boxes with the frame.
+  int width = 0;
+  const auto rois = rois_through(
+      "autoassigndetect threshold=0.3 model-file=MODEL ! videoscale ! "
+      "video/x-raw,width=320,height=240",
+      &width);
+  EXPECT_EQ(width, 320);
+  ASSERT_FALSE(rois.empty());
+  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);  // scaled with the frame
+  EXPECT_EQ(rois[0].roi_type, "square");
+  // GStreamer 1.22's scale transform of the ROI meta keeps the box and roi_type but not the
+  // parameter structures (confidence, label_id); where a GStreamer keeps them, the normalised
+  // box must still be the same fraction of the frame.
+  if (rois[0].has_detection) {
+    EXPECT_NEAR(rois[0].x_min, kSquare.x / 160.0, 0.05);
+    EXPECT_NEAR(rois[0].y_max, (kSquare.y + kSquare.height) / 120.0, 0.05);
+  }
+}
+
+TEST_F(GstElements, BoxesThroughVideocropAreNeverWrong) {
+  // GStreamer 1.22's videocrop does not transform ROI metas (they carry the video-size tag,
+  // which its transform_meta hands to GstBaseTransform, which drops them): downstream of a
+  // crop, boxes are absent, never misplaced. Should a later GStreamer carry them, they must
+  // land where the square is in the cropped frame.
+  const cv::Rect moved(kSquare.x - 40, kSquare.y - 20, kSquare.width, kSquare.height);
+  int width = 0;
+  const auto after = rois_through(
+      "autoassigndetect threshold=0.3 model-file=MODEL ! videocrop left=40 top=20", &width);
+  EXPECT_EQ(width, 120);
+  for (const auto& r : after) EXPECT_GT(iou(r, moved), 0.6);
+  // The documented recipe: crop first, then detect; boxes are in the cropped frame.
+  const auto before = rois_through(
+      "videocrop left=40 top=20 ! autoassigndetect threshold=0.3 model-file=MODEL", &width);
+  EXPECT_EQ(width, 120);
+  ASSERT_FALSE(before.empty());
+  EXPECT_GT(iou(before[0], moved), 0.6);
 }
 
 TEST_F(GstElements, DropWhenBusyNeverWaitsForInference) {
