@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -205,6 +206,41 @@ void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
   GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", e.what()), (nullptr));
 }
 
+// The process's loaded models, shared: N camera pipelines in one process hold one copy of the
+// weights. Thresholds are per element (passed per call), so sharing changes no behaviour.
+std::mutex g_models_lock;
+std::map<std::string, std::weak_ptr<Detector>> g_models;
+
+std::string model_key(const Settings& s) {
+  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' +
+         s.labels_file;
+}
+
+// The shared Detector for these settings, loading it if no element holds it. `fresh` (a
+// model-file set while playing) always reads the file again, since it may have changed on
+// disk, and then becomes the shared copy for elements that load after it.
+std::shared_ptr<Detector> acquire_detector(const Settings& s, bool fresh = false) {
+  const std::string key = model_key(s);
+  if (!fresh) {
+    std::lock_guard<std::mutex> lock(g_models_lock);
+    auto it = g_models.find(key);
+    if (it != g_models.end()) {
+      if (auto det = it->second.lock()) return det;
+    }
+  }
+  auto det = make_detector(s);  // outside the lock: loading takes a while
+  std::lock_guard<std::mutex> lock(g_models_lock);
+  for (auto it = g_models.begin(); it != g_models.end();) {
+    it = it->second.expired() ? g_models.erase(it) : std::next(it);
+  }
+  auto& slot = g_models[key];
+  if (!fresh) {
+    if (auto other = slot.lock()) return other;  // another element loaded it meanwhile
+  }
+  slot = det;
+  return det;
+}
+
 std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
   std::lock_guard<std::mutex> lock(self->priv->detector_lock);
   return self->priv->detector;
@@ -229,11 +265,12 @@ bool map_frame(GstVideoFrame* frame, const GstVideoInfo* info, GstBuffer* buffer
 std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
                                     const GstVideoFrame* frame, const autoassign::ImageView& view) {
   const Settings s = settings_of(self);
-  det.set_threshold(static_cast<float>(s.threshold));
-  det.set_iou_threshold(static_cast<float>(s.iou_threshold));
-  det.set_max_detections(s.max_detections);
+  autoassign::DetectParams params;
+  params.threshold = static_cast<float>(s.threshold);
+  params.iou_threshold = static_cast<float>(s.iou_threshold);
+  params.max_detections = s.max_detections;
   const auto t0 = std::chrono::steady_clock::now();
-  auto found = det.detect(view);
+  auto found = det.detect(view, params);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // Exponential average: what the LATENCY query reports in synchronous mode.
@@ -335,7 +372,7 @@ void join_loader(GstAutoAssignDetect* self) {
 // model-file set while running: load in the background, swap when ready.
 void reload_model(GstAutoAssignDetect* self, Settings s) {
   try {
-    auto det = make_detector(s);
+    auto det = acquire_detector(s, /*fresh=*/true);
     {
       std::lock_guard<std::mutex> lock(self->priv->detector_lock);
       if (!self->priv->detector) return;  // stopped meanwhile
@@ -361,7 +398,7 @@ gboolean detect_start(GstBaseTransform* trans) {
     return FALSE;
   }
   try {
-    auto det = make_detector(s);
+    auto det = acquire_detector(s);
     std::lock_guard<std::mutex> lock(self->priv->detector_lock);
     self->priv->detector = det;
   } catch (const std::exception& e) {
@@ -725,4 +762,11 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
 static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
   self->priv = new GstAutoAssignDetectPrivate();
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
+}
+
+size_t autoassign_detect_loaded_models() {
+  std::lock_guard<std::mutex> lock(g_models_lock);
+  size_t n = 0;
+  for (const auto& [key, model] : g_models) n += model.expired() ? 0 : 1;
+  return n;
 }

@@ -3,6 +3,8 @@
 // GstVideoRegionOfInterestMeta per detection. Never writes pixels.
 #pragma once
 
+#include <cstddef>
+
 #include <gst/video/gstvideofilter.h>
 #include <gst/video/video.h>
 
@@ -15,3 +17,7 @@ G_DECLARE_FINAL_TYPE(GstAutoAssignDetect, gst_auto_assign_detect, GST, AUTO_ASSI
 GST_ELEMENT_REGISTER_DECLARE(autoassigndetect);
 
 G_END_DECLS
+
+/// Loaded models currently shared by the process's autoassigndetect elements: elements with
+/// the same model-file, device, threads and labels-file hold one Detector between them.
+size_t autoassign_detect_loaded_models();

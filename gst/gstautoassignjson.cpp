@@ -27,7 +27,7 @@
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_json_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_json_debug
 
-enum { PROP_0, PROP_LOCATION, PROP_POST_MESSAGES };
+enum { PROP_0, PROP_LOCATION, PROP_POST_MESSAGES, PROP_APPEND, PROP_SOURCE };
 #define DEFAULT_LOCATION "-"
 #define DEFAULT_POST_MESSAGES FALSE
 
@@ -35,6 +35,8 @@ struct JsonState {
   std::mutex lock;  // guards everything here
   std::string location = DEFAULT_LOCATION;
   bool post_messages = DEFAULT_POST_MESSAGES;
+  bool append = false;
+  std::string source;  // written as "source" when set (gvametaconvert's field)
   FILE* out = nullptr;
   bool owns_out = false;
   GstVideoInfo info;
@@ -61,7 +63,7 @@ gboolean json_start(GstBaseTransform* trans) {
     st->owns_out = false;
     return TRUE;
   }
-  st->out = std::fopen(st->location.c_str(), "w");
+  st->out = std::fopen(st->location.c_str(), st->append ? "a" : "w");
   if (!st->out) {
     GST_ELEMENT_ERROR(trans, RESOURCE, OPEN_WRITE,
                       ("cannot open '%s' for writing: %s", st->location.c_str(), g_strerror(errno)),
@@ -101,6 +103,7 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
   frame["timestamp"] = GST_CLOCK_TIME_IS_VALID(pts) ? static_cast<int64_t>(pts) : -1;
   frame["resolution"] = {{"width", w}, {"height", h}};
+  if (!st->source.empty()) frame["source"] = st->source;
   frame["objects"] = nlohmann::json::array();
   for (const auto& r : rois) {
     nlohmann::json o = {{"x", r.x}, {"y", r.y}, {"w", r.w}, {"h", r.h}, {"roi_type", r.roi_type}};
@@ -157,6 +160,14 @@ void json_set_property(GObject* object, guint prop_id, const GValue* value, GPar
     case PROP_POST_MESSAGES:
       st->post_messages = g_value_get_boolean(value);
       break;
+    case PROP_APPEND:
+      st->append = g_value_get_boolean(value);
+      break;
+    case PROP_SOURCE: {
+      const char* v = g_value_get_string(value);
+      st->source = v ? v : "";
+      break;
+    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -172,6 +183,12 @@ void json_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec
       break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean(value, st->post_messages);
+      break;
+    case PROP_APPEND:
+      g_value_set_boolean(value, st->append);
+      break;
+    case PROP_SOURCE:
+      g_value_set_string(value, st->source.c_str());
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -209,6 +226,22 @@ static void gst_auto_assign_json_class_init(GstAutoAssignJsonClass* klass) {
                            DEFAULT_POST_MESSAGES,
                            static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
                                                     GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property(
+      gobject_class, PROP_APPEND,
+      g_param_spec_boolean("append", "Append",
+                           "Append to the file instead of truncating it at READY->PAUSED (a "
+                           "pipeline restarted after a camera dropped keeps its earlier lines)",
+                           FALSE,
+                           static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                    GST_PARAM_MUTABLE_READY)));
+  g_object_class_install_property(
+      gobject_class, PROP_SOURCE,
+      g_param_spec_string("source", "Source",
+                          "Written as \"source\" in every object when set (e.g. the camera's "
+                          "URI), as gvametaconvert does",
+                          nullptr,
+                          static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                   GST_PARAM_MUTABLE_PLAYING)));
   gst_element_class_set_static_metadata(
       element_class, "AutoAssign JSON writer", "Filter/Analyzer/Video",
       "Writes regions of interest as JSON lines (gvametaconvert shape)",

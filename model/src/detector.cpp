@@ -51,11 +51,42 @@ Detector::~Detector() = default;
 Detector::Detector(Detector&&) noexcept = default;
 Detector& Detector::operator=(Detector&&) noexcept = default;
 
+namespace {
+
+void check_threshold(float threshold) {
+  if (!(threshold >= 0 && threshold <= 1)) {
+    throw std::invalid_argument("threshold must be in [0, 1], got " + std::to_string(threshold));
+  }
+}
+void check_iou_threshold(float iou_threshold) {
+  if (!(iou_threshold > 0 && iou_threshold <= 1)) {
+    throw std::invalid_argument("iou threshold must be in (0, 1], got " +
+                                std::to_string(iou_threshold));
+  }
+}
+void check_max_detections(int max_detections) {
+  if (max_detections < 1) {
+    throw std::invalid_argument("max detections must be >= 1, got " +
+                                std::to_string(max_detections));
+  }
+}
+
+}  // namespace
+
 std::vector<Detection> Detector::detect(const ImageView& image) const {
-  return detect(std::vector<ImageView>{image})[0];
+  return detect_batch({image}, DetectParams{})[0];
+}
+
+std::vector<Detection> Detector::detect(const ImageView& image, const DetectParams& params) const {
+  return detect_batch({image}, params)[0];
 }
 
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<ImageView>& images) const {
+  return detect_batch(images, DetectParams{});
+}
+
+std::vector<std::vector<Detection>> Detector::detect_batch(const std::vector<ImageView>& images,
+                                                           const DetectParams& params) const {
   if (images.empty()) return {};
   PostprocessConfig post;
   std::vector<std::string> names;
@@ -63,6 +94,18 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<ImageView
     std::lock_guard<std::mutex> lock(impl_->mutex);
     post = impl_->post;
     names = impl_->info.class_names;
+  }
+  if (params.threshold >= 0) {
+    check_threshold(params.threshold);
+    post.score_threshold = params.threshold;
+  }
+  if (params.iou_threshold >= 0) {
+    check_iou_threshold(params.iou_threshold);
+    post.nms_iou = params.iou_threshold;
+  }
+  if (params.max_detections >= 0) {
+    check_max_detections(params.max_detections);
+    post.max_detections = params.max_detections;
   }
   c10::InferenceMode inference;
   std::vector<ImageGeometry> geometry;
@@ -92,27 +135,19 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<ImageView
 }
 
 void Detector::set_threshold(float threshold) {
-  if (!(threshold >= 0 && threshold <= 1)) {
-    throw std::invalid_argument("threshold must be in [0, 1], got " + std::to_string(threshold));
-  }
+  check_threshold(threshold);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->post.score_threshold = threshold;
 }
 
 void Detector::set_iou_threshold(float iou_threshold) {
-  if (!(iou_threshold > 0 && iou_threshold <= 1)) {
-    throw std::invalid_argument("iou threshold must be in (0, 1], got " +
-                                std::to_string(iou_threshold));
-  }
+  check_iou_threshold(iou_threshold);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->post.nms_iou = iou_threshold;
 }
 
 void Detector::set_max_detections(int max_detections) {
-  if (max_detections < 1) {
-    throw std::invalid_argument("max detections must be >= 1, got " +
-                                std::to_string(max_detections));
-  }
+  check_max_detections(max_detections);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->post.max_detections = max_detections;
 }

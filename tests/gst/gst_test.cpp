@@ -14,6 +14,7 @@
 #include "autoassign/checkpoint.h"
 #include "autoassign/detector.h"
 #include "fixtures.h"
+#include "gstautoassigndetect.h"
 #include "plugin.h"
 #include "roi.h"
 
@@ -597,6 +598,27 @@ TEST_F(GstElements, BoxesThroughVideocropAreNeverWrong) {
   EXPECT_EQ(width, 120);
   ASSERT_FALSE(before.empty());
   EXPECT_GT(iou(before[0], moved), 0.6);
+}
+
+TEST_F(GstElements, ElementsShareOneLoadedModelWithTheirOwnThresholds) {
+  const size_t before = autoassign_detect_loaded_models();
+  GstHarness* strict = detect_harness(testing::trained_square_model(), "threshold", 0.99);
+  GstHarness* loose = detect_harness(testing::trained_square_model(), "threshold", 0.0);
+  for (GstHarness* h : {strict, loose}) {
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  }
+  // Both running, one model between them.
+  EXPECT_EQ(autoassign_detect_loaded_models(), before + 1);
+  GstBuffer* a = gst_harness_pull(strict);
+  GstBuffer* b = gst_harness_pull(loose);
+  // Each element's own threshold: the loose one keeps more boxes than the strict one.
+  EXPECT_LT(gst::read_rois(a).size(), gst::read_rois(b).size());
+  gst_buffer_unref(a);
+  gst_buffer_unref(b);
+  gst_harness_teardown(strict);
+  gst_harness_teardown(loose);
+  EXPECT_EQ(autoassign_detect_loaded_models(), before);  // released with the last user
 }
 
 TEST_F(GstElements, DropWhenBusyNeverWaitsForInference) {

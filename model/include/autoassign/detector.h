@@ -20,6 +20,14 @@ struct DetectorOptions {
   int max_detections = -1;      ///< < 0 = the model's
 };
 
+/// Per-call post-processing overrides (< 0 = the detector's current setting). Lets several
+/// users share one loaded Detector, each with its own thresholds, without touching its state.
+struct DetectParams {
+  float threshold = -1.0f;
+  float iou_threshold = -1.0f;
+  int max_detections = -1;
+};
+
 struct ModelInfo {
   std::string name;
   int num_classes = 0;
@@ -41,6 +49,8 @@ class Detector {
 
   /// Detections in the frame's pixels, best first. Safe to call from several threads.
   std::vector<Detection> detect(const ImageView& image) const;
+  /// The same with this call's thresholds (checked as the setters check them).
+  std::vector<Detection> detect(const ImageView& image, const DetectParams& params) const;
   /// One forward pass over a batch; equal to detecting one by one.
   std::vector<std::vector<Detection>> detect(const std::vector<ImageView>& images) const;
 
@@ -58,6 +68,8 @@ class Detector {
   std::string device() const;
 
  private:
+  std::vector<std::vector<Detection>> detect_batch(const std::vector<ImageView>& images,
+                                                   const DetectParams& params) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: MIT
+// The pipelines of pipelines/, run as users run them, against real components on 127.0.0.1:
+// an RTSP test camera (gst-rtsp-server, in this process) serving H.264 of a real WIDER FACE image
+// sequence, the autoassign-cameras program (one and four cameras, a camera that drops and
+// comes back, one that never does), autoassign-rtsp-server pulled by an rtspsrc client, a
+// short soak with resident memory watched, and every recipe script.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gst/app/gstappsink.h>
+#include <gst/gst.h>
+#include <gst/rtsp-server/rtsp-server.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/autoassign-pipelines-XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  return d ? d : "/tmp";
+}
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A child process with stdout and stderr captured to files.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::string& dir) {
+    out_ = dir + "/stdout-" + std::to_string(counter_) + ".txt";
+    err_ = dir + "/stderr-" + std::to_string(counter_++) + ".txt";
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(o, 1);
+      dup2(e, 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Process() {
+    if (pid_ > 0 && !done_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Exit status, or -1 if it did not end within `seconds` (then it is killed).
+  int wait(double seconds) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        done_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    done_ = true;
+    return -1;
+  }
+  void signal(int sig) { kill(pid_, sig); }
+  int pid() const { return pid_; }
+  std::string out() const { return slurp(out_); }
+  std::string err() const { return slurp(err_); }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  static inline int counter_ = 0;
+  pid_t pid_ = -1;
+  bool done_ = false;
+  std::string out_, err_;
+};
+
+// The RTSP test camera: rtsp://127.0.0.1:PORT/cam, H.264 of WIDER FACE val images (a looping
+// slideshow at 10 fps, 640x360), one shared media for every client. Its own main loop thread,
+// so it can be stopped and started again on the same port while a client is connected.
+class TestCamera {
+ public:
+  TestCamera(int port, const std::string& images_dir) : port_(port) {
+    launch_ = "( multifilesrc location=" + images_dir +
+              "/img%03d.jpg index=0 loop=true caps=image/jpeg,framerate=10/1 ! jpegdec ! "
+              "videoconvert ! videoscale add-borders=true ! "
+              "video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1,format=I420 ! "
+              "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! "
+              "rtph264pay name=pay0 pt=96 config-interval=1 )";
+    context_ = g_main_context_new();
+    loop_ = g_main_loop_new(context_, FALSE);
+    thread_ = std::thread([this] {
+      g_main_context_push_thread_default(context_);
+      g_main_loop_run(loop_);
+      g_main_context_pop_thread_default(context_);
+    });
+    start();
+  }
+  ~TestCamera() {
+    stop();
+    g_main_loop_quit(loop_);
+    thread_.join();
+    g_main_loop_unref(loop_);
+    g_main_context_unref(context_);
+  }
+  std::string url() const { return "rtsp://127.0.0.1:" + std::to_string(port_) + "/cam"; }
+  void start() {
+    server_ = gst_rtsp_server_new();
+    gst_rtsp_server_set_address(server_, "127.0.0.1");
+    gst_rtsp_server_set_service(server_, std::to_string(port_).c_str());
+    GstRTSPMediaFactory* f = gst_rtsp_media_factory_new();
+    gst_rtsp_media_factory_set_launch(f, launch_.c_str());
+    gst_rtsp_media_factory_set_shared(f, TRUE);
+    GstRTSPMountPoints* mounts = gst_rtsp_server_get_mount_points(server_);
+    gst_rtsp_mount_points_add_factory(mounts, "/cam", f);
+    g_object_unref(mounts);
+    source_ = gst_rtsp_server_attach(server_, context_);
+    ASSERT_NE(source_, 0u) << "cannot listen on 127.0.0.1:" << port_;
+  }
+  // The camera goes away: every client connection closed, the port no longer listening.
+  void stop() {
+    if (!server_) return;
+    gst_rtsp_server_client_filter(
+        server_,
+        [](GstRTSPServer*, GstRTSPClient* c, gpointer) {
+          gst_rtsp_client_close(c);
+          return GST_RTSP_FILTER_REMOVE;
+        },
+        nullptr);
+    GSource* s = g_main_context_find_source_by_id(context_, source_);
+    if (s) g_source_destroy(s);
+    g_object_unref(server_);
+    server_ = nullptr;
+  }
+
+ private:
+  int port_;
+  std::string launch_;
+  GMainContext* context_;
+  GMainLoop* loop_;
+  std::thread thread_;
+  GstRTSPServer* server_ = nullptr;
+  guint source_ = 0;
+};
+
+struct Frames {
+  int lines = 0, with_faces = 0;
+  bool well_formed = true;
+  std::string problem;
+};
+
+Frames read_jsonl(const std::string& path) {
+  Frames f;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    ++f.lines;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("timestamp") || !j.contains("resolution") ||
+        !j.contains("objects") || !j["objects"].is_array()) {
+      f.well_formed = false;
+      f.problem = line;
+      continue;
+    }
+    bool face = false;
+    for (const auto& o : j["objects"]) {
+      if (!o.contains("detection") || !o["detection"].contains("bounding_box")) {
+        f.well_formed = false;
+        f.problem = line;
+      }
+      face |= o.value("roi_type", "") == "face";
+    }
+    f.with_faces += face ? 1 : 0;
+  }
+  return f;
+}
+
+long rss_kb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      long kb = 0;
+      in >> kb;
+      return kb;
+    }
+    std::string rest;
+    std::getline(in, rest);
+  }
+  return -1;
+}
+
+class Pipelines : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    gst_init(nullptr, nullptr);
+    data_ = env("AUTOASSIGN_DATA");
+    model_ = env("AUTOASSIGN_MODEL");
+    images_ = temp_dir();
+    // Twenty val images with faces, numbered for multifilesrc (links, not copies).
+    std::vector<fs::path> files;
+    const fs::path val = fs::path(data_) / "widerface/WIDER_val/images/19--Couple";
+    if (fs::is_directory(val)) {
+      for (const auto& e : fs::directory_iterator(val)) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (size_t i = 0; i < files.size() && i < 20; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "/img%03zu.jpg", i);
+      fs::create_symlink(files[i], images_ + name);
+    }
+  }
+  void SetUp() override {
+    if (!fs::exists(model_)) GTEST_FAIL() << "shipped model not found: " << model_;
+    if (!fs::exists(images_ + "/img000.jpg")) GTEST_FAIL() << "no WIDER images under " << data_;
+    dir_ = temp_dir();
+  }
+  std::vector<std::string> cameras_cmd(std::vector<std::string> extra) {
+    std::vector<std::string> cmd = {env("AUTOASSIGN_CAMERAS"), "--model", model_, "--output",
+                                    dir_, "--threads", "1"};
+    cmd.insert(cmd.end(), extra.begin(), extra.end());
+    return cmd;
+  }
+  static inline std::string data_, model_, images_;
+  std::string dir_;
+};
+
+TEST_F(Pipelines, RtspCameraToJsonLines) {
+  TestCamera camera(free_port(), images_);
+  Process p(cameras_cmd({"--duration", "8", camera.url()}), dir_);
+  ASSERT_EQ(p.wait(60), 0) << p.err();
+  const Frames f = read_jsonl(dir_ + "/camera-0.jsonl");
+  EXPECT_TRUE(f.well_formed) << f.problem;
+  EXPECT_GE(f.lines, 20) << p.err();  // ~10 fps for several seconds
+  EXPECT_GE(f.with_faces, f.lines / 2) << "frames with a face, of " << f.lines;
+  // Each object names its source (the camera URL), as gvametaconvert's "source".
+  std::ifstream in(dir_ + "/camera-0.jsonl");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(nlohmann::json::parse(line).value("source", ""), camera.url());
+}
+
+TEST_F(Pipelines, FourCamerasShareOneModel) {
+  TestCamera camera(free_port(), images_);
+  Process p(cameras_cmd({"--duration", "10", camera.url(), camera.url(), camera.url(),
+                         camera.url()}),
+            dir_);
+  ASSERT_EQ(p.wait(90), 0) << p.err();
+  EXPECT_NE(p.err().find("4 camera(s), models loaded: 1"), std::string::npos) << p.err();
+  for (int i = 0; i < 4; ++i) {
+    const Frames f = read_jsonl(dir_ + "/camera-" + std::to_string(i) + ".jsonl");
+    EXPECT_TRUE(f.well_formed) << f.problem;
+    EXPECT_GE(f.lines, 10) << "camera " << i << "\n" << p.err();
+    EXPECT_GT(f.with_faces, 0) << "camera " << i;
+  }
+}
+
+TEST_F(Pipelines, CameraThatDropsIsReconnected) {
+  const int port = free_port();
+  TestCamera camera(port, images_);
+  Process p(cameras_cmd({"--duration", "30", "--stall-seconds", "3", "--retry-max-seconds", "2",
+                         camera.url()}),
+            dir_);
+  const std::string file = dir_ + "/camera-0.jsonl";
+  // Running: frames arrive.
+  for (int i = 0; i < 200 && read_jsonl(file).lines < 10; ++i) g_usleep(100000);
+  ASSERT_GE(read_jsonl(file).lines, 10) << p.err();
+  camera.stop();  // the camera drops
+  g_usleep(5 * G_USEC_PER_SEC);
+  const int during = read_jsonl(file).lines;
+  camera.start();  // and comes back on the same address
+  // The program notices, reconnects, and frames flow again into the same file.
+  bool resumed = false;
+  for (int i = 0; i < 200 && !resumed; ++i) {
+    g_usleep(100000);
+    resumed = read_jsonl(file).lines >= during + 10;
+  }
+  EXPECT_TRUE(resumed) << p.err();
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+  EXPECT_NE(p.err().find("reconnecting"), std::string::npos) << p.err();
+  EXPECT_TRUE(read_jsonl(file).well_formed);
+}
+
+TEST_F(Pipelines, CameraThatNeverReturnsEndsWithAClearError) {
+  const int port = free_port();  // nothing listens here
+  Process p(cameras_cmd({"--retries", "2", "--retry-max-seconds", "1",
+                         "rtsp://127.0.0.1:" + std::to_string(port) + "/cam"}),
+            dir_);
+  EXPECT_EQ(p.wait(60), 1) << p.err();
+  EXPECT_NE(p.err().find("giving up after 3 attempt(s)"), std::string::npos) << p.err();
+  EXPECT_NE(p.out().find("gave up"), std::string::npos) << p.out();
+}
+
+TEST_F(Pipelines, AnnotatedRestreamIsPlayable) {
+  const int port = free_port();
+  Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test",
+                  "--port", std::to_string(port)},
+                 dir_);
+  // An rtspsrc client pulls, depayloads and decodes the annotated stream.
+  const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
+                           "/annotated latency=100 protocols=tcp ! rtph264depay ! h264parse ! "
+                           "avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink "
+                           "name=sink sync=false";
+  int decoded = 0, width = 0;
+  for (int attempt = 0; attempt < 50 && decoded == 0; ++attempt) {
+    g_usleep(200000);  // the server needs a moment to listen
+    GstElement* client = gst_parse_launch(desc.c_str(), nullptr);
+    ASSERT_NE(client, nullptr);
+    GstElement* sink = gst_bin_get_by_name(GST_BIN(client), "sink");
+    gst_element_set_state(client, GST_STATE_PLAYING);
+    for (int i = 0; i < 15; ++i) {
+      GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 10 * GST_SECOND);
+      if (!s) break;
+      GstVideoInfo* info = gst_video_info_new_from_caps(gst_sample_get_caps(s));
+      width = info ? GST_VIDEO_INFO_WIDTH(info) : 0;
+      if (info) gst_video_info_free(info);
+      gst_sample_unref(s);
+      ++decoded;
+    }
+    gst_element_set_state(client, GST_STATE_NULL);
+    gst_object_unref(sink);
+    gst_object_unref(client);
+  }
+  EXPECT_EQ(decoded, 15) << server.err();
+  EXPECT_GT(width, 0);
+  server.signal(SIGINT);
+  EXPECT_EQ(server.wait(20), 0) << server.err();
+}
+
+TEST_F(Pipelines, SoakResidentMemoryStaysFlat) {
+  // CI-sized: two cameras for 40 s; after a 10 s warm-up, resident memory may not grow by more
+  // than 16 MB (a per-frame leak of a 640x360 NV12 frame at 2 x 10 fps would add ~200 MB).
+  TestCamera camera(free_port(), images_);
+  Process p(cameras_cmd({"--duration", "40", camera.url(), camera.url()}), dir_);
+  std::vector<long> samples;
+  for (int i = 0; i < 38; ++i) {
+    g_usleep(G_USEC_PER_SEC);
+    if (i >= 10) samples.push_back(rss_kb(p.pid()));
+  }
+  ASSERT_EQ(p.wait(60), 0) << p.err();
+  ASSERT_GT(samples.size(), 20u);
+  const long first = *std::min_element(samples.begin(), samples.begin() + 5);
+  const long last = *std::max_element(samples.end() - 5, samples.end());
+  std::printf("RSS after warm-up %ld kB, at the end %ld kB\n", first, last);
+  EXPECT_LT(last - first, 16 * 1024) << "resident memory grew from " << first << " to " << last
+                                     << " kB";
+  EXPECT_GE(read_jsonl(dir_ + "/camera-1.jsonl").lines, 100);
+}
+
+TEST_F(Pipelines, FileToFileRecipe) {
+  const std::string scripts = env("AUTOASSIGN_PIPELINES");
+  Process clip({"/bin/bash", scripts + "/make-clip.sh", dir_ + "/clip.mp4", "6"}, dir_);
+  ASSERT_EQ(clip.wait(120), 0) << clip.err();
+  Process run({"/bin/bash", scripts + "/file-to-file.sh", dir_ + "/clip.mp4", dir_ + "/out.mp4",
+               dir_ + "/out.jsonl", model_},
+              dir_);
+  ASSERT_EQ(run.wait(300), 0) << run.err();
+  const Frames f = read_jsonl(dir_ + "/out.jsonl");
+  EXPECT_TRUE(f.well_formed) << f.problem;
+  // 6 images at 2 per second at 30 fps: about 3 s of frames (videorate decides the last one's).
+  EXPECT_GE(f.lines, 60);
+  EXPECT_GT(f.with_faces, f.lines / 2);
+  EXPECT_GT(fs::file_size(dir_ + "/out.mp4"), 10000u);
+  // The summary counts the JSON lines: one per frame.
+  EXPECT_NE(run.out().find("frames " + std::to_string(f.lines) + ","), std::string::npos)
+      << run.out();
+}
+
+TEST_F(Pipelines, CameraToWindowRecipeWithATestSource) {
+  setenv("NUM_BUFFERS", "30", 1);
+  Process run({"/bin/bash", env("AUTOASSIGN_PIPELINES") + "/camera-to-window.sh", "test",
+               "fakesink", model_},
+              dir_);
+  EXPECT_EQ(run.wait(120), 0) << run.err();
+  unsetenv("NUM_BUFFERS");
+  Process missing({"/bin/bash", env("AUTOASSIGN_PIPELINES") + "/camera-to-window.sh",
+                   "/dev/video-none", "fakesink", model_},
+                  dir_);
+  EXPECT_EQ(missing.wait(30), 1);
+  EXPECT_NE(missing.err().find("no camera at /dev/video-none"), std::string::npos);
+}
+
+TEST_F(Pipelines, RtspToJsonRecipe) {
+  TestCamera camera(free_port(), images_);
+  Process run({"/bin/bash", env("AUTOASSIGN_PIPELINES") + "/rtsp-to-json.sh", camera.url(), dir_,
+               model_, "--duration", "5", "--threads", "1"},
+              dir_);
+  ASSERT_EQ(run.wait(60), 0) << run.err();
+  const Frames f = read_jsonl(dir_ + "/camera-0.jsonl");
+  EXPECT_GE(f.lines, 10);
+  EXPECT_GT(f.with_faces, 0);
+}
+
+TEST_F(Pipelines, WiderFolderThroughTheElementEqualsTheCli) {
+  // The same images through the element and through `autoassign detect`: the same library,
+  // so `autoassign eval` gives the same AP for both prediction folders.
+  const std::string images = data_ + "/widerface/WIDER_val/images/19--Couple";
+  Process element({env("AUTOASSIGN_WIDER_FOLDER"), "--model", model_, "--images", images,
+                   "--output", dir_ + "/element", "--threads", "2"},
+                  dir_);
+  ASSERT_EQ(element.wait(300), 0) << element.err();
+  Process cli({env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", images, "--format",
+               "widerface", "-o", dir_ + "/cli", "--threshold", "0.02", "--max-detections",
+               "1000", "--threads", "2"},
+              dir_);
+  ASSERT_EQ(cli.wait(300), 0) << cli.err();
+  auto eval = [&](const std::string& preds) {
+    Process e({env("AUTOASSIGN_CLI"), "eval", "--predictions", preds, "--widerface",
+               data_ + "/widerface", "--json"},
+              dir_);
+    EXPECT_EQ(e.wait(120), 0) << e.err();
+    return nlohmann::json::parse(e.out(), nullptr, false);
+  };
+  const auto a = eval(dir_ + "/element"), b = eval(dir_ + "/cli");
+  ASSERT_FALSE(a.is_discarded());
+  ASSERT_FALSE(b.is_discarded());
+  for (const char* s : {"easy", "medium", "hard"}) {
+    EXPECT_NEAR(a[s]["ap"].get<double>(), b[s]["ap"].get<double>(), 1e-9) << s;
+  }
+  EXPECT_GT(a["easy"]["ap"].get<double>(), 0.3);
+}
+
+}  // namespace
