@@ -4,9 +4,11 @@
 //
 //   1. the same frame N times: the bare Detector, then `... ! autoassigndetect ! fakesink`
 //      (frames/s each, and the element's overhead in percent);
-//   2. a live 30 fps videotestsrc through autoassigndetect (synchronous, then drop-when-busy)
-//      into a synchronised sink: frames/s delivered, frames with detections, and latency
-//      (clock time at the sink minus the buffer's running time).
+//   2. N live 30 fps videotestsrc streams (--streams 1,2,4), each through autoassigndetect
+//      (synchronous, then drop-when-busy) and autoassignjson into a synchronised sink: frames/s
+//      and inferences/s per stream, whether that is real time, the buffers' latency (clock
+//      time at the sink, just after the JSON is written, minus the capture running time) and
+//      the age of the boxes they carry.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +28,7 @@ struct Args {
   std::string model, image;
   int width = 640, height = 360, frames = 100, threads = 2, live_seconds = 10;
   std::string format = "NV12";
+  std::vector<int> streams = {1};
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -76,8 +79,9 @@ std::vector<std::chrono::steady_clock::time_point> run_to_eos(const std::string&
 }
 
 struct LiveStats {
-  std::vector<double> latency_ms;
-  std::vector<double> box_age_ms;  // buffer PTS - PTS of the frame its boxes were computed on
+  std::vector<double> latency_ms;     // sink clock time - buffer running time (PTS)
+  std::vector<double> box_age_ms;     // buffer PTS - PTS of the frame its boxes were computed on
+  std::vector<GstClockTime> sources;  // distinct source PTS seen: the inferences delivered
   int frames = 0, with_detections = 0;
   GstElement* pipeline = nullptr;
 };
@@ -97,57 +101,81 @@ GstPadProbeReturn on_sink_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) 
   if (!rois.empty()) {
     ++st->with_detections;
     if (GST_BUFFER_PTS_IS_VALID(b) && GST_CLOCK_TIME_IS_VALID(rois[0].source_pts)) {
-      // How old the boxes on this frame are: end-to-end, the metadata's latency is the buffer's
-      // plus this.
+      // How old the boxes on this frame are: the metadata's end-to-end latency is the
+      // buffer's plus this.
       st->box_age_ms.push_back(
-          (static_cast<double>(GST_BUFFER_PTS(b)) - static_cast<double>(rois[0].source_pts)) /
-          1e6);
+          (static_cast<double>(GST_BUFFER_PTS(b)) - static_cast<double>(rois[0].source_pts)) / 1e6);
+      if (st->sources.empty() || st->sources.back() != rois[0].source_pts)
+        st->sources.push_back(rois[0].source_pts);
     }
   }
   return GST_PAD_PROBE_OK;
 }
 
-void live_run(const Args& a, bool drop) {
-  const std::string d =
-      "videotestsrc is-live=true pattern=ball num-buffers=" + std::to_string(30 * a.live_seconds) +
-      " ! video/x-raw,format=" + a.format + ",width=" + std::to_string(a.width) +
-      ",height=" + std::to_string(a.height) +
-      ",framerate=30/1 ! autoassigndetect name=det threshold=0.0 model-file=" + a.model +
-      " threads=" + std::to_string(a.threads) + (drop ? " drop-when-busy=true" : "") +
-      " ! fakesink name=sink sync=true";
-  LiveStats st;
-  st.pipeline = gst_parse_launch(d.c_str(), nullptr);
-  GstElement* sink = gst_bin_get_by_name(GST_BIN(st.pipeline), "sink");
-  GstPad* pad = gst_element_get_static_pad(sink, "sink");
-  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_sink_buffer, &st, nullptr);
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
+}
+
+// N live 30 fps streams in one pipeline (one clock), each through its own autoassigndetect
+// (one shared model) and autoassignjson into a synchronised sink. A stream is real time when it
+// delivers ~30 frames/s: in synchronous mode a live source that waits on inference skips frames.
+void live_run(const Args& a, int streams, bool drop) {
+  std::string d;
+  for (int i = 0; i < streams; ++i) {
+    d += "videotestsrc is-live=true pattern=ball num-buffers=" +
+         std::to_string(30 * a.live_seconds) + " ! video/x-raw,format=" + a.format +
+         ",width=" + std::to_string(a.width) + ",height=" + std::to_string(a.height) +
+         ",framerate=30/1 ! autoassigndetect threshold=0.0 model-file=" + a.model +
+         " threads=" + std::to_string(a.threads) + (drop ? " drop-when-busy=true" : "") +
+         " ! autoassignjson location=/dev/null ! fakesink name=sink" + std::to_string(i) +
+         " sync=true ";
+  }
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(d.c_str(), &err);
+  if (!pipeline) {
+    std::fprintf(stderr, "pipeline: %s\n", err->message);
+    std::exit(2);
+  }
+  std::vector<LiveStats> st(static_cast<size_t>(streams));
+  for (int i = 0; i < streams; ++i) {
+    st[i].pipeline = pipeline;
+    GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), ("sink" + std::to_string(i)).c_str());
+    GstPad* pad = gst_element_get_static_pad(sink, "sink");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_sink_buffer, &st[i], nullptr);
+    gst_object_unref(pad);
+    gst_object_unref(sink);
+  }
   const auto t0 = std::chrono::steady_clock::now();
-  gst_element_set_state(st.pipeline, GST_STATE_PLAYING);
-  GstBus* bus = gst_element_get_bus(st.pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(pipeline);
   GstMessage* m =
       gst_bus_timed_pop_filtered(bus, (a.live_seconds + 60) * GST_SECOND,
                                  static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
   const double s = seconds_since(t0);
   if (m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
-    GError* err = nullptr;
     gst_message_parse_error(m, &err, nullptr);
     std::fprintf(stderr, "error: %s\n", err->message);
-    g_error_free(err);
     std::exit(2);
   }
   if (m) gst_message_unref(m);
-  gst_element_set_state(st.pipeline, GST_STATE_NULL);
-  auto pct = [](std::vector<double> v, double q) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
-  };
-  std::printf("%-16s %7d %9.1f %11d %10.1f %8.1f %13.1f %8.1f\n",
-              drop ? "drop-when-busy" : "synchronous", st.frames, st.frames / s, st.with_detections,
-              pct(st.latency_ms, 0.5), pct(st.latency_ms, 0.9), pct(st.box_age_ms, 0.5),
-              pct(st.box_age_ms, 0.9));
-  gst_object_unref(pad);
-  gst_object_unref(sink);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  LiveStats all;
+  int frames = 0, inferences = 0;
+  for (const auto& x : st) {
+    frames += x.frames;
+    inferences += static_cast<int>(x.sources.size());
+    all.latency_ms.insert(all.latency_ms.end(), x.latency_ms.begin(), x.latency_ms.end());
+    all.box_age_ms.insert(all.box_age_ms.end(), x.box_age_ms.begin(), x.box_age_ms.end());
+  }
+  const double fps = frames / s / streams;
+  std::printf("%-15s %7d %13.1f %10.1f %10.1f %8.1f %12.1f %8.1f %s\n",
+              drop ? "drop-when-busy" : "synchronous", streams, fps, inferences / s / streams,
+              percentile(all.latency_ms, 0.5), percentile(all.latency_ms, 0.9),
+              percentile(all.box_age_ms, 0.5), percentile(all.box_age_ms, 0.9),
+              fps >= 29 ? "yes" : "no");
   gst_object_unref(bus);
-  gst_object_unref(st.pipeline);
+  gst_object_unref(pipeline);
 }
 
 }  // namespace
@@ -170,7 +198,14 @@ int main(int argc, char** argv) {
       a.format = v;
     else if (k == "--live-seconds")
       a.live_seconds = std::stoi(v);
-    else if (k == "--size")
+    else if (k == "--streams") {
+      a.streams.clear();
+      for (size_t pos = 0; pos < v.size();) {
+        const size_t comma = v.find(',', pos);
+        a.streams.push_back(std::stoi(v.substr(pos, comma - pos)));
+        pos = comma == std::string::npos ? v.size() : comma + 1;
+      }
+    } else if (k == "--size")
       std::sscanf(v.c_str(), "%dx%d", &a.width, &a.height);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
@@ -181,7 +216,8 @@ int main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "usage: autoassign-gst-bench --model M [--image JPG] [--size 640x360] [--format NV12]\n"
-        "                            [--frames 100] [--threads 2] [--live-seconds 10]\n");
+        "                            [--frames 100] [--threads 2] [--live-seconds 10]\n"
+        "                            [--streams 1,2,4]\n");
     return 2;
   }
   // The frame, once, through the same front part of the pipeline.
@@ -243,12 +279,13 @@ int main(int argc, char** argv) {
   const double overhead = 100 * (element - bare) / bare;
   std::printf("element overhead: %+.1f%% (target < 5%%: %s)\n", overhead,
               overhead < 5 ? "met" : "NOT met");
-  std::printf("\nlive 30 fps videotestsrc, %d s, sink sync=true\n", a.live_seconds);
-  std::printf("%-16s %7s %9s %11s %10s %8s %13s %8s\n", "mode", "frames", "frames/s",
-              "with boxes", "buffer p50", "p90", "box age p50", "p90");
-  std::printf("%-16s %7s %9s %11s %10s %8s %13s %8s\n", "", "", "", "", "(ms)", "(ms)", "(ms)",
-              "(ms)");
-  live_run(a, false);
-  live_run(a, true);
+  std::printf("\nlive 30 fps %dx%d videotestsrc streams, %d s, one pipeline, sinks sync=true\n",
+              a.width, a.height, a.live_seconds);
+  std::printf("%-15s %7s %13s %10s %10s %8s %12s %8s %s\n", "mode", "streams", "frames/s/str",
+              "infer/s/str", "buf p50 ms", "p90", "box age p50", "p90", "real time");
+  for (int n : a.streams) {
+    live_run(a, n, false);
+    live_run(a, n, true);
+  }
   return 0;
 }

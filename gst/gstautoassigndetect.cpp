@@ -91,7 +91,7 @@ struct Settings {
 // Detections kept for repeat-metadata and drop-when-busy, in normalised coordinates so they
 // survive a resolution change.
 struct Result {
-  std::vector<Detection> detections;  // boxes divided by the frame size
+  std::vector<Detection> detections;       // boxes divided by the frame size
   GstClockTime pts = GST_CLOCK_TIME_NONE;  // of the frame they were computed on
   bool valid = false;
 };
@@ -212,8 +212,7 @@ std::mutex g_models_lock;
 std::map<std::string, std::weak_ptr<Detector>> g_models;
 
 std::string model_key(const Settings& s) {
-  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' +
-         s.labels_file;
+  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file;
 }
 
 // The shared Detector for these settings, loading it if no element holds it. `fresh` (a

@@ -155,8 +155,8 @@ void fail(Camera* cam, const std::string& why) {
   std::fprintf(stderr, "camera %d (%s): %s; reconnecting in %d s\n", cam->index,
                cam->source.c_str(), why.c_str(), cam->backoff_s);
   ++cam->reconnects;
-  cam->restart_timer = g_timeout_add_seconds(static_cast<guint>(cam->backoff_s), on_restart_timer,
-                                             cam);
+  cam->restart_timer =
+      g_timeout_add_seconds(static_cast<guint>(cam->backoff_s), on_restart_timer, cam);
   cam->backoff_s = std::min(cam->backoff_s * 2, std::max(1, g_options.retry_max_seconds));
 }
 
@@ -167,8 +167,8 @@ gboolean on_bus(GstBus*, GstMessage* msg, gpointer data) {
       GError* err = nullptr;
       gchar* dbg = nullptr;
       gst_message_parse_error(msg, &err, &dbg);
-      const std::string why = std::string("error from ") + GST_OBJECT_NAME(msg->src) + ": " +
-                              err->message;
+      const std::string why =
+          std::string("error from ") + GST_OBJECT_NAME(msg->src) + ": " + err->message;
       g_error_free(err);
       g_free(dbg);
       // A model that cannot load will not load on a retry either: stop everything.

@@ -255,8 +255,8 @@ class Pipelines : public ::testing::Test {
     dir_ = temp_dir();
   }
   std::vector<std::string> cameras_cmd(std::vector<std::string> extra) {
-    std::vector<std::string> cmd = {env("AUTOASSIGN_CAMERAS"), "--model", model_, "--output",
-                                    dir_, "--threads", "1"};
+    std::vector<std::string> cmd = {
+        env("AUTOASSIGN_CAMERAS"), "--model", model_, "--output", dir_, "--threads", "1"};
     cmd.insert(cmd.end(), extra.begin(), extra.end());
     return cmd;
   }
@@ -281,9 +281,9 @@ TEST_F(Pipelines, RtspCameraToJsonLines) {
 
 TEST_F(Pipelines, FourCamerasShareOneModel) {
   TestCamera camera(free_port(), images_);
-  Process p(cameras_cmd({"--duration", "10", camera.url(), camera.url(), camera.url(),
-                         camera.url()}),
-            dir_);
+  Process p(
+      cameras_cmd({"--duration", "10", camera.url(), camera.url(), camera.url(), camera.url()}),
+      dir_);
   ASSERT_EQ(p.wait(90), 0) << p.err();
   EXPECT_NE(p.err().find("4 camera(s), models loaded: 1"), std::string::npos) << p.err();
   for (int i = 0; i < 4; ++i) {
@@ -333,8 +333,8 @@ TEST_F(Pipelines, CameraThatNeverReturnsEndsWithAClearError) {
 
 TEST_F(Pipelines, AnnotatedRestreamIsPlayable) {
   const int port = free_port();
-  Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test",
-                  "--port", std::to_string(port)},
+  Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test", "--port",
+                  std::to_string(port)},
                  dir_);
   // An rtspsrc client pulls, depayloads and decodes the annotated stream.
   const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
@@ -382,8 +382,8 @@ TEST_F(Pipelines, SoakResidentMemoryStaysFlat) {
   const long first = *std::min_element(samples.begin(), samples.begin() + 5);
   const long last = *std::max_element(samples.end() - 5, samples.end());
   std::printf("RSS after warm-up %ld kB, at the end %ld kB\n", first, last);
-  EXPECT_LT(last - first, 16 * 1024) << "resident memory grew from " << first << " to " << last
-                                     << " kB";
+  EXPECT_LT(last - first, 16 * 1024)
+      << "resident memory grew from " << first << " to " << last << " kB";
   EXPECT_GE(read_jsonl(dir_ + "/camera-1.jsonl").lines, 100);
 }
 
@@ -440,8 +440,8 @@ TEST_F(Pipelines, WiderFolderThroughTheElementEqualsTheCli) {
                   dir_);
   ASSERT_EQ(element.wait(300), 0) << element.err();
   Process cli({env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", images, "--format",
-               "widerface", "-o", dir_ + "/cli", "--threshold", "0.02", "--max-detections",
-               "1000", "--threads", "2"},
+               "widerface", "-o", dir_ + "/cli", "--threshold", "0.02", "--max-detections", "1000",
+               "--threads", "2"},
               dir_);
   ASSERT_EQ(cli.wait(300), 0) << cli.err();
   auto eval = [&](const std::string& preds) {
