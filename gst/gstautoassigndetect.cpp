@@ -151,9 +151,14 @@ Settings settings_of(GstAutoAssignDetect* self) {
   return self->priv->settings;
 }
 
+// A labels file that cannot be opened: RESOURCE NOT_FOUND, like a missing model file.
+struct LabelsFileMissing : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 std::vector<std::string> read_labels(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open labels file '" + path + "'");
+  if (!in) throw LabelsFileMissing("cannot open labels file '" + path + "'");
   std::vector<std::string> names;
   std::string line;
   while (std::getline(in, line)) {
@@ -198,6 +203,10 @@ void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
         GST_ELEMENT_ERROR(self, RESOURCE, READ, ("%s", mf->what()), (nullptr));
         return;
     }
+  }
+  if (dynamic_cast<const LabelsFileMissing*>(&e)) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", e.what()), (nullptr));
+    return;
   }
   if (dynamic_cast<const autoassign::DeviceError*>(&e)) {
     GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("%s", e.what()), (nullptr));

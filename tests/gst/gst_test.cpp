@@ -199,9 +199,10 @@ TEST_F(GstElements, PixelsTimestampsAndFlagsPassUnchanged) {
 // READY->PAUSED with a bad model: fails with the error domain/code, the message names the
 // path, and NULL<->READY still cycles.
 void expect_start_error(const std::string& model, const std::string& device, GQuark domain,
-                        int code, const std::string& text) {
+                        int code, const std::string& text, const std::string& labels = "") {
   GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
   g_object_set(e, "model-file", model.c_str(), "device", device.c_str(), nullptr);
+  if (!labels.empty()) g_object_set(e, "labels-file", labels.c_str(), nullptr);
   GstBus* bus = gst_bus_new();
   gst_element_set_bus(e, bus);
   ASSERT_EQ(gst_element_set_state(e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
@@ -223,6 +224,31 @@ void expect_start_error(const std::string& model, const std::string& device, GQu
   gst_element_set_bus(e, nullptr);
   gst_object_unref(bus);
   gst_object_unref(e);
+}
+
+TEST_F(GstElements, LabelsFileRenamesOrFailsClearly) {
+  const std::string dir = testing::temp_dir();
+  std::ofstream(dir + "/one.txt") << "box\n";
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+               "labels-file", (dir + "/one.txt").c_str(), nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  const auto rois = gst::read_rois(out);
+  ASSERT_FALSE(rois.empty());
+  EXPECT_EQ(rois[0].roi_type, "box");
+  EXPECT_EQ(rois[0].label, "box");
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+  // Missing: NOT_FOUND naming the file. Wrong number of names: SETTINGS saying so.
+  expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
+                     GST_RESOURCE_ERROR_NOT_FOUND, dir + "/none.txt", dir + "/none.txt");
+  std::ofstream(dir + "/two.txt") << "a\nb\n";
+  expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
+                     GST_RESOURCE_ERROR_SETTINGS, "1 classes but 2 label names", dir + "/two.txt");
 }
 
 TEST_F(GstElements, BadModelsFailReadyToPaused) {
@@ -490,6 +516,8 @@ TEST_F(GstElements, JsonLinesMatchTheMetas) {
   int n = 0;
   size_t objects = 0;
   while (std::getline(in, line)) {
+    ASSERT_LT(n, 3) << "more lines than frames";
+    ASSERT_FALSE(sent[n].empty()) << "frame " << n << " has no detection to compare";
     auto j = nlohmann::json::parse(line);
     EXPECT_EQ(j["timestamp"].get<int64_t>(), n * 40 * static_cast<int64_t>(GST_MSECOND));
     EXPECT_EQ(j["resolution"]["width"], 160);
@@ -499,12 +527,22 @@ TEST_F(GstElements, JsonLinesMatchTheMetas) {
       const auto& o = j["objects"][k];
       const auto& r = sent[n][k];
       EXPECT_EQ(o["x"], r.x);
+      EXPECT_EQ(o["y"], r.y);
       EXPECT_EQ(o["w"], r.w);
+      EXPECT_EQ(o["h"], r.h);
       EXPECT_EQ(o["roi_type"], r.roi_type);
-      EXPECT_DOUBLE_EQ(o["detection"]["confidence"].get<double>(), r.confidence);
-      EXPECT_DOUBLE_EQ(o["detection"]["bounding_box"]["x_min"].get<double>(), r.x_min);
-      EXPECT_EQ(o["detection"]["label"], "square");
-      EXPECT_EQ(o["detection"]["label_id"], 0);
+      const auto& det = o["detection"];
+      EXPECT_DOUBLE_EQ(det["confidence"].get<double>(), r.confidence);
+      EXPECT_DOUBLE_EQ(det["bounding_box"]["x_min"].get<double>(), r.x_min);
+      EXPECT_DOUBLE_EQ(det["bounding_box"]["y_min"].get<double>(), r.y_min);
+      EXPECT_DOUBLE_EQ(det["bounding_box"]["x_max"].get<double>(), r.x_max);
+      EXPECT_DOUBLE_EQ(det["bounding_box"]["y_max"].get<double>(), r.y_max);
+      EXPECT_EQ(det["label"], "square");
+      EXPECT_EQ(det["label_id"], 0);
+      // The pixel box and the normalised one describe the same region (to a pixel).
+      EXPECT_NEAR(det["bounding_box"]["x_min"].get<double>() * 160, o["x"].get<double>(), 1.0);
+      EXPECT_NEAR(det["bounding_box"]["y_max"].get<double>() * 120,
+                  o["y"].get<double>() + o["h"].get<double>(), 1.0);
     }
     objects += sent[n].size();
     ++n;
