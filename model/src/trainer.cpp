@@ -376,7 +376,11 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   torch::set_num_threads(threads);
 
   torch::manual_seed(o.seed);
+  // Checked before anything is built: a CUDA request on a CPU-only LibTorch fails here, naming
+  // the device.
+  const torch::Device device = torch_device(Device::parse(o.device));
   AutoAssign model(config);
+  model->to(device);
   model->train();
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
@@ -449,6 +453,13 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   for (int64_t it = start; it < end; ++it) {
     const auto t0 = Clock::now();
     Batch batch = prefetch.get(it);
+    if (!device.is_cpu()) {
+      batch.images = batch.images.to(device, /*non_blocking=*/true);
+      for (auto& t : batch.targets) {
+        t.boxes = t.boxes.to(device);
+        t.labels = t.labels.to(device);
+      }
+    }
     const double data_s = seconds_since(t0);
     const double lr = learning_rate(o, it);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(lr);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // autoassign train: the trainer on WIDER FACE / COCO / VOC data, single- or multi-process.
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 
@@ -80,6 +81,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--log-every", o->log_every, "iterations between log lines")
       ->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
+  cmd->add_option("--device", o->device,
+                  "cpu, cuda or cuda:N; with several processes 'cuda' means cuda:$LOCAL_RANK")
+      ->capture_default_str();
   cmd->add_option("--loader-threads", o->loader_threads, "image decoding/augmentation threads")
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (weights, order, augmentation)");
@@ -106,6 +110,12 @@ void add_train(CLI::App& app) {
     config.class_names = ds.class_names;
     TrainOptions opts = *o;
     opts.hflip = !*no_hflip;
+    // torchrun's convention: one process per GPU, the GPU named by LOCAL_RANK.
+    if (opts.device == "cuda") {
+      if (const char* local = std::getenv("LOCAL_RANK"); local && *local) {
+        opts.device = std::string("cuda:") + local;
+      }
+    }
     auto comm = make_communicator_from_env();
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

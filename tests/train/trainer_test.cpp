@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "autoassign/checkpoint.h"
+#include "autoassign/detector.h"
 #include "fixtures.h"
 
 namespace autoassign {
@@ -140,6 +141,19 @@ TEST_F(TrainerTest, ResumeWithOtherSettingsIsRefused) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("lr (checkpoint"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("checkpoint.pt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, CudaWithoutCudaIsAClearError) {
+  if (cuda_available()) GTEST_SKIP() << "this LibTorch has CUDA";
+  options.output_dir = testing::temp_dir();
+  options.device = "cuda";
+  SingleProcess comm;
+  try {
+    train(config, dataset, options, comm);
+    FAIL() << "trained on cuda without CUDA";
+  } catch (const DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find("CUDA"), std::string::npos) << e.what();
   }
 }
 
