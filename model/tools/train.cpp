@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // autoassign train: the trainer on WIDER FACE / COCO / VOC data, single- or multi-process.
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "autoassign/dataset.h"

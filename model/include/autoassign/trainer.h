@@ -36,7 +36,7 @@ struct TrainOptions {
   int checkpoint_every = 500;
   int snapshot_every = 0;  ///< also keep model_iter_N.pt every N iterations (0 = never)
   int log_every = 20;
-  int threads = 0;         ///< LibTorch intra-op threads; 0 = one per core
+  int threads = 0;  ///< LibTorch intra-op threads; 0 = one per core
   /// "cpu", "cuda" or "cuda:N"; CUDA where this LibTorch has none is a DeviceError saying so.
   std::string device = "cpu";
   int loader_threads = 1;  ///< decoding/augmentation workers
