@@ -450,6 +450,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   int64_t timed = 0;
   auto t_window = Clock::now();
   int64_t window_images = 0;
+  double shown_ips = 0, shown_eta = 0;  // what the TTY bar shows between log lines
+  auto shown_at = Clock::now();
   for (int64_t it = start; it < end; ++it) {
     const auto t0 = Clock::now();
     Batch batch = prefetch.get(it);
@@ -510,11 +512,29 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     result.iterations_done = it + 1 - start;
 
     const bool last = it + 1 == end;
-    if (main_rank && ((it + 1) % o.log_every == 0 || last)) {
+    const bool log_now = (it + 1) % o.log_every == 0 || last;
+    // The TTY bar is redrawn every iteration (the rates are those of the last log window).
+    if (tty && !log_now) {
+      const int width = 30;
+      const int filled = static_cast<int>(width * (it + 1) / o.iterations);
+      std::printf(
+          "\r[%s%s] ep %lld it %lld/%d  loss %.4f (pos %.4f neg %.4f ctr %.4f)  %.1f img/s  "
+          "ETA %s \033[K",
+          std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+          static_cast<long long>(maker.epoch_of(it)), static_cast<long long>(it + 1), o.iterations,
+          total_value, result.last_losses["loss_pos"], result.last_losses["loss_neg"],
+          result.last_losses["loss_center"], shown_ips,
+          format_duration(std::max(0.0, shown_eta - seconds_since(shown_at))).c_str());
+      std::fflush(stdout);
+    }
+    if (main_rank && log_now) {
       const double window_s = seconds_since(t_window);
       const double ips = window_images / std::max(window_s, 1e-9);
       const double eta =
           (o.iterations - it - 1) * o.batch_size * comm.world_size() / std::max(ips, 1e-9);
+      shown_ips = ips;
+      shown_eta = eta;
+      shown_at = Clock::now();
       nlohmann::json row = {{"iteration", it + 1},
                             {"epoch", maker.epoch_of(it)},
                             {"lr", lr},

@@ -2,6 +2,7 @@
 // autoassign detect (images -> JSON lines, WIDER prediction files, drawn images) and
 // autoassign eval (COCO-style AP and the WIDER FACE protocol). Both run the Detector facade,
 // the same code path as the GStreamer element.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -270,11 +271,35 @@ void add_eval(CLI::App& app) {
         }
       }
     } else {
+      // The model's classes are matched to the dataset's by name: a label id means nothing
+      // across two class lists, and a model that knows none of the dataset's classes is an
+      // error rather than an AP of 0.
+      const auto& model_names = det->info().class_names;
+      std::vector<int> to_dataset(model_names.size(), -1);
+      int matched = 0;
+      for (size_t m = 0; m < model_names.size(); ++m) {
+        const auto it = std::find(ds.class_names.begin(), ds.class_names.end(), model_names[m]);
+        if (it != ds.class_names.end()) {
+          to_dataset[m] = static_cast<int>(it - ds.class_names.begin());
+          ++matched;
+        }
+      }
+      if (matched == 0) {
+        throw std::runtime_error("the model's classes (" + model_names.front() +
+                                 ", ...) match none of the dataset's (" + ds.class_names.front() +
+                                 ", ...); use --class-map");
+      }
+      if (matched < static_cast<int>(ds.class_names.size())) {
+        std::fprintf(stderr, "note: %d of the dataset's %zu classes are among the model's\n",
+                     matched, ds.class_names.size());
+      }
       std::vector<CocoDetection> dets;
       for (const auto& s : ds.samples) {
         auto found = detect_file(*det, s.image, nullptr, &seconds);
-        for (const auto& f : found)
-          dets.push_back({s.image_id, f.label_id, f.x1, f.y1, f.x2, f.y2, f.score});
+        for (const auto& f : found) {
+          const int label = to_dataset[static_cast<size_t>(f.label_id)];
+          if (label >= 0) dets.push_back({s.image_id, label, f.x1, f.y1, f.x2, f.y2, f.score});
+        }
       }
       const auto r = evaluate_coco(ds, dets);
       result["protocol"] = "coco";
@@ -286,7 +311,7 @@ void add_eval(CLI::App& app) {
                      {"ap_large", r.ap_large},
                      {"ar100", r.ar100}});
       if (!o->json) {
-        std::printf("COCO-style evaluation on %d images (box areas for S/M/L)\n", r.images);
+        std::printf("COCO-style evaluation on %d images\n", r.images);
         std::printf("%8s %8s %8s %8s %8s %8s %8s\n", "AP", "AP50", "AP75", "APs", "APm", "APl",
                     "AR100");
         std::printf("%8s %8s %8s %8s %8s %8s %8s\n", fmt(r.ap).c_str(), fmt(r.ap50).c_str(),
