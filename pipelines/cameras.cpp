@@ -25,6 +25,7 @@
 #include <gst/gst.h>
 
 #include "gstautoassigndetect.h"
+#include "options.h"
 #include "plugin.h"
 #include "roi.h"
 
@@ -32,7 +33,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Options {
+struct Settings {
   std::string model, output = "-";
   double threshold = 0.5;
   bool drop_when_busy = false;
@@ -61,7 +62,7 @@ struct Camera {
   std::string last_error;
 };
 
-Options g_options;
+Settings g_options;
 std::vector<std::unique_ptr<Camera>> g_cameras;
 GMainLoop* g_loop = nullptr;
 std::atomic<bool> g_stopping{false};
@@ -260,80 +261,39 @@ void on_signal(int) {
   if (g_loop) g_main_loop_quit(g_loop);
 }
 
-void usage(FILE* f) {
-  std::fprintf(
-      f,
-      "usage: autoassign-cameras --model MODEL [options] SOURCE...\n"
-      "Runs every SOURCE through autoassigndetect ! autoassignjson in one process, sharing one\n"
-      "loaded model, and restarts a camera that drops.\n"
-      "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n"
-      "  --output DIR|-          DIR/camera-N.jsonl per source, or '-' for stdout (default)\n"
-      "  --threshold T           score threshold (default 0.5)\n"
-      "  --threads N             LibTorch threads (default: one per core)\n"
-      "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
-      "  --retries N             give up on a camera after N failed attempts in a row\n"
-      "                          (default: never)\n"
-      "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
-      "  --stall-seconds S       restart a live camera that sends nothing for S s (default 10)\n"
-      "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n");
-}
+const char* kUsage =
+    "usage: autoassign-cameras --model MODEL [options] SOURCE...\n"
+    "Runs every SOURCE through autoassigndetect ! autoassignjson in one process, sharing one\n"
+    "loaded model, and restarts a camera that drops.\n"
+    "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n"
+    "  --output DIR|-          DIR/camera-N.jsonl per source, or '-' for stdout (default)\n"
+    "  --threshold T           score threshold (default 0.5)\n"
+    "  --threads N             LibTorch threads (default: one per core)\n"
+    "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
+    "  --retries N             give up on a camera after N failed attempts in a row\n"
+    "                          (default: never)\n"
+    "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
+    "  --stall-seconds S       restart a live camera that sends nothing for S s (default 10)\n"
+    "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   autoassign_gst_register_static();
-  Options& o = g_options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      usage(stdout);
-      return 0;
-    }
-    if (k == "--drop-when-busy") {
-      o.drop_when_busy = true;
-      continue;
-    }
-    if (k.rfind("--", 0) != 0) {
-      o.sources.push_back(k);
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s needs a value\n", k.c_str());
-      return 2;
-    }
-    const std::string v = argv[++i];
-    try {
-      if (k == "--model")
-        o.model = v;
-      else if (k == "--output")
-        o.output = v;
-      else if (k == "--threshold")
-        o.threshold = std::stod(v);
-      else if (k == "--threads")
-        o.threads = std::stoi(v);
-      else if (k == "--retries")
-        o.retries = std::stoi(v);
-      else if (k == "--retry-max-seconds")
-        o.retry_max_seconds = std::stoi(v);
-      else if (k == "--stall-seconds")
-        o.stall_seconds = std::stoi(v);
-      else if (k == "--duration")
-        o.duration = std::stod(v);
-      else {
-        std::fprintf(stderr, "unknown option %s\n", k.c_str());
-        usage(stderr);
-        return 2;
-      }
-    } catch (const std::exception&) {
-      std::fprintf(stderr, "%s: not a number: '%s'\n", k.c_str(), v.c_str());
-      return 2;
-    }
-  }
-  if (o.model.empty() || o.sources.empty()) {
-    usage(stderr);
-    return 2;
-  }
+  Settings& o = g_options;
+  autoassign::pipelines::Options cli(kUsage);
+  cli.value("--model", &o.model);
+  cli.value("--output", &o.output);
+  cli.value("--threshold", &o.threshold);
+  cli.value("--threads", &o.threads);
+  cli.value("--retries", &o.retries);
+  cli.value("--retry-max-seconds", &o.retry_max_seconds);
+  cli.value("--stall-seconds", &o.stall_seconds);
+  cli.value("--duration", &o.duration);
+  cli.flag("--drop-when-busy", &o.drop_when_busy);
+  if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
+  if (o.model.empty() || o.sources.empty()) return cli.fail("--model and a SOURCE are required");
   if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);
   g_loop = g_main_loop_new(nullptr, FALSE);
   for (size_t i = 0; i < o.sources.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
 
+#include "options.h"
 #include "plugin.h"
 
 namespace {
@@ -41,13 +42,10 @@ std::string source_description(const std::string& source) {
   return "uridecodebin uri=" + source;
 }
 
-void usage() {
-  std::fprintf(
-      stderr,
-      "usage: autoassign-rtsp-server --model MODEL [--source URI|FILE|/dev/videoN|test]\n"
-      "         [--address 127.0.0.1] [--port 8554] [--mount /annotated] [--threshold 0.5]\n"
-      "         [--bitrate 2000 (kbit/s)]\n");
-}
+const char* kUsage =
+    "usage: autoassign-rtsp-server --model MODEL [--source URI|FILE|/dev/videoN|test]\n"
+    "         [--address 127.0.0.1] [--port 8554] [--mount /annotated] [--threshold 0.5]\n"
+    "         [--bitrate 2000 (kbit/s)]\n";
 
 }  // namespace
 
@@ -55,41 +53,16 @@ int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   autoassign_gst_register_static();
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      usage();
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      usage();
-      return 2;
-    }
-    const std::string v = argv[++i];
-    if (k == "--model")
-      o.model = v;
-    else if (k == "--source")
-      o.source = v;
-    else if (k == "--address")
-      o.address = v;
-    else if (k == "--port")
-      o.port = v;
-    else if (k == "--mount")
-      o.mount = v;
-    else if (k == "--threshold")
-      o.threshold = std::stod(v);
-    else if (k == "--bitrate")
-      o.bitrate = std::stoi(v);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      usage();
-      return 2;
-    }
-  }
-  if (o.model.empty()) {
-    usage();
-    return 2;
-  }
+  autoassign::pipelines::Options cli(kUsage);
+  cli.value("--model", &o.model);
+  cli.value("--source", &o.source);
+  cli.value("--address", &o.address);
+  cli.value("--port", &o.port);
+  cli.value("--mount", &o.mount);
+  cli.value("--threshold", &o.threshold);
+  cli.value("--bitrate", &o.bitrate);
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
+  if (o.model.empty()) return cli.fail("--model is required");
   // drop-when-busy: a live source must never queue behind inference.
   const std::string launch =
       "( " + source_description(o.source) +

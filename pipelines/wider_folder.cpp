@@ -24,6 +24,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "autoassign/evaluator.h"
+#include "options.h"
 #include "plugin.h"
 #include "roi.h"
 
@@ -31,13 +32,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void usage(FILE* f) {
-  std::fprintf(f,
-               "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT\n"
-               "         [--threshold 0.02] [--max-detections 1000] [--threads N]\n"
-               "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction "
-               "layout)\n");
-}
+const char* kUsage =
+    "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT\n"
+    "         [--threshold 0.02] [--max-detections 1000] [--threads N]\n"
+    "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n";
 
 }  // namespace
 
@@ -47,43 +45,16 @@ int main(int argc, char** argv) {
   std::string model, images, output;
   double threshold = 0.02;
   int max_detections = 1000, threads = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      usage(stdout);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s needs a value\n", k.c_str());
-      return 2;
-    }
-    const std::string v = argv[++i];
-    try {
-      if (k == "--model")
-        model = v;
-      else if (k == "--images")
-        images = v;
-      else if (k == "--output")
-        output = v;
-      else if (k == "--threshold")
-        threshold = std::stod(v);
-      else if (k == "--max-detections")
-        max_detections = std::stoi(v);
-      else if (k == "--threads")
-        threads = std::stoi(v);
-      else {
-        std::fprintf(stderr, "unknown option %s\n", k.c_str());
-        usage(stderr);
-        return 2;
-      }
-    } catch (const std::exception&) {
-      std::fprintf(stderr, "%s: not a number: '%s'\n", k.c_str(), v.c_str());
-      return 2;
-    }
-  }
+  autoassign::pipelines::Options cli(kUsage);
+  cli.value("--model", &model);
+  cli.value("--images", &images);
+  cli.value("--output", &output);
+  cli.value("--threshold", &threshold);
+  cli.value("--max-detections", &max_detections);
+  cli.value("--threads", &threads);
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
   if (model.empty() || images.empty() || output.empty()) {
-    usage(stderr);
-    return 2;
+    return cli.fail("--model, --images and --output are required");
   }
   if (!fs::is_directory(images)) {
     std::fprintf(stderr, "image folder not found: %s\n", images.c_str());

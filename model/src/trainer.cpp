@@ -513,8 +513,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
 
     const bool last = it + 1 == end;
     const bool log_now = (it + 1) % o.log_every == 0 || last;
-    // The TTY bar is redrawn every iteration (the rates are those of the last log window).
-    if (tty && !log_now) {
+    // The TTY bar is redrawn every iteration with the last log window's rate and its ETA
+    // counting down.
+    auto draw_bar = [&](double ips, double eta) {
       const int width = 30;
       const int filled = static_cast<int>(width * (it + 1) / o.iterations);
       std::printf(
@@ -523,10 +524,10 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
           std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
           static_cast<long long>(maker.epoch_of(it)), static_cast<long long>(it + 1), o.iterations,
           total_value, result.last_losses["loss_pos"], result.last_losses["loss_neg"],
-          result.last_losses["loss_center"], shown_ips,
-          format_duration(std::max(0.0, shown_eta - seconds_since(shown_at))).c_str());
+          result.last_losses["loss_center"], ips, format_duration(std::max(0.0, eta)).c_str());
       std::fflush(stdout);
-    }
+    };
+    if (tty && !log_now) draw_bar(shown_ips, shown_eta - seconds_since(shown_at));
     if (main_rank && log_now) {
       const double window_s = seconds_since(t_window);
       const double ips = window_images / std::max(window_s, 1e-9);
@@ -549,16 +550,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
       log.flush();
       if (!o.quiet) {
         if (tty) {
-          const int width = 30;
-          const int filled = static_cast<int>(width * (it + 1) / o.iterations);
-          std::printf(
-              "\r[%s%s] ep %lld it %lld/%d  loss %.4f (pos %.4f neg %.4f ctr %.4f)  %.1f img/s  "
-              "ETA %s ",
-              std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-              static_cast<long long>(maker.epoch_of(it)), static_cast<long long>(it + 1),
-              o.iterations, total_value, result.last_losses["loss_pos"],
-              result.last_losses["loss_neg"], result.last_losses["loss_center"], ips,
-              format_duration(eta).c_str());
+          draw_bar(ips, eta);
         } else {
           std::printf(
               "it %lld/%d ep %lld lr %.5f loss %.4f pos %.4f neg %.4f ctr %.4f %.1f img/s ETA %s\n",

@@ -180,28 +180,50 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+// The CLI on 8 real WIDER images with the tiny config, as one process on a batch of 4 (into
+// DIR/one) or as two ranks on batches of 2 (DIR/two for rank 0), through c10d on 127.0.0.1.
+class TwoRanks {
+ public:
+  TwoRanks(const std::string& cli, const ModelConfig& config, const std::string& extra)
+      : dir_(testing::temp_dir()) {
+    std::ofstream(dir_ + "/tiny.json") << config.to_json();
+    common_ = cli + " train --config " + dir_ + "/tiny.json --widerface " + data_dir() +
+              "/widerface --max-images 8 --warmup 0 --lr 0.02 --seed 3 --quiet --threads 1 " +
+              "--crop-min 0.5 " + extra;
+  }
+  const std::string& dir() const { return dir_; }
+  int one_process() const {
+    return std::system((common_ + " --batch 4 --output " + dir_ + "/one").c_str());
+  }
+  // Both ranks with `extra` flags; true when both exit 0.
+  bool two_processes(const std::string& extra) const {
+    const std::string env =
+        "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 RANK=";
+    const std::string cmd = "(" + env + "1 " + common_ + " --batch 2 " + extra + " --output " +
+                            dir_ + "/two1; echo $? > " + dir_ + "/rc1) & (" + env + "0 " + common_ +
+                            " --batch 2 " + extra + " --output " + dir_ + "/two; echo $? > " +
+                            dir_ + "/rc0); wait";
+    if (std::system(("bash -c '" + cmd + "'").c_str()) != 0) return false;
+    for (const char* rc : {"/rc0", "/rc1"}) {
+      std::ifstream in(dir_ + rc);
+      int code = -1;
+      in >> code;
+      if (code != 0) return false;
+    }
+    return true;
+  }
+
+ private:
+  std::string dir_, common_;
+};
+
 TEST_F(TrainerTest, TwoProcessesEqualOneOnTheCombinedBatch) {
   const char* cli = std::getenv("AUTOASSIGN_CLI");
   if (!cli) GTEST_SKIP() << "AUTOASSIGN_CLI not set";
-  const std::string dir = testing::temp_dir();
-  std::ofstream(dir + "/tiny.json") << config.to_json();
-  const std::string common = std::string(cli) + " train --config " + dir +
-                             "/tiny.json --widerface " + data_dir() +
-                             "/widerface --max-images 8 --iterations 3 --warmup 0 " +
-                             "--lr 0.02 --seed 3 --quiet --threads 1 --crop-min 0.5";
-  ASSERT_EQ(std::system((common + " --batch 4 --output " + dir + "/one").c_str()), 0);
-  const std::string env =
-      "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 RANK=";
-  const std::string two = "(" + env + "1 " + common + " --batch 2 --output " + dir +
-                          "/two1; echo $? > " + dir + "/rc1) & (" + env + "0 " + common +
-                          " --batch 2 --output " + dir + "/two; echo $? > " + dir + "/rc0); wait";
-  ASSERT_EQ(std::system(("bash -c '" + two + "'").c_str()), 0);
-  for (const char* rc : {"/rc0", "/rc1"}) {
-    std::ifstream in(dir + rc);
-    int code = -1;
-    in >> code;
-    ASSERT_EQ(code, 0) << "rank exit code in " << rc;
-  }
+  const TwoRanks runs(cli, config, "--iterations 3");
+  ASSERT_EQ(runs.one_process(), 0);
+  ASSERT_TRUE(runs.two_processes(""));
+  const std::string dir = runs.dir();
   EXPECT_LT(max_weight_difference(dir + "/one/model.pt", dir + "/two/model.pt"), 1e-5);
   // And the run did move the weights (the comparison is not between two initial models).
   torch::manual_seed(3);  // the seed the runs used: this is their initial model
@@ -220,32 +242,13 @@ TEST_F(TrainerTest, TwoProcessesResumeExactly) {
   // iterations on the combined batch ends.
   const char* cli = std::getenv("AUTOASSIGN_CLI");
   if (!cli) GTEST_SKIP() << "AUTOASSIGN_CLI not set";
-  const std::string dir = testing::temp_dir();
-  std::ofstream(dir + "/tiny.json") << config.to_json();
-  const std::string common = std::string(cli) + " train --config " + dir +
-                             "/tiny.json --widerface " + data_dir() +
-                             "/widerface --max-images 8 --iterations 4 --warmup 0 " +
-                             "--lr 0.02 --seed 3 --quiet --threads 1 --crop-min 0.5";
-  ASSERT_EQ(std::system((common + " --batch 4 --output " + dir + "/one").c_str()), 0);
-  auto two_ranks = [&](const std::string& extra) {
-    const std::string env =
-        "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 RANK=";
-    const std::string cmd = "(" + env + "1 " + common + " --batch 2 " + extra + " --output " + dir +
-                            "/two1; echo $? > " + dir + "/rc1) & (" + env + "0 " + common +
-                            " --batch 2 " + extra + " --output " + dir + "/two; echo $? > " + dir +
-                            "/rc0); wait";
-    ASSERT_EQ(std::system(("bash -c '" + cmd + "'").c_str()), 0);
-    for (const char* rc : {"/rc0", "/rc1"}) {
-      std::ifstream in(dir + rc);
-      int code = -1;
-      in >> code;
-      ASSERT_EQ(code, 0) << "rank exit code in " << rc << " (" << extra << ")";
-    }
-  };
-  two_ranks("--stop-after 2");
+  const TwoRanks runs(cli, config, "--iterations 4");
+  const std::string dir = runs.dir();
+  ASSERT_EQ(runs.one_process(), 0);
+  ASSERT_TRUE(runs.two_processes("--stop-after 2"));
   EXPECT_GT(max_weight_difference(dir + "/one/model.pt", dir + "/two/model.pt"), 1e-4)
       << "half-way weights should differ from the finished run's";
-  two_ranks("--resume");
+  ASSERT_TRUE(runs.two_processes("--resume"));
   EXPECT_LT(max_weight_difference(dir + "/one/model.pt", dir + "/two/model.pt"), 1e-5);
 }
 
