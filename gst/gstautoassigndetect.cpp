@@ -738,8 +738,10 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
       gobject_class, PROP_DROP_WHEN_BUSY,
       g_param_spec_boolean("drop-when-busy", "Drop when busy",
                            "Live mode: infer on a worker thread on the newest frame only, while "
-                           "frames pass at once carrying the latest finished detections; applies "
-                           "at the next READY->PAUSED",
+                           "frames pass at once carrying the latest finished detections (so "
+                           "inference-interval and repeat-metadata do not apply: the model runs "
+                           "as often as it can, and every frame repeats the latest result); "
+                           "applies at the next READY->PAUSED",
                            DEFAULT_DROP_WHEN_BUSY, rw_ready));
 
   gst_element_class_set_static_metadata(

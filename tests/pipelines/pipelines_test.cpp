@@ -368,8 +368,10 @@ TEST_F(Pipelines, AnnotatedRestreamIsPlayable) {
 }
 
 TEST_F(Pipelines, SoakResidentMemoryStaysFlat) {
-  // CI-sized: two cameras for 40 s; after a 10 s warm-up, resident memory may not grow by more
-  // than 16 MB (a per-frame leak of a 640x360 NV12 frame at 2 x 10 fps would add ~200 MB).
+  // CI-sized: two cameras for 40 s. After a 10 s warm-up, the median resident size of the
+  // last 8 one-second samples may exceed that of the first 8 by at most 32 MB. Allocator noise
+  // moves RSS by +-15 MB here; leaking one 640x360 NV12 frame per frame at 2 x 10 fps would add
+  // ~9 MB/s, over 150 MB in this window.
   TestCamera camera(free_port(), images_);
   Process p(cameras_cmd({"--duration", "40", camera.url(), camera.url()}), dir_);
   std::vector<long> samples;
@@ -378,11 +380,15 @@ TEST_F(Pipelines, SoakResidentMemoryStaysFlat) {
     if (i >= 10) samples.push_back(rss_kb(p.pid()));
   }
   ASSERT_EQ(p.wait(60), 0) << p.err();
-  ASSERT_GT(samples.size(), 20u);
-  const long first = *std::min_element(samples.begin(), samples.begin() + 5);
-  const long last = *std::max_element(samples.end() - 5, samples.end());
-  std::printf("RSS after warm-up %ld kB, at the end %ld kB\n", first, last);
-  EXPECT_LT(last - first, 16 * 1024)
+  ASSERT_GE(samples.size(), 16u);
+  auto median = [](std::vector<long> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const long first = median({samples.begin(), samples.begin() + 8});
+  const long last = median({samples.end() - 8, samples.end()});
+  std::printf("RSS median after warm-up %ld kB, at the end %ld kB\n", first, last);
+  EXPECT_LT(last - first, 32 * 1024)
       << "resident memory grew from " << first << " to " << last << " kB";
   EXPECT_GE(read_jsonl(dir_ + "/camera-1.jsonl").lines, 100);
 }
