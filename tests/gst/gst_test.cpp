@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -461,7 +462,8 @@ cv::Mat overlay_changes(GstVideoFormat format, bool captions) {
 }
 
 TEST_F(GstElements, OverlayDrawsOnTheBoxesOnly) {
-  for (GstVideoFormat f : {GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_RGBA,
+  for (GstVideoFormat f : {GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
+                           GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA,
                            GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420}) {
     SCOPED_TRACE(gst_video_format_to_string(f));
     const cv::Mat changed = overlay_changes(f, /*captions=*/false);
@@ -485,6 +487,46 @@ TEST_F(GstElements, OverlayDrawsOnTheBoxesOnly) {
     EXPECT_EQ(cv::countNonZero(beyond), 0);
     EXPECT_GT(cv::countNonZero(with_text(bar & cv::Rect(0, 0, 160, 120))), ts.area() / 2);
   }
+}
+
+TEST_F(GstElements, OverlayUsesOneColourPerLabel) {
+  // Three boxes on a grey RGB frame: labels 0, 1, 0. The outlines of the two label-0 boxes
+  // share a colour; the label-1 box has another; none is the background's.
+  GstHarness* h = gst_harness_new("autoassignoverlay");
+  g_object_set(h->element, "show-labels", FALSE, "show-confidence", FALSE, "line-width", 2,
+               nullptr);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_RGB, 160, 120).c_str());
+  GstBuffer* in =
+      make_frame(cv::Mat(120, 160, CV_8UC3, cv::Scalar(128, 128, 128)), GST_VIDEO_FORMAT_RGB);
+  const int xs[3] = {10, 60, 110}, labels[3] = {0, 1, 0};
+  const char* names[3] = {"a", "b", "a"};
+  for (int i = 0; i < 3; ++i) {
+    auto* meta = gst_buffer_add_video_region_of_interest_meta(in, names[i], xs[i], 40, 40, 40);
+    gst_video_region_of_interest_meta_add_param(
+        meta, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 0.9, "label_id",
+                                G_TYPE_INT, labels[i], "label", G_TYPE_STRING, names[i], nullptr));
+  }
+  ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, GST_VIDEO_FORMAT_RGB, 160, 120);
+  GstVideoFrame f;
+  ASSERT_TRUE(gst_video_frame_map(&f, &info, out, GST_MAP_READ));
+  auto pixel = [&](int x, int y) {
+    const auto* p = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&f, 0)) +
+                    y * GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0) + 3 * x;
+    return std::array<int, 3>{p[0], p[1], p[2]};
+  };
+  // The middle of each box's top edge (the outline is centred on the border).
+  const auto c0 = pixel(xs[0] + 20, 40), c1 = pixel(xs[1] + 20, 40), c2 = pixel(xs[2] + 20, 40);
+  const std::array<int, 3> grey = {128, 128, 128};
+  EXPECT_EQ(c0, c2);
+  EXPECT_NE(c0, c1);
+  EXPECT_NE(c0, grey);
+  EXPECT_NE(c1, grey);
+  gst_video_frame_unmap(&f);
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
 }
 
 TEST_F(GstElements, JsonLinesMatchTheMetas) {
