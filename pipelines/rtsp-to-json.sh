@@ -9,6 +9,10 @@
 # appends to the same file. With --retries N it gives up after N failed attempts in a row and
 # exits with status 1 and the last error. See autoassign-cameras --help.
 set -euo pipefail
+# LibTorch runs on GStreamer's streaming threads: with libgomp's default spin-waiting, idle
+# OpenMP teams of other threads steal the cores (measured: the element then runs ~20% slower
+# than the bare library; with PASSIVE they are equal).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/..
 url=${1:?usage: rtsp-to-json.sh URL [OUT_DIR] [MODEL] [options...]}
