@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Data-parallel training across processes through PyTorch's own c10d: a TCPStore rendezvous
-// configured as torchrun configures it, and ProcessGroupGloo collectives on CPU tensors.
+// configured as torchrun configures it, and ProcessGroupGloo collectives on CPU tensors, or
+// ProcessGroupNCCL on CUDA tensors where LibTorch was built with NCCL (a CUDA LibTorch defines
+// USE_C10D_NCCL through its CMake config; Debian's CPU LibTorch does not, so that path is
+// compiled only there).
 // Debian's libtorch_cpu is built with Gloo, but the header only declares it under this macro.
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
@@ -9,22 +12,34 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
+#include "autoassign/preprocess.h"
 #include "autoassign/trainer.h"
 
 namespace autoassign {
 namespace {
 
-class GlooCommunicator : public Communicator {
+class ProcessGroupCommunicator : public Communicator {
  public:
-  GlooCommunicator(const std::string& addr, int port, int rank, int world_size)
-      : rank_(rank), world_(world_size) {
+  ProcessGroupCommunicator(const std::string& addr, int port, int rank, int world_size,
+                           torch::Device device)
+      : rank_(rank), world_(world_size), device_(device) {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(port);
     store_options.isServer = rank == 0;  // rank 0 hosts the store, as torchrun's c10d backend
     store_options.numWorkers = static_cast<size_t>(world_size);
     store_options.timeout = std::chrono::minutes(5);
     auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+    if (device.is_cuda()) {
+#ifdef USE_C10D_NCCL
+      group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size);
+      return;
+#endif
+      // Without NCCL, Gloo all-reduces CUDA tensors through host memory: correct, slower.
+    }
     auto options = c10d::ProcessGroupGloo::Options::create();
     options->devices.push_back(make_device(addr));
     options->timeout = std::chrono::minutes(5);
@@ -61,7 +76,9 @@ class GlooCommunicator : public Communicator {
   }
 
   double average(double value) override {
-    std::vector<torch::Tensor> t = {torch::tensor({value}, torch::kDouble)};
+    // On the training device: NCCL reduces device tensors only.
+    std::vector<torch::Tensor> t = {
+        torch::tensor({value}, torch::TensorOptions().dtype(torch::kDouble).device(device_))};
     group_->allreduce(t)->wait();
     return t[0].item<double>() / world_;
   }
@@ -85,14 +102,17 @@ class GlooCommunicator : public Communicator {
   }
 
   int rank_, world_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  torch::Device device_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_gloo_communicator(const std::string& addr, int port, int rank,
-                                                     int world_size) {
-  return std::make_unique<GlooCommunicator>(addr, port, rank, world_size);
+std::unique_ptr<Communicator> make_process_group_communicator(const std::string& addr, int port,
+                                                              int rank, int world_size,
+                                                              const std::string& device) {
+  return std::make_unique<ProcessGroupCommunicator>(addr, port, rank, world_size,
+                                                    torch_device(Device::parse(device)));
 }
 
 }  // namespace autoassign

@@ -612,10 +612,11 @@ class SingleProcess : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_gloo_communicator(const std::string& addr, int port, int rank,
-                                                     int world_size);
+std::unique_ptr<Communicator> make_process_group_communicator(const std::string& addr, int port,
+                                                              int rank, int world_size,
+                                                              const std::string& device);
 
-std::unique_ptr<Communicator> make_communicator_from_env() {
+std::unique_ptr<Communicator> make_communicator_from_env(const std::string& device) {
   const char* world = std::getenv("WORLD_SIZE");
   if (!world || std::string(world) == "1") return std::make_unique<SingleProcess>();
   auto get = [](const char* name) -> std::string {
@@ -631,7 +632,7 @@ std::unique_ptr<Communicator> make_communicator_from_env() {
     throw std::runtime_error("RANK " + std::to_string(rank) + " is not in [0, WORLD_SIZE " +
                              std::to_string(world_size) + ")");
   }
-  return make_gloo_communicator(get("MASTER_ADDR"), port, rank, world_size);
+  return make_process_group_communicator(get("MASTER_ADDR"), port, rank, world_size, device);
 }
 
 }  // namespace autoassign

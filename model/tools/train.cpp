@@ -116,7 +116,7 @@ void add_train(CLI::App& app) {
         opts.device = std::string("cuda:") + local;
       }
     }
-    auto comm = make_communicator_from_env();
+    auto comm = make_communicator_from_env(opts.device);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     auto r = train(config, ds, opts, *comm);

@@ -93,9 +93,10 @@ class Communicator {
   virtual void broadcast(std::vector<torch::Tensor>& tensors) = 0;
 };
 
-/// From the torchrun environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK): a c10d
-/// ProcessGroupGloo over a TCPStore; without WORLD_SIZE (or WORLD_SIZE=1) a single process.
-std::unique_ptr<Communicator> make_communicator_from_env();
+/// From the torchrun environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK): a c10d process
+/// group over a TCPStore, ProcessGroupNCCL when `device` is CUDA and LibTorch has NCCL,
+/// ProcessGroupGloo otherwise; without WORLD_SIZE (or WORLD_SIZE=1) a single process.
+std::unique_ptr<Communicator> make_communicator_from_env(const std::string& device = "cpu");
 
 struct TrainResult {
   int64_t iterations_done = 0;
