@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/detector.h"
 
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
@@ -12,11 +13,38 @@ namespace autoassign {
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
+namespace {
+
+// The model's input policy with the caller's size, if one was given (checked).
+InputConfig input_for(InputConfig in, const DetectorOptions& o) {
+  if (o.input_width == 0 && o.input_height == 0) return in;
+  if (o.input_width <= 0 || o.input_height <= 0) {
+    throw std::invalid_argument("input size must be W x H with both > 0, got " +
+                                std::to_string(o.input_width) + "x" +
+                                std::to_string(o.input_height));
+  }
+  if (in.resize == "fit") {
+    if (o.input_width % in.size_divisor != 0 || o.input_height % in.size_divisor != 0) {
+      throw std::invalid_argument("input size " + std::to_string(o.input_width) + "x" +
+                                  std::to_string(o.input_height) + " must be a multiple of " +
+                                  std::to_string(in.size_divisor));
+    }
+    in.width = o.input_width;
+    in.height = o.input_height;
+  } else {
+    in.short_side = std::min(o.input_width, o.input_height);
+    in.long_side = std::max(o.input_width, o.input_height);
+  }
+  return in;
+}
+
+}  // namespace
+
 struct Detector::Impl {
   Impl(const std::string& path, const DetectorOptions& options)
       : device(torch_device(Device::parse(options.device))),
         model(load_model(path, torch::kCPU)),
-        preprocessor(model->config().input) {
+        preprocessor(input_for(model->config().input, options)) {
     int threads = options.threads;
     if (threads < 0)
       throw std::invalid_argument("threads must be >= 0, got " + std::to_string(threads));

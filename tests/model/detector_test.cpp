@@ -5,6 +5,7 @@
 #include "autoassign/detector.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
@@ -178,6 +179,45 @@ TEST_F(DetectorTest, OptionsAndThresholds) {
   auto found = det.detect(view);
   ASSERT_FALSE(found.empty());
   EXPECT_EQ(found[0].label, "box");
+}
+
+TEST_F(DetectorTest, PerCallParamsLeaveTheDetectorAlone) {
+  Detector det(testing::trained_square_model());
+  cv::Mat img = picture();
+  auto view = ImageView::packed(PixelFormat::kBGR, img.data, img.cols, img.rows);
+  const float own = det.threshold();
+  DetectParams p;
+  p.threshold = 0.0f;
+  p.max_detections = 3;
+  EXPECT_EQ(det.detect(view, p).size(), 3u);
+  EXPECT_FLOAT_EQ(det.threshold(), own);  // the shared detector's settings are untouched
+  for (const auto& d : det.detect(view)) EXPECT_GT(d.score, own);
+  p.threshold = 1.5f;
+  EXPECT_THROW(det.detect(view, p), std::invalid_argument);
+}
+
+TEST_F(DetectorTest, InputSizeOverride) {
+  // Twice the model's input size on a picture twice as large: the square has the same size in
+  // network pixels, so it is found, and the box comes back in the large frame's pixels.
+  const auto input =
+      nlohmann::json::parse(Detector(testing::trained_square_model()).info().config_json)["input"];
+  DetectorOptions o;
+  o.input_width = 2 * input["width"].get<int>();
+  o.input_height = 2 * input["height"].get<int>();
+  Detector det(testing::trained_square_model(), o);
+  cv::Mat big;
+  cv::resize(picture(), big, cv::Size(320, 240));
+  auto found = det.detect(ImageView::packed(PixelFormat::kBGR, big.data, big.cols, big.rows));
+  ASSERT_FALSE(found.empty());
+  EXPECT_GT(iou(found[0], cv::Rect2f(100, 60, 100, 100)), 0.6);
+  // Sizes the network cannot take are named errors.
+  o.input_width = 100;
+  try {
+    Detector bad(testing::trained_square_model(), o);
+    FAIL() << "accepted a 100-pixel-wide input";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(DetectorTest, BadFramesAreNamedErrors) {

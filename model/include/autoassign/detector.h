@@ -18,6 +18,11 @@ struct DetectorOptions {
   float threshold = -1.0f;      ///< score threshold; < 0 = the model's (0.05)
   float iou_threshold = -1.0f;  ///< class-aware NMS IoU; < 0 = the model's (0.6)
   int max_detections = -1;      ///< < 0 = the model's
+  /// Network input size instead of the model's (0 = the model's): "fit" models letterbox into
+  /// input_width x input_height (multiples of 32); "short_long" models take the smaller as the
+  /// short side and the larger as the long-side cap. Larger finds smaller objects, at a cost
+  /// that grows with the area.
+  int input_width = 0, input_height = 0;
 };
 
 /// Per-call post-processing overrides (< 0 = the detector's current setting). Lets several
