@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -57,6 +58,7 @@ enum {
   PROP_THREADS,
   PROP_LABELS_FILE,
   PROP_DROP_WHEN_BUSY,
+  PROP_INPUT_SIZE,
 };
 
 #define DEFAULT_DEVICE "cpu"
@@ -85,6 +87,7 @@ struct Settings {
   bool repeat_metadata = DEFAULT_REPEAT_METADATA;
   int threads = DEFAULT_THREADS;
   std::string labels_file;
+  std::string input_size;  // "WxH" or "" (the model's)
   bool drop_when_busy = DEFAULT_DROP_WHEN_BUSY;
 };
 
@@ -176,6 +179,16 @@ std::shared_ptr<Detector> make_detector(const Settings& s) {
   o.threshold = static_cast<float>(s.threshold);
   o.iou_threshold = static_cast<float>(s.iou_threshold);
   o.max_detections = s.max_detections;
+  if (!s.input_size.empty()) {
+    int w = 0, h = 0;
+    char x = 0, extra = 0;
+    if (std::sscanf(s.input_size.c_str(), "%d%c%d%c", &w, &x, &h, &extra) != 3 || x != 'x') {
+      throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" + s.input_size +
+                                  "'");
+    }
+    o.input_width = w;
+    o.input_height = h;
+  }
   auto det = std::make_shared<Detector>(s.model_file, o);
   if (!s.labels_file.empty()) {
     auto names = read_labels(s.labels_file);
@@ -221,7 +234,8 @@ std::mutex g_models_lock;
 std::map<std::string, std::weak_ptr<Detector>> g_models;
 
 std::string model_key(const Settings& s) {
-  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file;
+  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file +
+         '\n' + s.input_size;
 }
 
 // The shared Detector for these settings, loading it if no element holds it. `fresh` (a
@@ -610,6 +624,11 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
     case PROP_DROP_WHEN_BUSY:
       s.drop_when_busy = g_value_get_boolean(value);
       break;
+    case PROP_INPUT_SIZE: {
+      const char* v = g_value_get_string(value);
+      s.input_size = v ? v : "";
+      break;
+    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -649,6 +668,9 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
       break;
     case PROP_DROP_WHEN_BUSY:
       g_value_set_boolean(value, s.drop_when_busy);
+      break;
+    case PROP_INPUT_SIZE:
+      g_value_set_string(value, s.input_size.c_str());
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -744,6 +766,13 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
                            "applies at the next READY->PAUSED",
                            DEFAULT_DROP_WHEN_BUSY, rw_ready));
 
+  g_object_class_install_property(
+      gobject_class, PROP_INPUT_SIZE,
+      g_param_spec_string("input-size", "Input size",
+                          "Network input WxH instead of the model's (e.g. 960x576; multiples of "
+                          "32): larger finds smaller objects at a cost growing with the area; "
+                          "applies at the next READY->PAUSED",
+                          nullptr, rw_ready));
   gst_element_class_set_static_metadata(
       element_class, "AutoAssign object detector", "Filter/Analyzer/Video",
       "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",

@@ -200,10 +200,12 @@ TEST_F(GstElements, PixelsTimestampsAndFlagsPassUnchanged) {
 // READY->PAUSED with a bad model: fails with the error domain/code, the message names the
 // path, and NULL<->READY still cycles.
 void expect_start_error(const std::string& model, const std::string& device, GQuark domain,
-                        int code, const std::string& text, const std::string& labels = "") {
+                        int code, const std::string& text, const std::string& labels = "",
+                        const std::string& input_size = "") {
   GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
   g_object_set(e, "model-file", model.c_str(), "device", device.c_str(), nullptr);
   if (!labels.empty()) g_object_set(e, "labels-file", labels.c_str(), nullptr);
+  if (!input_size.empty()) g_object_set(e, "input-size", input_size.c_str(), nullptr);
   GstBus* bus = gst_bus_new();
   gst_element_set_bus(e, bus);
   ASSERT_EQ(gst_element_set_state(e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
@@ -250,6 +252,32 @@ TEST_F(GstElements, LabelsFileRenamesOrFailsClearly) {
   std::ofstream(dir + "/two.txt") << "a\nb\n";
   expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
                      GST_RESOURCE_ERROR_SETTINGS, "1 classes but 2 label names", dir + "/two.txt");
+}
+
+TEST_F(GstElements, InputSizeProperty) {
+  // The model's input doubled on a frame twice as large: the square is found where it is.
+  const auto input =
+      nlohmann::json::parse(Detector(testing::trained_square_model()).info().config_json)["input"];
+  const std::string size = std::to_string(2 * input["width"].get<int>()) + "x" +
+                           std::to_string(2 * input["height"].get<int>());
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+               "input-size", size.c_str(), nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 320, 240).c_str());
+  cv::Mat big;
+  cv::resize(picture(), big, cv::Size(320, 240));
+  ASSERT_EQ(gst_harness_push(h, make_frame(big, GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  const auto rois = gst::read_rois(out);
+  ASSERT_FALSE(rois.empty());
+  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+  // A size the network cannot take fails the start, naming the reason.
+  expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
+                     GST_RESOURCE_ERROR_SETTINGS, "multiple of 32", "", "100x64");
 }
 
 TEST_F(GstElements, BadModelsFailReadyToPaused) {
