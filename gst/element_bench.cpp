@@ -208,9 +208,12 @@ int main(int argc, char** argv) {
         a.streams.push_back(std::stoi(v.substr(pos, comma - pos)));
         pos = comma == std::string::npos ? v.size() : comma + 1;
       }
-    } else if (k == "--size")
-      std::sscanf(v.c_str(), "%dx%d", &a.width, &a.height);
-    else {
+    } else if (k == "--size") {
+      if (!autoassign::parse_size(v, &a.width, &a.height)) {
+        std::fprintf(stderr, "--size: expected WxH, got '%s'\n", v.c_str());
+        return 2;
+      }
+    } else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }

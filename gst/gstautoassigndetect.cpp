@@ -24,7 +24,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -179,15 +178,10 @@ std::shared_ptr<Detector> make_detector(const Settings& s) {
   o.threshold = static_cast<float>(s.threshold);
   o.iou_threshold = static_cast<float>(s.iou_threshold);
   o.max_detections = s.max_detections;
-  if (!s.input_size.empty()) {
-    int w = 0, h = 0;
-    char x = 0, extra = 0;
-    if (std::sscanf(s.input_size.c_str(), "%d%c%d%c", &w, &x, &h, &extra) != 3 || x != 'x') {
-      throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" + s.input_size +
-                                  "'");
-    }
-    o.input_width = w;
-    o.input_height = h;
+  if (!s.input_size.empty() &&
+      !autoassign::parse_size(s.input_size, &o.input_width, &o.input_height)) {
+    throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" + s.input_size +
+                                "'");
   }
   auto det = std::make_shared<Detector>(s.model_file, o);
   if (!s.labels_file.empty()) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/types.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 namespace autoassign {
@@ -124,6 +125,18 @@ void ImageView::validate() const {
                                   ", less than the " + std::to_string(row) + " bytes a row needs");
     }
   }
+}
+
+bool parse_size(const std::string& text, int* width, int* height) {
+  int w = 0, h = 0;
+  char x = 0, extra = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &w, &x, &h, &extra) != 3 || x != 'x' || w < 1 ||
+      h < 1) {
+    return false;
+  }
+  *width = w;
+  *height = h;
+  return true;
 }
 
 ModelFileError::ModelFileError(Kind kind, const std::string& path, const std::string& reason)

@@ -13,6 +13,7 @@
 
 #include "autoassign/checkpoint.h"
 #include "autoassign/profile.h"
+#include "autoassign/types.h"
 #include "commands.h"
 
 namespace autoassign::cli {
@@ -22,12 +23,9 @@ struct Size {
   int w = 0, h = 0;
 };
 
-Size parse_size(const std::string& s) {
+Size size_option(const std::string& s) {
   Size size;
-  char x = 0;
-  char extra = 0;
-  if (std::sscanf(s.c_str(), "%d%c%d%c", &size.w, &x, &size.h, &extra) != 3 || x != 'x' ||
-      size.w < 1 || size.h < 1) {
+  if (!autoassign::parse_size(s, &size.w, &size.h)) {
     throw CLI::ValidationError("--size", "expected WIDTHxHEIGHT, got '" + s + "'");
   }
   return size;
@@ -86,7 +84,7 @@ void run(const Options& o) {
   nlohmann::json rows = nlohmann::json::array();
   std::vector<std::pair<int, double>> peer_ms;  // threads -> median
   if (!o.peer_onnx.empty()) {
-    const Size ps = parse_size(o.peer_size);
+    const Size ps = size_option(o.peer_size);
     cv::dnn::Net net = cv::dnn::readNetFromONNX(o.peer_onnx);
     cv::Mat blob({1, 3, ps.h, ps.w}, CV_32F);
     cv::randu(blob, -1.0, 1.0);
@@ -115,7 +113,7 @@ void run(const Options& o) {
   for (auto& e : entries) {
     e.model->prepare_for_inference();
     for (const auto& size_text : o.sizes) {
-      const Size s = parse_size(size_text);
+      const Size s = size_option(size_text);
       const int d = e.config.input.size_divisor;
       const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
       torch::manual_seed(0);

@@ -64,14 +64,9 @@ std::vector<std::array<double, 5>> wider_boxes(const std::vector<Detection>& det
 // "WxH" (e.g. 1280x768) -> the Detector's input size override; "" leaves the model's.
 void set_input_size(const std::string& text, DetectorOptions* o) {
   if (text.empty()) return;
-  int w = 0, h = 0;
-  char x = 0, extra = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d%c", &w, &x, &h, &extra) != 3 || x != 'x' || w <= 0 ||
-      h <= 0) {
+  if (!parse_size(text, &o->input_width, &o->input_height)) {
     throw CLI::ValidationError("--input-size", "expected WxH, e.g. 1280x768, got '" + text + "'");
   }
-  o->input_width = w;
-  o->input_height = h;
 }
 
 struct DetectOptions {

@@ -115,6 +115,19 @@ class GstElements : public ::testing::Test {
   cv::Mat picture(int w = 160, int h = 120) const {
     return testing::square_picture(w, h, kSquare, 99);
   }
+  // The picture at twice its size (320x240) in `format` through `h`: the square must come out
+  // doubled too, at (100, 60) 100x100.
+  void expect_doubled_square(GstHarness* h, GstVideoFormat format) const {
+    cv::Mat big;
+    cv::resize(picture(), big, cv::Size(320, 240));
+    gst_harness_set_src_caps_str(h, caps_for(format, 320, 240).c_str());
+    ASSERT_EQ(gst_harness_push(h, make_frame(big, format)), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    const auto rois = gst::read_rois(out);
+    gst_buffer_unref(out);
+    ASSERT_FALSE(rois.empty());
+    EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);
+  }
 };
 
 TEST_F(GstElements, EveryListedFormatGivesTheSquare) {
@@ -265,15 +278,7 @@ TEST_F(GstElements, InputSizeProperty) {
                "input-size", size.c_str(), nullptr);
   GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
   gst_object_unref(e);
-  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 320, 240).c_str());
-  cv::Mat big;
-  cv::resize(picture(), big, cv::Size(320, 240));
-  ASSERT_EQ(gst_harness_push(h, make_frame(big, GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
-  GstBuffer* out = gst_harness_pull(h);
-  const auto rois = gst::read_rois(out);
-  ASSERT_FALSE(rois.empty());
-  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);
-  gst_buffer_unref(out);
+  expect_doubled_square(h, GST_VIDEO_FORMAT_BGR);
   gst_harness_teardown(h);
   // A size the network cannot take fails the start, naming the reason.
   expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
@@ -321,15 +326,7 @@ TEST_F(GstElements, ResolutionAndFormatChangeMidStream) {
   EXPECT_GT(iou(gst::read_rois(a)[0], kSquare), 0.6);
   gst_buffer_unref(a);
   // Twice the size, NV12: the square doubles too.
-  cv::Mat big;
-  cv::resize(picture(), big, cv::Size(320, 240));
-  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_NV12, 320, 240).c_str());
-  ASSERT_EQ(gst_harness_push(h, make_frame(big, GST_VIDEO_FORMAT_NV12)), GST_FLOW_OK);
-  GstBuffer* b = gst_harness_pull(h);
-  const auto rois = gst::read_rois(b);
-  ASSERT_FALSE(rois.empty());
-  EXPECT_GT(iou(rois[0], cv::Rect(100, 60, 100, 100)), 0.6);
-  gst_buffer_unref(b);
+  expect_doubled_square(h, GST_VIDEO_FORMAT_NV12);
   gst_harness_teardown(h);
 }
 

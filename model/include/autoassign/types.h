@@ -65,6 +65,10 @@ struct Detection {
   std::string label;
 };
 
+/// "WxH" (e.g. "1280x768", both > 0, nothing after) -> width and height; false for anything
+/// else. The one parser of sizes for the CLI, the element and the programs.
+bool parse_size(const std::string& text, int* width, int* height);
+
 /// A model file that cannot be used. kind() lets a caller map it to its own error domain
 /// (GStreamer's RESOURCE NOT_FOUND / READ / SETTINGS); what() names the path and the reason.
 class ModelFileError : public std::runtime_error {
