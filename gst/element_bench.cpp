@@ -181,7 +181,7 @@ void live_run(const Args& a, int streams, bool drop) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   gst_init(&argc, &argv);
   autoassign_gst_register_static();
   Args a;
@@ -303,4 +303,14 @@ int main(int argc, char** argv) {
     live_run(a, n, true);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  // A bad model file or option the library rejects: a message and status 1, not an abort.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "autoassign-gst-bench: %s\n", e.what());
+    return 1;
+  }
 }
