@@ -565,9 +565,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
       window_images = 0;
     }
     // Every rank must leave at the same iteration, or the others would wait forever in the
-    // next all-reduce: a stop requested on any rank stops all of them.
-    const bool stop = comm.world_size() > 1 ? comm.average(g_stop_training.load() ? 1.0 : 0.0) > 0
-                                            : g_stop_training.load();
+    // next all-reduce: a stop requested on any rank stops all of them (a single process's
+    // average is its own flag).
+    const bool stop = comm.average(g_stop_training.load() ? 1.0 : 0.0) > 0;
     if (main_rank && ((it + 1) % o.checkpoint_every == 0 || last || stop)) {
       save_checkpoint(o.output_dir, model, opt, it + 1, options_json);
     }
