@@ -5,8 +5,9 @@ namespace autoassign {
 namespace {
 
 ConvNormAct conv(int64_t in, int64_t out, int64_t k, int64_t stride, const std::string& norm,
-                 bool relu) {
-  return ConvNormAct(ConvNormActOptions(in, out, k).stride(stride).norm(norm).relu(relu));
+                 bool relu, bool reparam = false) {
+  return ConvNormAct(
+      ConvNormActOptions(in, out, k).stride(stride).norm(norm).relu(relu).reparam(reparam));
 }
 
 // ResNet-18/34 block: two 3x3 convs.
@@ -62,12 +63,13 @@ BackboneImpl::BackboneImpl(const BackboneConfig& config, int num_outputs)
   stem_ = torch::nn::Sequential();
   if (config.type == "fast") {
     const auto& ch = config.channels;
-    stem_->push_back(conv(3, ch[0], 3, 2, norm, true));
+    const bool rep = config.reparam;
+    stem_->push_back(conv(3, ch[0], 3, 2, norm, true, rep));
     for (int s = 0; s < num_stages; ++s) {
       torch::nn::Sequential stage;
-      stage->push_back(conv(ch[s], ch[s + 1], 3, 2, norm, true));
+      stage->push_back(conv(ch[s], ch[s + 1], 3, 2, norm, true, rep));
       for (int b = 0; b < config.blocks[s]; ++b) {
-        stage->push_back(conv(ch[s + 1], ch[s + 1], 3, 1, norm, true));
+        stage->push_back(conv(ch[s + 1], ch[s + 1], 3, 1, norm, true, rep));
       }
       stages_.push_back(stage);
       if (s >= 1) out_channels_.push_back(ch[s + 1]);

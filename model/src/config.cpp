@@ -66,12 +66,14 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   get(j, "class_names", c.class_names, source, "");
   if (j.contains("backbone")) {
     const json& b = j["backbone"];
-    check_keys(b, {"type", "norm", "freeze_at", "channels", "blocks"}, source, "backbone.");
+    check_keys(b, {"type", "norm", "freeze_at", "channels", "blocks", "reparam"}, source,
+               "backbone.");
     get(b, "type", c.backbone.type, source, "backbone.");
     get(b, "norm", c.backbone.norm, source, "backbone.");
     get(b, "freeze_at", c.backbone.freeze_at, source, "backbone.");
     get(b, "channels", c.backbone.channels, source, "backbone.");
     get(b, "blocks", c.backbone.blocks, source, "backbone.");
+    get(b, "reparam", c.backbone.reparam, source, "backbone.");
   }
   if (j.contains("fpn")) {
     const json& f = j["fpn"];
@@ -81,11 +83,14 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   if (j.contains("head")) {
     const json& h = j["head"];
-    check_keys(h, {"channels", "num_convs", "norm", "gn_groups"}, source, "head.");
+    check_keys(h, {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam"}, source,
+               "head.");
     get(h, "channels", c.head.channels, source, "head.");
     get(h, "num_convs", c.head.num_convs, source, "head.");
     get(h, "norm", c.head.norm, source, "head.");
     get(h, "gn_groups", c.head.gn_groups, source, "head.");
+    get(h, "share_tower", c.head.share_tower, source, "head.");
+    get(h, "reparam", c.head.reparam, source, "head.");
   }
   if (j.contains("input")) {
     const json& i = j["input"];
@@ -132,12 +137,15 @@ std::string ModelConfig::to_json(int indent) const {
                    {"norm", backbone.norm},
                    {"freeze_at", backbone.freeze_at},
                    {"channels", backbone.channels},
-                   {"blocks", backbone.blocks}};
+                   {"blocks", backbone.blocks},
+                   {"reparam", backbone.reparam}};
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
   j["head"] = {{"channels", head.channels},
                {"num_convs", head.num_convs},
                {"norm", head.norm},
-               {"gn_groups", head.gn_groups}};
+               {"gn_groups", head.gn_groups},
+               {"share_tower", head.share_tower},
+               {"reparam", head.reparam}};
   j["input"] = {{"resize", input.resize},
                 {"short_side", input.short_side},
                 {"long_side", input.long_side},
@@ -182,6 +190,10 @@ void ModelConfig::validate() const {
       if (b < 0) bad("backbone.blocks entries must be >= 0");
     }
   }
+  if (backbone.reparam && (backbone.type != "fast" || backbone.norm != "bn")) {
+    bad("backbone.reparam needs backbone.type 'fast' and backbone.norm 'bn'");
+  }
+  if (head.reparam && head.norm != "bn") bad("head.reparam needs head.norm 'bn'");
   if (fpn.levels.empty()) bad("fpn.levels must not be empty");
   for (size_t i = 0; i < fpn.levels.size(); ++i) {
     if (fpn.levels[i] != 3 + static_cast<int>(i) || fpn.levels[i] > 7) {

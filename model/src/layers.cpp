@@ -53,6 +53,17 @@ ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& options_) : options(o
   } else {
     TORCH_CHECK(o.norm() == "none", "ConvNormAct: unknown norm '", o.norm(), "'");
   }
+  if (o.reparam()) {
+    TORCH_CHECK(o.kernel() == 3 && o.norm() == "bn",
+                "ConvNormAct: reparam needs a 3x3 kernel with norm bn, got kernel ", o.kernel(),
+                " norm ", o.norm());
+    weight_1x1_ = register_parameter("weight_1x1", torch::empty({o.out(), o.in(), 1, 1}));
+    torch::nn::init::kaiming_uniform_(weight_1x1_, std::sqrt(5.0));
+    bn_1x1_ = register_module("norm_1x1", torch::nn::BatchNorm2d(o.out()));
+    if (o.in() == o.out() && o.stride() == 1) {
+      bn_id_ = register_module("norm_id", torch::nn::BatchNorm2d(o.out()));
+    }
+  }
 }
 
 torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
@@ -65,10 +76,31 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
   if (!fused_) {
     if (bn_) y = bn_->forward(y);
     if (frozen_bn_) y = frozen_bn_->forward(y);
+    if (bn_1x1_) {
+      // A strided 1x1 conv is a 1x1 conv of every stride-th pixel. Written that way because
+      // LibTorch 1.13's CPU backward of a strided 1x1 convolution corrupts the heap ("free():
+      // invalid next size" in convolution_backward, reproduced with this network's shapes).
+      const int64_t s = options.stride();
+      using torch::indexing::None;
+      using torch::indexing::Slice;
+      auto xs = s == 1 ? x : x.index({Slice(), Slice(), Slice(None, None, s), Slice(None, None, s)});
+      y = y + bn_1x1_->forward(torch::conv2d(xs, weight_1x1_));
+    }
+    if (bn_id_) y = y + bn_id_->forward(x);
   }
   if (gn_) y = gn_->forward(y);
   return options.relu() ? torch::relu(y) : y;
 }
+
+namespace {
+
+// (scale, shift) of an inference-mode BatchNorm: bn(x) = x * scale + shift.
+std::pair<torch::Tensor, torch::Tensor> bn_scale_shift(const torch::nn::BatchNorm2d& bn) {
+  auto scale = bn->weight * (bn->running_var + bn->options.eps()).rsqrt();
+  return {scale, bn->bias - bn->running_mean * scale};
+}
+
+}  // namespace
 
 void ConvNormActImpl::fuse() {
   if (fused_ || !(bn_ || frozen_bn_)) return;
@@ -78,11 +110,26 @@ void ConvNormActImpl::fuse() {
   if (frozen_bn_) {
     std::tie(scale, shift) = frozen_bn_->scale_shift();
   } else {
-    scale = bn_->weight * (bn_->running_var + bn_->options.eps()).rsqrt();
-    shift = bn_->bias - bn_->running_mean * scale;
+    std::tie(scale, shift) = bn_scale_shift(bn_);
   }
   weight.mul_(scale.view({-1, 1, 1, 1}));
   auto new_bias = bias.defined() ? bias * scale + shift : shift.clone();
+  // RepVGG folding: a 1x1 kernel is a 3x3 kernel with only its centre tap, and the identity is
+  // a 1x1 kernel with 1 on the diagonal; each branch's BN scales its kernel and adds its shift.
+  const int64_t c = weight.size(2) / 2;
+  if (bn_1x1_) {
+    auto [s1, b1] = bn_scale_shift(bn_1x1_);
+    weight.index({torch::indexing::Slice(), torch::indexing::Slice(), c, c})
+        .add_(weight_1x1_.index({torch::indexing::Slice(), torch::indexing::Slice(), 0, 0}) *
+              s1.view({-1, 1}));
+    new_bias = new_bias + b1;
+  }
+  if (bn_id_) {
+    auto [si, bi] = bn_scale_shift(bn_id_);
+    weight.index({torch::indexing::Slice(), torch::indexing::Slice(), c, c})
+        .add_(torch::diag(si));
+    new_bias = new_bias + bi;
+  }
   // The bias becomes a parameter of its own name so a fused model still saves and loads.
   if (bias.defined()) {
     bias.copy_(new_bias);

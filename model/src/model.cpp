@@ -14,7 +14,20 @@ AutoAssignImpl::AutoAssignImpl(const ModelConfig& config)
 }
 
 HeadOutput AutoAssignImpl::forward(const torch::Tensor& images) {
+  if (channels_last_) {
+    return head->forward(
+        fpn->forward(backbone->forward(images.contiguous(torch::MemoryFormat::ChannelsLast))));
+  }
   return head->forward(fpn->forward(backbone->forward(images)));
+}
+
+void AutoAssignImpl::set_channels_last(bool on) {
+  torch::NoGradGuard no_grad;
+  const auto format = on ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
+  }
+  channels_last_ = on;
 }
 
 void AutoAssignImpl::prepare_for_inference() {

@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -91,7 +92,8 @@ Batch BatchMaker::make(int64_t it) const {
     cv::Mat img = cv::imread(s.image, cv::IMREAD_COLOR);
     if (img.empty()) throw std::runtime_error("cannot decode image " + s.image);
     const double iw = img.cols, ih = img.rows;
-    const double scale_frac = options_.crop_min + (1.0 - options_.crop_min) * unit(rng);
+    const double scale_frac =
+        options_.crop_min + (options_.crop_max - options_.crop_min) * unit(rng);
     double scale, x0 = 0, y0 = 0;
     int ow, oh;
     if (fit) {
@@ -103,7 +105,8 @@ Batch BatchMaker::make(int64_t it) const {
       const double cw = ow * full * scale_frac, ch = oh * full * scale_frac;
       x0 = std::min(0.0, iw - cw) + unit(rng) * std::abs(iw - cw);
       y0 = std::min(0.0, ih - ch) + unit(rng) * std::abs(ih - ch);
-      if (options_.crop_min >= 1.0) x0 = y0 = 0;  // plain letterbox: padding right/bottom
+      // plain letterbox: padding right/bottom
+      if (options_.crop_min >= 1.0 && options_.crop_max <= 1.0) x0 = y0 = 0;
       scale = ow / cw;
     } else {
       auto [w, h] = pre.scaled_size(img.cols, img.rows);
@@ -240,7 +243,10 @@ double peak_rss_mb() {
   return static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
 
-bool is_norm_parameter(const std::string& name) { return name.find(".norm.") != std::string::npos; }
+// "norm" and the reparam branches' "norm_1x1" / "norm_id".
+bool is_norm_parameter(const std::string& name) {
+  return name.find(".norm.") != std::string::npos || name.find(".norm_") != std::string::npos;
+}
 
 double learning_rate(const TrainOptions& o, int64_t it) {
   double lr = o.lr;
@@ -338,7 +344,10 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"seed", o.seed},
           {"hflip", o.hflip},
           {"crop_min", o.crop_min},
-          {"colour_jitter", o.colour_jitter}};
+          {"crop_max", o.crop_max},
+          {"colour_jitter", o.colour_jitter},
+          {"precision", o.precision},
+          {"channels_last", o.channels_last}};
 }
 
 std::string format_duration(double s) {
@@ -364,6 +373,12 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   }
   if (!(o.crop_min > 0 && o.crop_min <= 1))
     throw std::invalid_argument("crop_min must be in (0, 1]");
+  if (!(o.crop_max >= o.crop_min && o.crop_max <= 4))
+    throw std::invalid_argument("crop_max must be in [crop_min, 4]");
+  if (o.crop_max > 1 && config.input.resize != "fit")
+    throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
+  if (o.precision != "fp32" && o.precision != "bf16")
+    throw std::invalid_argument("precision must be fp32 or bf16, got '" + o.precision + "'");
   if (o.output_dir.empty()) throw std::invalid_argument("an output directory is required");
   if (o.checkpoint_every < 1) throw std::invalid_argument("checkpoint_every must be >= 1");
   if (o.log_every < 1) throw std::invalid_argument("log_every must be >= 1");
@@ -382,6 +397,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   AutoAssign model(config);
   model->to(device);
   model->train();
+  // Before the optimiser exists: its momentum buffers then take the same layout.
+  if (o.channels_last) model->set_channels_last(true);
+  const bool bf16 = o.precision == "bf16";
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -467,7 +485,27 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(lr);
 
     const auto t1 = Clock::now();
-    auto out = model->forward(batch.images);
+    HeadOutput out;
+    if (bf16) {
+      // Autocast covers the network only; its outputs go back to fp32 before the assignment
+      // and loss (AUTOASSIGN.md 3.9: they need fp32 range and precision).
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      try {
+        out = model->forward(batch.images);
+      } catch (...) {
+        at::autocast::set_cpu_enabled(false);
+        at::autocast::clear_cache();
+        throw;
+      }
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+      for (auto* outputs : {&out.cls_logits, &out.obj_logits, &out.distances}) {
+        for (auto& t : *outputs) t = t.to(torch::kFloat);
+      }
+    } else {
+      out = model->forward(batch.images);
+    }
     const double forward_s = seconds_since(t1);
     const auto t2 = Clock::now();
     auto losses = autoassign_loss(out, model->strides(), batch.targets, *model->center_prior,

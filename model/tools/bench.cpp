@@ -54,7 +54,9 @@ Timing time_runs(Fn&& fn, int warmup, int runs) {
 
 struct Options {
   std::vector<std::string> presets;
-  std::string config, model;
+  std::vector<std::string> configs;
+  std::string model;
+  std::vector<std::string> layouts = {"nchw", "nhwc"};
   std::vector<std::string> sizes = {"640x384"};
   std::vector<int> threads = {2};
   int runs = 30, warmup = 5, batch = 1;
@@ -72,9 +74,11 @@ void run(const Options& o) {
   if (!o.model.empty()) {
     auto m = load_model(o.model);
     entries.push_back({o.model, m->config(), m});
-  } else if (!o.config.empty()) {
-    auto c = ModelConfig::from_file(o.config);
-    entries.push_back({c.name, c, AutoAssign(c)});
+  } else if (!o.configs.empty()) {
+    for (const auto& path : o.configs) {
+      auto c = ModelConfig::from_file(path);
+      entries.push_back({o.configs.size() > 1 ? path : c.name, c, AutoAssign(c)});
+    }
   } else {
     for (const auto& p : o.presets.empty() ? std::vector<std::string>{"face-rt"} : o.presets) {
       auto c = ModelConfig::preset(p);
@@ -110,9 +114,16 @@ void run(const Options& o) {
                       {"fps", 1000.0 / timing.median}});
     }
   }
+  for (const auto& layout : o.layouts) {
+    if (layout != "nchw" && layout != "nhwc") {
+      throw CLI::ValidationError("--layout", "expected nchw or nhwc, got '" + layout + "'");
+    }
+  }
   for (auto& e : entries) {
     e.model->prepare_for_inference();
+    for (const auto& layout : o.layouts)
     for (const auto& size_text : o.sizes) {
+      e.model->set_channels_last(layout == "nhwc");
       const Size s = size_option(size_text);
       const int d = e.config.input.size_divisor;
       const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
@@ -137,6 +148,7 @@ void run(const Options& o) {
         auto timing = time_runs(forward, o.warmup, o.runs);
         nlohmann::json row = {{"model", e.label},
                               {"runtime", "libtorch"},
+                              {"layout", layout},
                               {"width", w},
                               {"height", h},
                               {"threads", t},
@@ -153,9 +165,9 @@ void run(const Options& o) {
       }
       if (o.profile && !o.json) {
         std::printf(
-            "\nprofile of %s at %lldx%lld, %d thread(s), one forward pass (%.1f ms "
+            "\nprofile of %s at %lldx%lld %s, %d thread(s), one forward pass (%.1f ms "
             "under the profiler):\n",
-            e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h),
+            e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h), layout.c_str(),
             o.threads.front(), prof.wall_ms);
         std::printf("%-40s %7s %10s %10s\n", "op", "calls", "self ms", "total ms");
         for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
@@ -182,15 +194,18 @@ void run(const Options& o) {
     std::cout << rows.dump(2) << "\n";
     return;
   }
-  std::printf("\n%-14s %-10s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", "model", "runtime",
-              "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs", "GFLOP/s",
-              "vs peer");
+  size_t name_width = 14;
+  for (const auto& r : rows) name_width = std::max(name_width, r["model"].get<std::string>().size());
+  const int nw = static_cast<int>(name_width);
+  std::printf("\n%-*s %-10s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model",
+              "runtime", "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs",
+              "GFLOP/s", "vs peer");
   for (const auto& r : rows) {
     const std::string input =
         std::to_string(r["width"].get<int>()) + "x" + std::to_string(r["height"].get<int>());
-    std::printf("%-14s %-10s %-10s %3d %5d %10.2f %10.2f %8.1f",
+    std::printf("%-*s %-10s %-6s %-10s %3d %5d %10.2f %10.2f %8.1f", nw,
                 r["model"].get<std::string>().c_str(), r["runtime"].get<std::string>().c_str(),
-                input.c_str(), r["threads"].get<int>(), r["batch"].get<int>(),
+                r.value("layout", std::string("-")).c_str(), input.c_str(), r["threads"].get<int>(), r["batch"].get<int>(),
                 r["latency_ms_median"].get<double>(), r["latency_ms_p90"].get<double>(),
                 r["fps"].get<double>());
     if (r.contains("gflops")) {
@@ -214,10 +229,15 @@ void add_bench(CLI::App& app) {
       "of presets or a model on random input of the given network sizes");
   auto o = std::make_shared<Options>();
   cmd->add_option("--preset", o->presets, "preset(s) to measure (default face-rt)")->delimiter(',');
-  cmd->add_option("--config", o->config, "a model config JSON instead of presets");
+  cmd->add_option("--config", o->configs, "model config JSON file(s) instead of presets")
+      ->delimiter(',');
   cmd->add_option("--model", o->model, "a model file instead of presets");
   cmd->add_option("--size", o->sizes, "network input size(s) WxH, rounded up to the size divisor")
       ->delimiter(',');
+  cmd->add_option("--layout", o->layouts,
+                  "memory layout(s) of weights and activations: nchw, nhwc (channels-last)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch intra-op thread count(s)")->delimiter(',');
   cmd->add_option("--runs", o->runs, "timed runs per row")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);

@@ -93,6 +93,17 @@ void add_train(CLI::App& app) {
   cmd->add_option("--crop-min", o->crop_min,
                   "random crop: smallest region as a fraction of the letterbox region (1 = off)")
       ->capture_default_str();
+  cmd->add_option("--crop-max", o->crop_max,
+                  "random crop: largest region as a fraction of the letterbox region; above 1 "
+                  "the image is shrunk onto padding (smaller objects than at inference)")
+      ->capture_default_str();
+  cmd->add_option("--precision", o->precision,
+                  "fp32, or bf16 (autocast for the network; assignment, loss and weights stay "
+                  "fp32; fast on CPUs with AMX or AVX512-BF16)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_flag("--channels-last", o->channels_last,
+                "channels-last (NHWC) weights and activations (faster oneDNN convolutions)");
   cmd->add_flag("--no-hflip", *no_hflip, "no horizontal flips");
   cmd->add_flag("--colour-jitter", o->colour_jitter, "random brightness and contrast");
   cmd->add_flag("--quiet", o->quiet, "no progress output (the JSON log is still written)");

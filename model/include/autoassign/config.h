@@ -21,6 +21,10 @@ struct BackboneConfig {
   /// 16, 32; and how many extra stride-1 3x3 convs each of those four stages has.
   std::vector<int> channels = {16, 32, 64, 128, 256};
   std::vector<int> blocks = {1, 1, 1, 1};
+  /// "fast" with norm "bn" only: train every 3x3 conv in RepVGG form (parallel 1x1 and
+  /// identity BN branches), folded into the single 3x3 at inference: more capacity to train,
+  /// the same inference cost.
+  bool reparam = false;
 };
 
 struct FpnConfig {
@@ -34,6 +38,11 @@ struct HeadConfig {
   int num_convs = 4;        ///< convs per tower
   std::string norm = "gn";  ///< "gn" (the paper's), "bn" (foldable for CPU speed) or "none"
   int gn_groups = 32;
+  /// One tower feeds the classification, objectness and regression predictors (half the
+  /// tower cost; the paper has two towers).
+  bool share_tower = false;
+  /// norm "bn" only: tower convs in RepVGG training form, folded at inference.
+  bool reparam = false;
 };
 
 struct InputConfig {

@@ -34,6 +34,7 @@ class HeadImpl : public torch::nn::Module {
 
  private:
   std::vector<int> strides_;
+  // With share_tower only cls_tower_ exists; it feeds all three predictors.
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
 };
 TORCH_MODULE(Head);

@@ -40,10 +40,15 @@ struct ConvNormActOptions {
   /// Conv bias; without a norm a conv always has one.
   TORCH_ARG(bool, bias) = false;
   TORCH_ARG(bool, relu) = true;
+  /// RepVGG-style training form (3x3 kernels with a BatchNorm only): a parallel 1x1 conv + BN
+  /// branch and, where in == out and stride 1, an identity BN branch, summed before the ReLU.
+  /// fuse() folds all branches into the one 3x3 conv, so inference costs a plain conv.
+  TORCH_ARG(bool, reparam) = false;
 };
 
 /// conv(kxk, padding k/2) -> norm -> ReLU. Holds its own weight so that fuse() can fold a
-/// BatchNorm into it; the graph then is one oneDNN convolution (+ ReLU) per unit.
+/// BatchNorm (and, for `reparam` units, the 1x1 and identity branches) into it; the graph then
+/// is one oneDNN convolution (+ ReLU) per unit.
 class ConvNormActImpl : public torch::nn::Module {
  public:
   explicit ConvNormActImpl(const ConvNormActOptions& options);
@@ -60,6 +65,9 @@ class ConvNormActImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d bn_{nullptr};
   FrozenBatchNorm2d frozen_bn_{nullptr};
   torch::nn::GroupNorm gn_{nullptr};
+  // reparam branches (training form only; folded away by fuse()).
+  torch::Tensor weight_1x1_;
+  torch::nn::BatchNorm2d bn_1x1_{nullptr}, bn_id_{nullptr};
   bool fused_ = false;
 };
 TORCH_MODULE(ConvNormAct);

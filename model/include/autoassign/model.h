@@ -19,6 +19,11 @@ class AutoAssignImpl : public torch::nn::Module {
   HeadOutput forward(const torch::Tensor& images);
   /// eval() and fold BatchNorms into convolutions. The model can no longer be trained.
   void prepare_for_inference();
+  /// Channels-last (NHWC) weights and activations: oneDNN runs small-channel and strided
+  /// convolutions much faster in NHWC on CPUs (measured in `bench --layout`); the outputs are
+  /// the same tensors in another memory layout.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
 
   const ModelConfig& config() const { return config_; }
   const std::vector<int>& strides() const { return strides_; }
@@ -31,6 +36,7 @@ class AutoAssignImpl : public torch::nn::Module {
  private:
   ModelConfig config_;
   std::vector<int> strides_;
+  bool channels_last_ = false;
 };
 TORCH_MODULE(AutoAssign);
 

@@ -50,7 +50,17 @@ struct TrainOptions {
   /// in [crop_min, 1] of the largest such region (1 = the whole image, letterboxed, as at
   /// inference). "short_long" inputs: short side jittered by a factor in [crop_min, 1].
   double crop_min = 1.0;
+  /// "fit" inputs: the largest region, as the same fraction. Above 1 the region is larger than
+  /// the letterbox region: the image is shrunk and placed at a random spot on mean-pixel
+  /// padding (SCRFD's sample redistribution: faces smaller than at inference are trained too).
+  double crop_max = 1.0;
   bool colour_jitter = false;
+  /// "fp32", or "bf16": the network's forward and backward under CPU autocast (bf16
+  /// convolutions on CPUs with AMX / AVX512-BF16), the assignment, loss, master weights and
+  /// optimiser in fp32 (AUTOASSIGN.md 3.9).
+  std::string precision = "fp32";
+  /// Channels-last (NHWC) weights and activations (faster convolutions in oneDNN).
+  bool channels_last = false;
   bool quiet = false;
 };
 

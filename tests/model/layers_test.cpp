@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+// Re-parameterisable convolutions, the shared-tower head and the channels-last layout: each
+// against hand-computed values or against the plain form it must equal.
+#include <gtest/gtest.h>
+
+#include <ATen/autocast_mode.h>
+
+#include "autoassign/layers.h"
+#include "autoassign/model.h"
+
+namespace autoassign {
+namespace {
+
+using torch::indexing::Slice;
+
+// Sets an inference-mode BatchNorm2d's four tensors.
+void set_bn(torch::nn::Module& bn, std::vector<float> weight, std::vector<float> bias,
+            std::vector<float> mean, std::vector<float> var) {
+  torch::NoGradGuard g;
+  auto params = bn.named_parameters(false);
+  auto buffers = bn.named_buffers(false);
+  params["weight"].copy_(torch::tensor(weight));
+  params["bias"].copy_(torch::tensor(bias));
+  buffers["running_mean"].copy_(torch::tensor(mean));
+  buffers["running_var"].copy_(torch::tensor(var));
+}
+
+// One channel in and out, 3x3 input, stride 1: every branch can be worked out by hand.
+TEST(Reparam, OneChannelHandComputed) {
+  ConvNormAct unit(ConvNormActOptions(1, 1, 3).norm("bn").relu(false).reparam(true));
+  unit->eval();
+  auto named = unit->named_parameters(false);
+  {
+    torch::NoGradGuard g;
+    named["weight"].copy_(torch::arange(1, 10, torch::kFloat).view({1, 1, 3, 3}));  // 1..9
+    named["weight_1x1"].fill_(2.0f);
+  }
+  // eps 1e-5 makes the BN scale 1/sqrt(var + eps); the variances make it exactly 0.5, 0.25, 2.
+  const double eps = 1e-5;
+  for (auto& [name, w, b, m, v] :
+       std::vector<std::tuple<std::string, float, float, float, float>>{
+           {"norm", 1.0f, 0.5f, 1.0f, float(4 - eps)},
+           {"norm_1x1", 1.0f, -1.0f, 0.0f, float(16 - eps)},
+           {"norm_id", 2.0f, 0.0f, 3.0f, float(1 - eps)}}) {
+    set_bn(*unit->named_children()[name], {w}, {b}, {m}, {v});
+  }
+  // Input all ones: the 3x3 sees the full kernel at the centre pixel (sum 45), the 1x1 sees 2,
+  // the identity 1.
+  auto x = torch::ones({1, 1, 3, 3});
+  // centre: (45 - 1) * 0.5 + 0.5 = 22.5; 1x1: 2 * 0.25 - 1 = -0.5; id: (1 - 3) * 2 = -4.
+  const float expected_centre = 22.5f - 0.5f - 4.0f;
+  // top-left corner: the 3x3 sees taps 5, 6, 8, 9 (sum 28): (28 - 1) * 0.5 + 0.5 = 14.
+  const float expected_corner = 14.0f - 0.5f - 4.0f;
+  torch::NoGradGuard g;
+  auto y = unit->forward(x);
+  EXPECT_NEAR(y[0][0][1][1].item<float>(), expected_centre, 1e-4);
+  EXPECT_NEAR(y[0][0][0][0].item<float>(), expected_corner, 1e-4);
+  unit->fuse();
+  ASSERT_TRUE(unit->fused());
+  auto z = unit->forward(x);
+  EXPECT_NEAR(z[0][0][1][1].item<float>(), expected_centre, 1e-4);
+  EXPECT_NEAR(z[0][0][0][0].item<float>(), expected_corner, 1e-4);
+  // The folded kernel: centre tap 5 * 0.5 + 2 * 0.25 + 1 * 2 = 5.0, a corner tap 1 * 0.5.
+  EXPECT_NEAR(unit->weight[0][0][1][1].item<float>(), 5.0f, 1e-5);
+  EXPECT_NEAR(unit->weight[0][0][0][0].item<float>(), 0.5f, 1e-5);
+}
+
+TEST(Reparam, IdentityBranchOnlyWhereShapesAllow) {
+  auto names = [](const ConvNormActOptions& o) {
+    ConvNormAct unit(o);
+    std::set<std::string> out;
+    for (const auto& c : unit->named_children()) out.insert(c.key());
+    return out;
+  };
+  EXPECT_EQ(names(ConvNormActOptions(8, 8, 3).reparam(true)),
+            (std::set<std::string>{"norm", "norm_1x1", "norm_id"}));
+  EXPECT_EQ(names(ConvNormActOptions(8, 8, 3).stride(2).reparam(true)),
+            (std::set<std::string>{"norm", "norm_1x1"}));
+  EXPECT_EQ(names(ConvNormActOptions(4, 8, 3).reparam(true)),
+            (std::set<std::string>{"norm", "norm_1x1"}));
+  EXPECT_THROW(ConvNormAct(ConvNormActOptions(4, 8, 1).reparam(true)), c10::Error);
+  EXPECT_THROW(ConvNormAct(ConvNormActOptions(4, 8, 3).norm("gn").reparam(true)), c10::Error);
+}
+
+// A whole reparam network (backbone and head) after folding equals its training form.
+TEST(Reparam, FoldedNetworkEqualsTrainingForm) {
+  auto config = ModelConfig::preset("face-rt");
+  config.backbone.reparam = true;
+  config.head.reparam = true;
+  config.head.share_tower = true;
+  torch::manual_seed(3);
+  AutoAssign model(config);
+  // Non-trivial BN statistics and affine parameters in every branch.
+  model->train();
+  {
+    torch::NoGradGuard g;
+    for (auto& p : model->named_parameters()) {
+      if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
+    }
+    for (int i = 0; i < 3; ++i) model->forward(torch::randn({2, 3, 96, 128}) * 2 + 0.5);
+  }
+  model->eval();
+  auto x = torch::randn({1, 3, 96, 128});
+  torch::NoGradGuard g;
+  auto before = model->forward(x);
+  model->prepare_for_inference();
+  auto after = model->forward(x);
+  for (size_t l = 0; l < before.cls_logits.size(); ++l) {
+    EXPECT_TRUE(torch::allclose(before.cls_logits[l], after.cls_logits[l], 1e-4, 1e-4)) << l;
+    EXPECT_TRUE(torch::allclose(before.obj_logits[l], after.obj_logits[l], 1e-4, 1e-4)) << l;
+    EXPECT_TRUE(torch::allclose(before.distances[l], after.distances[l], 1e-4, 1e-3)) << l;
+  }
+}
+
+TEST(Head, SharedTowerFeedsAllPredictors) {
+  HeadConfig hc;
+  hc.channels = 8;
+  hc.num_convs = 2;
+  hc.norm = "bn";
+  hc.share_tower = true;
+  Head head(hc, 1, std::vector<int>{8, 16});
+  std::set<std::string> children;
+  for (const auto& c : head->named_children()) children.insert(c.key());
+  EXPECT_TRUE(children.count("tower"));
+  EXPECT_FALSE(children.count("cls_tower"));
+  EXPECT_FALSE(children.count("reg_tower"));
+  // Two towers of two 8->8 3x3 convs with bias and BN would be 4 x (576 + 8 + 16); one tower
+  // is half that. Predictors: 8 -> 1, 4, 1 with bias; plus the 2 level scales.
+  int64_t n = 0;
+  for (const auto& p : head->parameters()) n += p.numel();
+  const int64_t tower = 2 * (8 * 8 * 9 + 8 + 2 * 8);
+  const int64_t preds = (8 * 9 + 1) * 1 + (8 * 9 + 1) * 4 + (8 * 9 + 1) * 1;
+  EXPECT_EQ(n, tower + preds + 2);
+  // The same features reach the classification and the objectness predictor: with equal
+  // predictor weights the two logits are equal.
+  {
+    torch::NoGradGuard g;
+    head->obj_pred->weight.copy_(head->cls_pred->weight);
+    head->obj_pred->bias.copy_(head->cls_pred->bias);
+  }
+  head->eval();
+  torch::NoGradGuard g;
+  auto out = head->forward({torch::randn({1, 8, 6, 6}), torch::randn({1, 8, 3, 3})});
+  for (size_t l = 0; l < 2; ++l) EXPECT_TRUE(torch::equal(out.cls_logits[l], out.obj_logits[l]));
+}
+
+// NHWC is a memory layout only: the outputs equal NCHW's.
+TEST(Layout, ChannelsLastEqualsNchw) {
+  auto config = ModelConfig::preset("face-rt");
+  torch::manual_seed(5);
+  AutoAssign model(config);
+  model->prepare_for_inference();
+  auto x = torch::randn({1, 3, 96, 160});
+  torch::NoGradGuard g;
+  auto a = model->forward(x);
+  model->set_channels_last(true);
+  EXPECT_TRUE(model->backbone->parameters()[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+  auto b = model->forward(x);
+  for (size_t l = 0; l < a.cls_logits.size(); ++l) {
+    EXPECT_TRUE(torch::allclose(a.cls_logits[l], b.cls_logits[l], 1e-4, 1e-4)) << l;
+    EXPECT_TRUE(torch::allclose(a.distances[l], b.distances[l], 1e-4, 1e-3)) << l;
+  }
+}
+
+// The trainer's bf16 path: the network under CPU autocast, outputs back in fp32. bf16 keeps 8
+// bits of mantissa (relative error 2^-9 per rounding, ~0.2%); through a dozen layers the
+// outputs stay within 1% of their magnitude plus 5% of their spread across locations.
+TEST(Layout, Bf16AutocastForwardCloseToFp32) {
+  auto config = ModelConfig::preset("face-rt");
+  torch::manual_seed(6);
+  AutoAssign model(config);
+  model->eval();
+  auto x = torch::randn({1, 3, 96, 160});
+  torch::NoGradGuard g;
+  auto ref = model->forward(x);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  auto low = model->forward(x);
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::clear_cache();
+  EXPECT_EQ(low.cls_logits[0].scalar_type(), torch::kBFloat16);
+  for (size_t l = 0; l < ref.cls_logits.size(); ++l) {
+    auto spread = (ref.cls_logits[l].max() - ref.cls_logits[l].min()).item<float>();
+    auto excess = ((low.cls_logits[l].to(torch::kFloat) - ref.cls_logits[l]).abs() -
+                   0.01f * ref.cls_logits[l].abs())
+                      .max()
+                      .item<float>();
+    EXPECT_LT(excess, 0.05f * spread + 1e-6f) << "level " << l;
+    auto derr = ((low.distances[l].to(torch::kFloat) - ref.distances[l]).abs() /
+                 (ref.distances[l].abs() + 1.0f))
+                    .max()
+                    .item<float>();
+    EXPECT_LT(derr, 0.02f) << "level " << l;
+  }
+}
+
+}  // namespace
+}  // namespace autoassign
