@@ -158,20 +158,32 @@ struct LabelsFileMissing : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::vector<std::string> read_labels(const std::string& path) {
+// One name per non-empty line. A line that is not valid UTF-8 keeps its place with the bad
+// bytes replaced by U+FFFD (labels reach JSON and GLib strings, which need valid UTF-8), and
+// `warnings` gets a message naming the file and the line.
+std::vector<std::string> read_labels(const std::string& path, std::vector<std::string>* warnings) {
   std::ifstream in(path);
   if (!in) throw LabelsFileMissing("cannot open labels file '" + path + "'");
   std::vector<std::string> names;
   std::string line;
+  int number = 0;
   while (std::getline(in, line)) {
+    ++number;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (!line.empty()) names.push_back(line);
+    if (line.empty()) continue;
+    bool changed = false;
+    names.push_back(autoassign::sanitize_utf8(line, &changed));
+    if (changed && warnings) {
+      warnings->push_back("labels file '" + path + "' line " + std::to_string(number) +
+                          " is not valid UTF-8; its invalid bytes are shown as U+FFFD");
+    }
   }
   return names;
 }
 
-// Builds a Detector from the settings; throws what the library throws.
-std::shared_ptr<Detector> make_detector(const Settings& s) {
+// Builds a Detector from the settings; throws what the library throws. Problems that do not
+// stop it (a label that is not UTF-8) go to `warnings`.
+std::shared_ptr<Detector> make_detector(const Settings& s, std::vector<std::string>* warnings) {
   DetectorOptions o;
   o.device = s.device;
   o.threads = s.threads;
@@ -180,12 +192,12 @@ std::shared_ptr<Detector> make_detector(const Settings& s) {
   o.max_detections = s.max_detections;
   if (!s.input_size.empty() &&
       !autoassign::parse_size(s.input_size, &o.input_width, &o.input_height)) {
-    throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" + s.input_size +
-                                "'");
+    throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" +
+                                autoassign::sanitize_utf8(s.input_size) + "'");
   }
   auto det = std::make_shared<Detector>(s.model_file, o);
   if (!s.labels_file.empty()) {
-    auto names = read_labels(s.labels_file);
+    auto names = read_labels(s.labels_file, warnings);
     try {
       det->set_class_names(names);
     } catch (const std::invalid_argument& e) {
@@ -195,31 +207,39 @@ std::shared_ptr<Detector> make_detector(const Settings& s) {
   return det;
 }
 
+void post_warnings(GstAutoAssignDetect* self, const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) {
+    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS, ("%s", w.c_str()), (nullptr));
+  }
+}
+
 // Reports a failure to build the detector as the element error the kind of failure calls for.
 void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
   using Kind = autoassign::ModelFileError::Kind;
+  // Paths and messages may hold bytes that are not UTF-8; GLib needs valid text.
+  const std::string msg = autoassign::sanitize_utf8(e.what());
   if (auto* mf = dynamic_cast<const autoassign::ModelFileError*>(&e)) {
     switch (mf->kind()) {
       case Kind::kNotFound:
-        GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", mf->what()), (nullptr));
+        GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", msg.c_str()), (nullptr));
         return;
       case Kind::kVersion:
-        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", mf->what()), (nullptr));
+        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", msg.c_str()), (nullptr));
         return;
       default:
-        GST_ELEMENT_ERROR(self, RESOURCE, READ, ("%s", mf->what()), (nullptr));
+        GST_ELEMENT_ERROR(self, RESOURCE, READ, ("%s", msg.c_str()), (nullptr));
         return;
     }
   }
   if (dynamic_cast<const LabelsFileMissing*>(&e)) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", e.what()), (nullptr));
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", msg.c_str()), (nullptr));
     return;
   }
   if (dynamic_cast<const autoassign::DeviceError*>(&e)) {
-    GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("%s", e.what()), (nullptr));
+    GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("%s", msg.c_str()), (nullptr));
     return;
   }
-  GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", e.what()), (nullptr));
+  GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", msg.c_str()), (nullptr));
 }
 
 // The process's loaded models, shared: N camera pipelines in one process hold one copy of the
@@ -235,7 +255,8 @@ std::string model_key(const Settings& s) {
 // The shared Detector for these settings, loading it if no element holds it. `fresh` (a
 // model-file set while playing) always reads the file again, since it may have changed on
 // disk, and then becomes the shared copy for elements that load after it.
-std::shared_ptr<Detector> acquire_detector(const Settings& s, bool fresh = false) {
+std::shared_ptr<Detector> acquire_detector(const Settings& s, std::vector<std::string>* warnings,
+                                           bool fresh = false) {
   const std::string key = model_key(s);
   if (!fresh) {
     std::lock_guard<std::mutex> lock(g_models_lock);
@@ -244,7 +265,7 @@ std::shared_ptr<Detector> acquire_detector(const Settings& s, bool fresh = false
       if (auto det = it->second.lock()) return det;
     }
   }
-  auto det = make_detector(s);  // outside the lock: loading takes a while
+  auto det = make_detector(s, warnings);  // outside the lock: loading takes a while
   std::lock_guard<std::mutex> lock(g_models_lock);
   for (auto it = g_models.begin(); it != g_models.end();) {
     it = it->second.expired() ? g_models.erase(it) : std::next(it);
@@ -388,7 +409,9 @@ void join_loader(GstAutoAssignDetect* self) {
 // model-file set while running: load in the background, swap when ready.
 void reload_model(GstAutoAssignDetect* self, Settings s) {
   try {
-    auto det = acquire_detector(s, /*fresh=*/true);
+    std::vector<std::string> warnings;
+    auto det = acquire_detector(s, &warnings, /*fresh=*/true);
+    post_warnings(self, warnings);
     {
       std::lock_guard<std::mutex> lock(self->priv->detector_lock);
       if (!self->priv->detector) return;  // stopped meanwhile
@@ -398,7 +421,9 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
         GST_ELEMENT(self),
         gst_message_new_element(GST_OBJECT(self),
                                 gst_structure_new("autoassign-model-loaded", "model-file",
-                                                  G_TYPE_STRING, s.model_file.c_str(), nullptr)));
+                                                  G_TYPE_STRING,
+                                                  autoassign::sanitize_utf8(s.model_file).c_str(),
+                                                  nullptr)));
   } catch (const std::exception& e) {
     // An error on the bus, of the same kind as a failed start (the application decides
     // whether to stop); until then the running model keeps serving frames.
@@ -414,7 +439,9 @@ gboolean detect_start(GstBaseTransform* trans) {
     return FALSE;
   }
   try {
-    auto det = acquire_detector(s);
+    std::vector<std::string> warnings;
+    auto det = acquire_detector(s, &warnings);
+    post_warnings(self, warnings);
     std::lock_guard<std::mutex> lock(self->priv->detector_lock);
     self->priv->detector = det;
   } catch (const std::exception& e) {

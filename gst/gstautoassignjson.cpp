@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autoassign/types.h"
 #include "roi.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_json_debug);
@@ -90,7 +91,28 @@ gboolean json_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
   return st->have_info;
 }
 
+// JSON must be valid UTF-8: read_rois and the source property clean their text (invalid bytes
+// become U+FFFD), and dump() replaces rather than throws as a last line of defence.
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer);
+
+// No exception may cross into GStreamer's C code: anything thrown (allocation failure, a bug)
+// becomes an element error.
 GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
+  try {
+    return json_transform_ip_impl(trans, buffer);
+  } catch (const std::exception& e) {
+    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("writing JSON failed: %s", e.what()), (nullptr));
+  } catch (...) {
+    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("writing JSON failed"), (nullptr));
+  }
+  return GST_FLOW_ERROR;
+}
+
+GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
   auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
   const auto rois = autoassign::gst::read_rois(buffer);
   nlohmann::json frame;
@@ -121,7 +143,7 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
           G_TYPE_INT, r.x, "y", G_TYPE_INT, r.y, "w", G_TYPE_INT, r.w, "h", G_TYPE_INT, r.h,
           "roi-type", G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(),
           "label-id", G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
-          G_TYPE_STRING, o.dump().c_str(), nullptr);
+          G_TYPE_STRING, json_text(o).c_str(), nullptr);
       messages.push_back(gst_message_new_element(GST_OBJECT(trans), s));
     }
     frame["objects"].push_back(std::move(o));
@@ -129,7 +151,7 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   bool write_failed = false;
   std::string location;
   if (st->out) {
-    const std::string line = frame.dump() + "\n";
+    const std::string line = json_text(frame) + "\n";
     if (std::fwrite(line.data(), 1, line.size(), st->out) != line.size() ||
         std::fflush(st->out) != 0) {
       write_failed = true;
@@ -165,7 +187,7 @@ void json_set_property(GObject* object, guint prop_id, const GValue* value, GPar
       break;
     case PROP_SOURCE: {
       const char* v = g_value_get_string(value);
-      st->source = v ? v : "";
+      st->source = autoassign::sanitize_utf8(v ? v : "");
       break;
     }
     default:

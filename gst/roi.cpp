@@ -40,11 +40,15 @@ std::vector<Roi> read_rois(GstBuffer* buffer) {
                                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
     auto* m = reinterpret_cast<GstVideoRegionOfInterestMeta*>(meta);
     Roi r;
-    r.x = static_cast<int>(m->x);
-    r.y = static_cast<int>(m->y);
-    r.w = static_cast<int>(m->w);
-    r.h = static_cast<int>(m->h);
-    r.roi_type = m->roi_type ? g_quark_to_string(m->roi_type) : "";
+    // Other elements' metas are unsigned and unchecked: clamp so that x + w and y + h stay far
+    // from int overflow (no frame is 2^20 pixels wide), and clean their text, which reaches
+    // JSON and GLib strings (valid UTF-8 only).
+    auto clamp = [](guint v) { return static_cast<int>(std::min<guint>(v, kMaxRoiCoordinate)); };
+    r.x = clamp(m->x);
+    r.y = clamp(m->y);
+    r.w = clamp(m->w);
+    r.h = clamp(m->h);
+    r.roi_type = sanitize_utf8(m->roi_type ? g_quark_to_string(m->roi_type) : "");
     if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "detection")) {
       r.has_detection = true;
       gst_structure_get_double(s, "x_min", &r.x_min);
@@ -53,7 +57,7 @@ std::vector<Roi> read_rois(GstBuffer* buffer) {
       gst_structure_get_double(s, "y_max", &r.y_max);
       gst_structure_get_double(s, "confidence", &r.confidence);
       gst_structure_get_int(s, "label_id", &r.label_id);
-      if (const char* l = gst_structure_get_string(s, "label")) r.label = l;
+      if (const char* l = gst_structure_get_string(s, "label")) r.label = sanitize_utf8(l);
     }
     if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "autoassign")) {
       guint64 pts = GST_CLOCK_TIME_NONE;

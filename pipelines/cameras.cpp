@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <glib-unix.h>
 #include <gst/gst.h>
 
 #include "gstautoassigndetect.h"
@@ -255,10 +256,12 @@ gboolean on_stop(gpointer) {
   return G_SOURCE_REMOVE;
 }
 
-void on_signal(int) {
-  // Only async-signal-safe work here: the main loop does the rest.
+// SIGINT/SIGTERM through GLib's signal source: the handler runs in the main loop, where
+// g_main_loop_quit is allowed (it is not async-signal-safe in a plain signal handler).
+gboolean on_quit_signal(gpointer) {
   g_stopping = true;
-  if (g_loop) g_main_loop_quit(g_loop);
+  g_main_loop_quit(g_loop);
+  return G_SOURCE_CONTINUE;
 }
 
 const char* kUsage =
@@ -307,12 +310,15 @@ int main(int argc, char** argv) {
                autoassign_detect_loaded_models());
   const guint watchdog = g_timeout_add_seconds(1, on_watchdog, nullptr);
   if (o.duration > 0) g_timeout_add(static_cast<guint>(o.duration * 1000), on_stop, nullptr);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  const guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, nullptr);
+  const guint sigterm = g_unix_signal_add(SIGTERM, on_quit_signal, nullptr);
   const auto t0 = Clock::now();
   g_main_loop_run(g_loop);
   g_stopping = true;
   g_source_remove(watchdog);
+  // The signal sources stay until exit: a second Ctrl-C during teardown is ignored.
+  (void)sigint;
+  (void)sigterm;
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   std::fprintf(stderr, "models loaded: %zu\n", autoassign_detect_loaded_models());
   int status = 0;

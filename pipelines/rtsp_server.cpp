@@ -9,7 +9,9 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <vector>
 
+#include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
 
@@ -18,10 +20,23 @@
 
 namespace {
 
-GMainLoop* g_loop = nullptr;
+// SIGINT/SIGTERM arrive through GLib's signal source (g_unix_signal_add), so the quit runs
+// in the main loop: a plain signal handler may not call g_main_loop_quit (not
+// async-signal-safe; it crashed about one exit in four with a client attached).
+gboolean on_quit_signal(gpointer loop) {
+  g_main_loop_quit(static_cast<GMainLoop*>(loop));
+  return G_SOURCE_CONTINUE;  // a second Ctrl-C during teardown is ignored, not fatal
+}
 
-void on_signal(int) {
-  if (g_loop) g_main_loop_quit(g_loop);
+// Every media the factory built, so that shutdown can unprepare each one (pipeline to NULL,
+// the detector's worker joined, the model released) before the process exits.
+void on_media_constructed(GstRTSPMediaFactory*, GstRTSPMedia* media, gpointer list) {
+  static_cast<std::vector<GstRTSPMedia*>*>(list)->push_back(
+      static_cast<GstRTSPMedia*>(g_object_ref(media)));
+}
+
+GstRTSPFilterResult remove_client(GstRTSPServer*, GstRTSPClient*, gpointer) {
+  return GST_RTSP_FILTER_REMOVE;
 }
 
 struct Options {
@@ -79,20 +94,44 @@ int main(int argc, char** argv) {
   GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
   gst_rtsp_media_factory_set_launch(factory, launch.c_str());
   gst_rtsp_media_factory_set_shared(factory, TRUE);
+  std::vector<GstRTSPMedia*> medias;
+  g_signal_connect(factory, "media-constructed", G_CALLBACK(on_media_constructed), &medias);
   GstRTSPMountPoints* mounts = gst_rtsp_server_get_mount_points(server);
+  g_object_ref(factory);  // the mount points take one reference; shutdown keeps its own
   gst_rtsp_mount_points_add_factory(mounts, o.mount.c_str(), factory);
   g_object_unref(mounts);
-  if (gst_rtsp_server_attach(server, nullptr) == 0) {
+  const guint server_source = gst_rtsp_server_attach(server, nullptr);
+  if (server_source == 0) {
     std::fprintf(stderr, "cannot listen on %s:%s\n", o.address.c_str(), o.port.c_str());
     return 1;
   }
   std::printf("serving rtsp://%s:%s%s\n", o.address.c_str(), o.port.c_str(), o.mount.c_str());
   std::fflush(stdout);
-  g_loop = g_main_loop_new(nullptr, FALSE);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  g_main_loop_run(g_loop);
-  g_main_loop_unref(g_loop);
+  GMainLoop* loop = g_main_loop_new(nullptr, FALSE);
+  const guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, loop);
+  const guint sigterm = g_unix_signal_add(SIGTERM, on_quit_signal, loop);
+  g_main_loop_run(loop);
+  // Orderly teardown: stop accepting, close the clients, unprepare every media (its pipeline
+  // goes to NULL, which stops the detector's worker and drops the model), then free the rest.
+  std::printf("shutting down\n");
+  std::fflush(stdout);
+  g_source_remove(server_source);
+  gst_rtsp_server_client_filter(server, remove_client, nullptr);
+  GstRTSPMountPoints* mp = gst_rtsp_server_get_mount_points(server);
+  gst_rtsp_mount_points_remove_factory(mp, o.mount.c_str());
+  g_object_unref(mp);
+  for (GstRTSPMedia* media : medias) {
+    gst_rtsp_media_unprepare(media);
+    g_object_unref(media);
+  }
+  medias.clear();
+  // Let the sources the teardown queued (client and media finalisation) run.
+  while (g_main_context_iteration(nullptr, FALSE)) {
+  }
+  g_source_remove(sigint);
+  g_source_remove(sigterm);
+  g_main_loop_unref(loop);
+  g_object_unref(factory);
   g_object_unref(server);
   return 0;
 }

@@ -162,12 +162,82 @@ std::string ModelConfig::to_json(int indent) const {
   return j.dump(indent);
 }
 
+namespace {
+
+// Upper bounds for every field. Generous for real models (R-50 FPN uses 2048 channels, 80
+// classes, 1333 px), tight enough that no config can make the process allocate without
+// bound before a weight is read: the network is built from the config alone.
+constexpr int kMaxClasses = 10000;
+constexpr int kMaxChannels = 4096;
+constexpr int kMaxBlocks = 64;
+constexpr int kMaxHeadConvs = 16;
+constexpr int kMaxSide = 8192;     // network input side, pixels
+constexpr int kMaxDivisor = 1024;  // input.size_divisor
+constexpr int kMaxTopk = 1000000;
+constexpr size_t kMaxNameBytes = 256;
+// A model of more parameters than this (4 GB in fp32) is refused before it is built.
+constexpr double kMaxParameters = 1e9;
+
+}  // namespace
+
+double ModelConfig::parameter_estimate() const {
+  // Convolution weights only, counted from the architecture; norms and biases add < 1%.
+  auto conv = [](double in, double out, double k) { return in * out * k * k; };
+  double n = 0;
+  if (backbone.type == "fast") {
+    const auto& ch = backbone.channels;
+    const auto& bl = backbone.blocks;
+    if (ch.size() == 5 && bl.size() == 4) {
+      const double rep = backbone.reparam ? 10.0 / 9.0 : 1.0;  // the 1x1 branches
+      n += conv(3, ch[0], 3) * rep;
+      for (size_t s = 0; s < 4; ++s) {
+        n += (conv(ch[s], ch[s + 1], 3) + bl[s] * conv(ch[s + 1], ch[s + 1], 3)) * rep;
+      }
+    }
+  } else {
+    // The fixed ResNets' convolution weights (torchvision's counts without the classifier).
+    n += backbone.type == "resnet18" ? 11.2e6 : backbone.type == "resnet34" ? 21.3e6 : 23.5e6;
+  }
+  const double c = fpn.channels;
+  std::vector<double> c345 = {128, 256, 512};
+  if (backbone.type == "resnet50") c345 = {512, 1024, 2048};
+  if (backbone.type == "fast" && backbone.channels.size() == 5) {
+    c345 = {double(backbone.channels[2]), double(backbone.channels[3]),
+            double(backbone.channels[4])};
+  }
+  for (size_t l = 0; l < fpn.levels.size(); ++l) {
+    n += l < 3 ? conv(c345[l], c, 1) + conv(c, c, 3)      // lateral + output
+               : conv(l == 3 ? c345[2] : c, c, 3);        // P6 from C5, P7 from P6
+  }
+  n += (head.share_tower ? 1 : 2) * head.num_convs * conv(c, c, 3) * (head.reparam ? 10.0 / 9 : 1);
+  n += conv(c, num_classes + 5.0, 3);
+  return n;
+}
+
 void ModelConfig::validate() const {
+  // Each check runs before anything that depends on it (no division by a zero divisor, no
+  // allocation sized by an unchecked value), and names the field and its allowed range.
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
-  if (num_classes < 1) bad("num_classes must be >= 1, got " + std::to_string(num_classes));
+  auto range = [&](const std::string& field, double v, double lo, double hi) {
+    if (!(v >= lo && v <= hi)) {  // also refuses NaN
+      std::ostringstream m;
+      m << field << " must be in [" << lo << ", " << hi << "], got " << v;
+      bad(m.str());
+    }
+  };
+  range("num_classes", num_classes, 1, kMaxClasses);
   if (static_cast<int>(class_names.size()) != num_classes) {
     bad("class_names has " + std::to_string(class_names.size()) + " entries but num_classes is " +
         std::to_string(num_classes));
+  }
+  for (size_t k = 0; k < class_names.size(); ++k) {
+    if (class_names[k].size() > kMaxNameBytes) {
+      bad("class_names[" + std::to_string(k) + "] is longer than " +
+          std::to_string(kMaxNameBytes) + " bytes");
+    }
+  }
+  if (name.size() > kMaxNameBytes) {
+    bad("name is longer than " + std::to_string(kMaxNameBytes) + " bytes");
   }
   static const std::set<std::string> kBackbones = {"resnet18", "resnet34", "resnet50", "fast"};
   if (!kBackbones.count(backbone.type)) {
@@ -177,72 +247,76 @@ void ModelConfig::validate() const {
   if (!kNorms.count(backbone.norm)) {
     bad("backbone.norm '" + backbone.norm + "' is not one of frozen_bn, bn, gn");
   }
-  if (backbone.freeze_at < 0 || backbone.freeze_at > 5) {
-    bad("backbone.freeze_at must be in 0..5, got " + std::to_string(backbone.freeze_at));
-  }
+  range("backbone.freeze_at", backbone.freeze_at, 0, 5);
   if (backbone.type == "fast") {
     if (backbone.channels.size() != 5) bad("backbone.channels must have 5 entries for 'fast'");
     if (backbone.blocks.size() != 4) bad("backbone.blocks must have 4 entries for 'fast'");
-    for (int c : backbone.channels) {
-      if (c < 1) bad("backbone.channels entries must be >= 1");
-    }
-    for (int b : backbone.blocks) {
-      if (b < 0) bad("backbone.blocks entries must be >= 0");
-    }
+    for (int c : backbone.channels) range("backbone.channels entries", c, 1, kMaxChannels);
+    for (int b : backbone.blocks) range("backbone.blocks entries", b, 0, kMaxBlocks);
   }
   if (backbone.reparam && (backbone.type != "fast" || backbone.norm != "bn")) {
     bad("backbone.reparam needs backbone.type 'fast' and backbone.norm 'bn'");
   }
-  if (head.reparam && head.norm != "bn") bad("head.reparam needs head.norm 'bn'");
   if (fpn.levels.empty()) bad("fpn.levels must not be empty");
   for (size_t i = 0; i < fpn.levels.size(); ++i) {
     if (fpn.levels[i] != 3 + static_cast<int>(i) || fpn.levels[i] > 7) {
       bad("fpn.levels must be a contiguous range starting at 3 and ending at most at 7");
     }
   }
-  if (fpn.channels < 1) bad("fpn.channels must be >= 1");
+  range("fpn.channels", fpn.channels, 1, kMaxChannels);
   if (head.channels != fpn.channels) {
     bad("head.channels (" + std::to_string(head.channels) + ") must equal fpn.channels (" +
         std::to_string(fpn.channels) + ")");
   }
-  if (head.num_convs < 0) bad("head.num_convs must be >= 0");
+  range("head.num_convs", head.num_convs, 0, kMaxHeadConvs);
   if (head.norm != "gn" && head.norm != "bn" && head.norm != "none") {
     bad("head.norm '" + head.norm + "' is not one of gn, bn, none");
   }
-  if (head.norm == "gn" && (head.gn_groups < 1 || head.channels % head.gn_groups != 0)) {
-    bad("head.gn_groups (" + std::to_string(head.gn_groups) + ") must divide head.channels");
+  if (head.norm == "gn") {
+    range("head.gn_groups", head.gn_groups, 1, head.channels);
+    if (head.channels % head.gn_groups != 0) {
+      bad("head.gn_groups (" + std::to_string(head.gn_groups) + ") must divide head.channels");
+    }
+  }
+  if (head.reparam && head.norm != "bn") bad("head.reparam needs head.norm 'bn'");
+  const int max_stride = 1 << fpn.levels.back();
+  range("input.size_divisor", input.size_divisor, 1, kMaxDivisor);
+  if (input.size_divisor % std::min(max_stride, 32) != 0) {
+    bad("input.size_divisor must be a positive multiple of " +
+        std::to_string(std::min(max_stride, 32)));
   }
   if (input.resize == "short_long") {
-    if (input.short_side < 1 || input.long_side < input.short_side) {
-      bad("input.short_side/long_side must satisfy 1 <= short_side <= long_side");
-    }
+    range("input.short_side", input.short_side, 1, kMaxSide);
+    range("input.long_side", input.long_side, input.short_side, kMaxSide);
   } else if (input.resize == "fit") {
-    if (input.width < 1 || input.height < 1) bad("input.width and input.height must be >= 1");
+    range("input.width", input.width, 1, kMaxSide);
+    range("input.height", input.height, 1, kMaxSide);
     if (input.width % input.size_divisor || input.height % input.size_divisor) {
       bad("input.width and input.height must be multiples of input.size_divisor");
     }
   } else {
     bad("input.resize '" + input.resize + "' is not one of short_long, fit");
   }
-  const int max_stride = 1 << fpn.levels.back();
-  if (input.size_divisor < 1 || input.size_divisor % std::min(max_stride, 32) != 0) {
-    bad("input.size_divisor must be a positive multiple of " +
-        std::to_string(std::min(max_stride, 32)));
-  }
   if (input.channel_order != "BGR" && input.channel_order != "RGB") {
     bad("input.channel_order '" + input.channel_order + "' is not one of BGR, RGB");
   }
-  for (float s : input.std) {
-    if (!(s > 0)) bad("input.std entries must be > 0");
+  for (float m : input.mean) range("input.mean entries", m, -1e6, 1e6);
+  for (float sd : input.std) {
+    range("input.std entries", sd, 1e-6, 1e6);
   }
-  if (!(postprocess.score_threshold >= 0 && postprocess.score_threshold <= 1)) {
-    bad("postprocess.score_threshold must be in [0, 1]");
-  }
+  range("postprocess.score_threshold", postprocess.score_threshold, 0, 1);
   if (!(postprocess.nms_iou > 0 && postprocess.nms_iou <= 1)) {
     bad("postprocess.nms_iou must be in (0, 1]");
   }
-  if (postprocess.topk_per_level < 1) bad("postprocess.topk_per_level must be >= 1");
-  if (postprocess.max_detections < 1) bad("postprocess.max_detections must be >= 1");
+  range("postprocess.topk_per_level", postprocess.topk_per_level, 1, kMaxTopk);
+  range("postprocess.max_detections", postprocess.max_detections, 1, kMaxTopk);
+  const double params = parameter_estimate();
+  if (params > kMaxParameters) {
+    std::ostringstream m;
+    m << "the network would have about " << params / 1e6 << " M parameters, more than the "
+      << kMaxParameters / 1e6 << " M this build accepts (channels, blocks or num_convs too large)";
+    bad(m.str());
+  }
 }
 
 ModelConfig ModelConfig::preset(const std::string& name) {

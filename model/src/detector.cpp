@@ -52,6 +52,12 @@ struct Detector::Impl {
     torch::set_num_threads(threads);
     model->prepare_for_inference();
     model->to(device);
+    if (options.layout != "auto" && options.layout != "nchw" && options.layout != "nhwc") {
+      throw std::invalid_argument("layout must be auto, nchw or nhwc, got '" + options.layout +
+                                  "'");
+    }
+    const bool nhwc = options.layout == "nhwc" || (options.layout == "auto" && device.is_cpu());
+    model->set_channels_last(nhwc);
     const ModelConfig& c = model->config();
     post = c.postprocess;
     info.name = c.name;
@@ -204,5 +210,7 @@ int Detector::max_detections() const {
 }
 const ModelInfo& Detector::info() const { return impl_->info; }
 std::string Detector::device() const { return impl_->device.str(); }
+
+std::string Detector::layout() const { return impl_->model->channels_last() ? "nhwc" : "nchw"; }
 
 }  // namespace autoassign

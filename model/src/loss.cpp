@@ -25,7 +25,7 @@ std::vector<FlatOutputs> flatten_outputs(const HeadOutput& out) {
 }
 
 ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Target& target,
-                             CenterPriorImpl& prior) {
+                             CenterPriorImpl& prior, const AssignOptions& options) {
   // All loss math in fp32 ([MMD] force_fp32).
   auto cls = out.cls_logits.to(torch::kFloat);  // [J, K] z
   auto obj = out.obj_logits.to(torch::kFloat);  // [J] o
@@ -69,6 +69,32 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
     // m_nj: strictly inside (a point on the border is outside).  [N, J]
     auto inside = (x > boxes.select(1, 0).unsqueeze(1)) & (y > boxes.select(1, 1).unsqueeze(1)) &
                   (x < boxes.select(1, 2).unsqueeze(1)) & (y < boxes.select(1, 3).unsqueeze(1));
+    if (options.force_topk > 0) {
+      // [MMD] force_topk: gts without an interior location take the k locations of largest
+      // centre prior G (all levels) as candidates. Selection only: no gradient.
+      torch::NoGradGuard no_grad;
+      auto empty = (inside.sum(1) == 0).nonzero().view({-1});
+      const int64_t k = std::min<int64_t>(options.force_topk, num_locations);
+      if (empty.numel() > 0 && k > 0) {
+        // G of every location for every such gt at once: [E, J], then the top k per row.
+        const int64_t e = empty.numel();
+        auto centers = (boxes.narrow(1, 0, 2) + boxes.narrow(1, 2, 2)) / 2;
+        auto g = prior
+                     .forward(points.unsqueeze(0).expand({e, num_locations, 2}).reshape({-1, 2}),
+                              grid.strides.to(fopts).unsqueeze(0).expand({e, num_locations}).reshape(-1),
+                              centers.index_select(0, empty)
+                                  .unsqueeze(1)
+                                  .expand({e, num_locations, 2})
+                                  .reshape({-1, 2}),
+                              labels.index_select(0, empty)
+                                  .unsqueeze(1)
+                                  .expand({e, num_locations})
+                                  .reshape(-1))
+                     .view({e, num_locations});
+        auto top = std::get<1>(g.topk(k, 1));  // [E, k]
+        inside = inside.index_copy(0, empty, inside.index_select(0, empty).scatter(1, top, true));
+      }
+    }
     auto nz = inside.nonzero();  // [P, 2], n-major: the write order of [OFF]'s mask
     a.pair_gt = nz.select(1, 0).contiguous();
     a.pair_loc = nz.select(1, 1).contiguous();
@@ -136,7 +162,8 @@ std::map<std::string, torch::Tensor> autoassign_loss(const HeadOutput& out,
                                                      const std::vector<int>& strides,
                                                      const std::vector<Target>& targets,
                                                      CenterPriorImpl& prior,
-                                                     const MeanReducer& reduce_mean) {
+                                                     const MeanReducer& reduce_mean,
+                                                     const AssignOptions& options) {
   auto flat = flatten_outputs(out);
   TORCH_CHECK(flat.size() == targets.size(), "autoassign_loss: ", flat.size(), " images but ",
               targets.size(), " targets");
@@ -150,7 +177,7 @@ std::map<std::string, torch::Tensor> autoassign_loss(const HeadOutput& out,
   auto center_sum = torch::zeros({}, fopts);
   double num_gts = 0, prior_mass = 0;
   for (size_t b = 0; b < flat.size(); ++b) {
-    auto a = assign_image(flat[b], grid, targets[b], prior);
+    auto a = assign_image(flat[b], grid, targets[b], prior, options);
     pos_sum = pos_sum + a.loss_pos_sum;
     neg_sum = neg_sum + a.loss_neg_sum;
     const int64_t n = targets[b].boxes.size(0);

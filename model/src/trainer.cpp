@@ -347,7 +347,8 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"crop_max", o.crop_max},
           {"colour_jitter", o.colour_jitter},
           {"precision", o.precision},
-          {"channels_last", o.channels_last}};
+          {"channels_last", o.channels_last},
+          {"force_topk", o.force_topk}};
 }
 
 std::string format_duration(double s) {
@@ -377,6 +378,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     throw std::invalid_argument("crop_max must be in [crop_min, 4]");
   if (o.crop_max > 1 && config.input.resize != "fit")
     throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
+  if (o.force_topk < 0 || o.force_topk > 100)
+    throw std::invalid_argument("force_topk must be in [0, 100]");
   if (o.precision != "fp32" && o.precision != "bf16")
     throw std::invalid_argument("precision must be fp32 or bf16, got '" + o.precision + "'");
   if (o.output_dir.empty()) throw std::invalid_argument("an output directory is required");
@@ -400,6 +403,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   // Before the optimiser exists: its momentum buffers then take the same layout.
   if (o.channels_last) model->set_channels_last(true);
   const bool bf16 = o.precision == "bf16";
+  AssignOptions assign;
+  assign.force_topk = o.force_topk;
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -509,7 +514,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     const double forward_s = seconds_since(t1);
     const auto t2 = Clock::now();
     auto losses = autoassign_loss(out, model->strides(), batch.targets, *model->center_prior,
-                                  [&comm](double v) { return comm.average(v); });
+                                  [&comm](double v) { return comm.average(v); }, assign);
     const double loss_s = seconds_since(t2);
     auto total = losses["loss_pos"] + losses["loss_neg"] + losses["loss_center"];
     const double total_value = total.item<double>();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/types.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -128,15 +129,71 @@ void ImageView::validate() const {
 }
 
 bool parse_size(const std::string& text, int* width, int* height) {
+  // Hand-written: sscanf's %d has undefined behaviour on overflow and accepts signs and spaces.
+  auto number = [&](size_t& i, int* out) {
+    const size_t begin = i;
+    int v = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9' && i - begin < 5) {
+      v = v * 10 + (text[i] - '0');
+      ++i;
+    }
+    *out = v;
+    return i > begin && v >= 1;
+  };
+  size_t i = 0;
   int w = 0, h = 0;
-  char x = 0, extra = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d%c", &w, &x, &h, &extra) != 3 || x != 'x' || w < 1 ||
-      h < 1) {
-    return false;
-  }
+  if (!number(i, &w) || i >= text.size() || text[i] != 'x') return false;
+  ++i;
+  if (!number(i, &h) || i != text.size()) return false;
   *width = w;
   *height = h;
   return true;
+}
+
+std::string sanitize_utf8(const std::string& text, bool* changed) {
+  static const char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(text.size());
+  bool replaced = false;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    size_t len = 0;
+    uint32_t cp = 0, min = 0;
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    }
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) {
+        ok = false;
+      } else {
+        cp = (cp << 6) | (p[i + k] & 0x3F);
+      }
+    }
+    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    if (ok) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      // One replacement per bad lead byte; the bytes after it are looked at afresh.
+      out.append(kReplacement);
+      replaced = true;
+      ++i;
+    }
+  }
+  if (changed) *changed = replaced;
+  return out;
 }
 
 ModelFileError::ModelFileError(Kind kind, const std::string& path, const std::string& reason)

@@ -178,8 +178,10 @@ namespace {
 
 struct EvalOptions {
   std::string model, predictions, save_predictions, gt_dir, device = "cpu", input_size;
-  float threshold = 0.02f, iou_threshold = -1;
-  int max_detections = 1000, threads = 0;
+  // The model's own post-processing by default: AP is what detect and the element deliver.
+  float threshold = -1, iou_threshold = -1;
+  int max_detections = -1, threads = 0;
+  std::string layout = "auto";
   bool json = false;
 };
 
@@ -210,9 +212,11 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--gt", o->gt_dir,
                   "WIDER ground-truth folder with the .mat files (default: "
                   "ROOT/eval_tools/ground_truth)");
-  cmd->add_option("--threshold", o->threshold, "score threshold for evaluation")
+  cmd->add_option("--threshold", o->threshold,
+                  "score threshold (default: the model's, as detect and the element use)");
+  cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
+  cmd->add_option("--layout", o->layout, "auto, nchw or nhwc (see bench --layout)")
       ->capture_default_str();
-  cmd->add_option("--max-detections", o->max_detections, "per image")->capture_default_str();
   cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
@@ -238,6 +242,7 @@ void add_eval(CLI::App& app) {
       dopt.threshold = o->threshold;
       dopt.max_detections = o->max_detections;
       dopt.iou_threshold = o->iou_threshold;
+      dopt.layout = o->layout;
       set_input_size(o->input_size, &dopt);
       det = std::make_unique<Detector>(o->model, dopt);
     }

@@ -104,6 +104,11 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--channels-last", o->channels_last,
                 "channels-last (NHWC) weights and activations (faster oneDNN convolutions)");
+  cmd->add_option("--force-topk", o->force_topk,
+                  "give a gt too small to contain a location (under ~8 px) the K locations of "
+                  "largest centre prior as candidates, as MMDetection's force_topk (0 = off, "
+                  "the authors' behaviour; 9 is MMDetection's K)")
+      ->capture_default_str();
   cmd->add_flag("--no-hflip", *no_hflip, "no horizontal flips");
   cmd->add_flag("--colour-jitter", o->colour_jitter, "random brightness and contrast");
   cmd->add_flag("--quiet", o->quiet, "no progress output (the JSON log is still written)");

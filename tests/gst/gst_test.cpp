@@ -2,6 +2,7 @@
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
 #include <array>
+#include <set>
 #include <filesystem>
 #include <fstream>
 
@@ -265,6 +266,69 @@ TEST_F(GstElements, LabelsFileRenamesOrFailsClearly) {
   std::ofstream(dir + "/two.txt") << "a\nb\n";
   expect_start_error(testing::trained_square_model(), "cpu", GST_RESOURCE_ERROR,
                      GST_RESOURCE_ERROR_SETTINGS, "1 classes but 2 label names", dir + "/two.txt");
+}
+
+// Text that is not UTF-8, from each place it can come in: a labels-file line, another
+// element's ROI meta (roi_type and detection label), the json element's source property. Each
+// used to abort the process (json type_error.316 thrown inside a GStreamer callback); now the
+// bad bytes become U+FFFD, the JSON stays valid and the labels warning names the line.
+TEST_F(GstElements, TextThatIsNotUtf8NeverAborts) {
+  const std::string dir = testing::temp_dir();
+  // The model has one class: an empty line 1 (skipped, but counted), a bad line 2.
+  std::ofstream(dir + "/one-bad.txt") << "\n"
+                                      << "b\xc3\x28x\n";
+  const std::string path = dir + "/out.jsonl";
+  GstElement* bin = gst_parse_bin_from_description(
+      ("autoassigndetect threshold=0.3 model-file=" + testing::trained_square_model() +
+       " labels-file=" + dir + "/one-bad.txt ! autoassignjson name=j location=" + path)
+          .c_str(),
+      TRUE, nullptr);
+  ASSERT_NE(bin, nullptr);
+  GstElement* j = gst_bin_get_by_name(GST_BIN(bin), "j");
+  g_object_set(j, "source", "cam\xfe" "1", nullptr);
+  gst_object_unref(j);
+  // The bus first: the harness starts the element (and the model loads) as it is created.
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(bin, bus);
+  GstHarness* h = gst_harness_new_with_element(bin, "sink", "src");
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  // A frame carrying a foreign ROI meta whose type is not UTF-8 (a GQuark takes any bytes;
+  // GstStructure itself refuses such strings in its fields, so the label cannot be bad).
+  GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGR);
+  gst_buffer_add_video_region_of_interest_meta(in, "per\xe2\x82son", 1, 2, 30, 40);
+  ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  gst_buffer_unref(out);
+  // The warning names the file and line 2.
+  bool warned = false;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING)) {
+    GError* err = nullptr;
+    gst_message_parse_warning(m, &err, nullptr);
+    const std::string text = err->message;
+    warned |= text.find("one-bad.txt' line 2 is not valid UTF-8") != std::string::npos;
+    g_error_free(err);
+    gst_message_unref(m);
+  }
+  EXPECT_TRUE(warned);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+  gst_object_unref(bin);
+  std::ifstream lines(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  const auto doc = nlohmann::json::parse(line);  // throws if not valid UTF-8 JSON
+  const std::string fffd = "\xef\xbf\xbd";
+  EXPECT_EQ(doc["source"], "cam" + fffd + "1");
+  std::set<std::string> types, labels;
+  for (const auto& o : doc["objects"]) {
+    types.insert(o["roi_type"].get<std::string>());
+    if (o.contains("detection")) labels.insert(o["detection"]["label"].get<std::string>());
+  }
+  // "\xe2\x82s" is a truncated 3-byte sequence: one U+FFFD for the lead byte, one for the
+  // stray continuation byte, then "s".
+  EXPECT_TRUE(types.count("per" + fffd + fffd + "son")) << line;
+  EXPECT_TRUE(labels.count("b" + fffd + "(x")) << line;  // the model's own detection
 }
 
 TEST_F(GstElements, InputSizeProperty) {

@@ -9,6 +9,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "autoassign/types.h"
@@ -181,6 +183,48 @@ TEST(Config, ErrorsNameTheKey) {
     EXPECT_EQ(ModelConfig::from_json(c.to_json(), name).to_json(), c.to_json());
   }
   EXPECT_THROW(ModelConfig::preset("nope"), std::invalid_argument);
+}
+
+// Hostile configs: each was a crash (SIGFPE on a zero divisor) or an unbounded allocation
+// before the bounds; now each is an error naming the field, raised before anything is built.
+TEST(Config, HostileValuesAreRefusedBeforeAnythingIsBuilt) {
+  const std::string face = ModelConfig::preset("face-rt").to_json();
+  auto with = [&](const std::string& path, const nlohmann::json& value) {
+    auto j = nlohmann::json::parse(face);
+    j[nlohmann::json::json_pointer(path)] = value;
+    return j.dump();
+  };
+  auto expect_msg = [](const std::string& json, const std::string& part) {
+    try {
+      ModelConfig::from_json(json, "hostile.json");
+      FAIL() << "accepted " << json.substr(0, 200);
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  expect_msg(with("/input/size_divisor", 0), "input.size_divisor must be in [1, 1024], got 0");
+  expect_msg(with("/input/size_divisor", -32), "input.size_divisor");
+  expect_msg(with("/num_classes", 2000000000), "num_classes must be in [1, 10000]");
+  expect_msg(with("/backbone/channels", {16, 32, 48, 1000000, 160}), "backbone.channels");
+  expect_msg(with("/backbone/blocks", {1, 2, 2, 100000}), "backbone.blocks");
+  expect_msg(with("/head/num_convs", 1000), "head.num_convs");
+  expect_msg(with("/input/width", 1 << 30), "input.width");
+  expect_msg(with("/input/std", {1.0, 0.0, 1.0}), "input.std");
+  expect_msg(with("/postprocess/topk_per_level", 2000000000), "postprocess.topk_per_level");
+  expect_msg(with("/postprocess/max_detections", 0), "postprocess.max_detections");
+  expect_msg(with("/class_names/0", std::string(300, 'x')), "class_names[0]");
+  // Every field within its bound, but together far too large a network.
+  auto big = nlohmann::json::parse(with("/backbone/channels", {4096, 4096, 4096, 4096, 4096}));
+  big["backbone"]["blocks"] = {64, 64, 64, 64};
+  expect_msg(big.dump(), "M parameters");
+  // The estimate is close to the real count (weights of convolutions: the bulk of it).
+  for (const auto& name : ModelConfig::preset_names()) {
+    auto c = ModelConfig::preset(name);
+    AutoAssign model(c);
+    double real = 0;
+    for (const auto& p : model->parameters()) real += static_cast<double>(p.numel());
+    EXPECT_NEAR(c.parameter_estimate() / real, 1.0, 0.05) << name;
+  }
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include <gtest/gtest.h>
+
+#include <set>
 #include <torch/torch.h>
 
 #include "autoassign/model.h"
@@ -285,6 +287,48 @@ TEST(Assignment, BoxWithNoInteriorLocation) {
   EXPECT_FALSE(a.has_candidates[0].item<bool>());
   EXPECT_TRUE(a.has_candidates[1].item<bool>());
   EXPECT_EQ(a.bag_prob[0].item<float>(), 0.0f);
+}
+
+// [MMD]'s force_topk: the gt with no interior location takes the k locations of largest
+// centre prior as candidates; the brute-force G below is computed location by location from
+// the formula of AUTOASSIGN.md 3.6, independently of CenterPrior's vectorised code.
+TEST(Assignment, ForceTopkGivesTinyBoxesTheLocationsOfLargestPrior) {
+  const std::vector<Box> gts = {{0, 1, 8, 7.5, 0}, {3, 5, 21, 19, 1}};
+  Scene sc(5);
+  AssignOptions options;
+  options.force_topk = 3;
+  const auto a =
+      assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts), *sc.prior, options);
+  EXPECT_TRUE(a.has_candidates[0].item<bool>());
+  EXPECT_GT(a.bag_prob[0].item<float>(), 0.0f);
+  // Brute force: G for every location, gt 0 (class 0: mu (0.2, -0.3), sigma (0.8, 1.3)).
+  const double gx = 4.0, gy = 4.25;
+  std::vector<std::pair<double, int64_t>> g;
+  for (int64_t j = 0; j < sc.grid.points.size(0); ++j) {
+    const double px = sc.grid.points[j][0].item<double>(), py = sc.grid.points[j][1].item<double>();
+    const double s = sc.grid.strides[j].item<double>();
+    const double dx = (px - gx) / s - 0.2, dy = (py - gy) / s + 0.3;
+    g.emplace_back(std::exp(-dx * dx / (2 * 0.8 * 0.8)) * std::exp(-dy * dy / (2 * 1.3 * 1.3)), j);
+  }
+  std::sort(g.begin(), g.end(), std::greater<>());
+  std::set<int64_t> expected = {g[0].second, g[1].second, g[2].second};
+  std::set<int64_t> got;
+  for (int64_t p = 0; p < a.pair_gt.numel(); ++p) {
+    if (a.pair_gt[p].item<int64_t>() == 0) got.insert(a.pair_loc[p].item<int64_t>());
+  }
+  EXPECT_EQ(got, expected);
+  // The gt that has interior locations keeps exactly those (force_topk changes nothing there).
+  Scene plain(5);
+  const auto b = assign_image(flatten_outputs(plain.out)[0], plain.grid, make_target(gts),
+                              *plain.prior);
+  std::vector<int64_t> with, without;
+  for (int64_t p = 0; p < a.pair_gt.numel(); ++p) {
+    if (a.pair_gt[p].item<int64_t>() == 1) with.push_back(a.pair_loc[p].item<int64_t>());
+  }
+  for (int64_t p = 0; p < b.pair_gt.numel(); ++p) {
+    if (b.pair_gt[p].item<int64_t>() == 1) without.push_back(b.pair_loc[p].item<int64_t>());
+  }
+  EXPECT_EQ(with, without);
 }
 
 TEST(Assignment, BorderPointIsOutside) {

@@ -93,8 +93,12 @@ struct ModelConfig {
   /// Reads a JSON file.
   static ModelConfig from_file(const std::string& path);
 
-  /// Throws std::invalid_argument on inconsistent settings (names the field).
+  /// Throws std::invalid_argument on inconsistent or out-of-range settings (names the field
+  /// and the allowed range). Every field has an upper bound, and the network's size is bounded
+  /// before anything is built from the config.
   void validate() const;
+  /// Convolution weights the architecture implies (an estimate within a few percent).
+  double parameter_estimate() const;
 };
 
 }  // namespace autoassign

@@ -58,9 +58,18 @@ struct ImageAssignment {
   torch::Tensor prior_sum;       // scalar: sum_nj G_nj m_nj (with grad)
 };
 
+/// Choices outside [OFF]'s algorithm, off by default.
+struct AssignOptions {
+  /// [MMD]'s force_topk: a gt with no location strictly inside it (a box under about one P3
+  /// stride) takes the `force_topk` locations of largest centre prior G as its candidates,
+  /// instead of having none (AUTOASSIGN.md 3.2, 3.9). 0 = [OFF]: such gts are never learnt and
+  /// their surroundings are trained as background. Small faces are mostly such gts.
+  int force_topk = 0;
+};
+
 /// Runs the assignment of section 3.10 for one image.
 ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Target& target,
-                             CenterPriorImpl& prior);
+                             CenterPriorImpl& prior, const AssignOptions& options = {});
 
 /// Averages a scalar over the processes of a distributed job (identity for one process).
 using MeanReducer = std::function<double(double)>;
@@ -71,6 +80,7 @@ std::map<std::string, torch::Tensor> autoassign_loss(const HeadOutput& out,
                                                      const std::vector<int>& strides,
                                                      const std::vector<Target>& targets,
                                                      CenterPriorImpl& prior,
-                                                     const MeanReducer& reduce_mean = nullptr);
+                                                     const MeanReducer& reduce_mean = nullptr,
+                                                     const AssignOptions& options = {});
 
 }  // namespace autoassign

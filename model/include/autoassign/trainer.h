@@ -61,6 +61,8 @@ struct TrainOptions {
   std::string precision = "fp32";
   /// Channels-last (NHWC) weights and activations (faster convolutions in oneDNN).
   bool channels_last = false;
+  /// AssignOptions::force_topk: candidates for gts too small to contain a location (0 = off).
+  int force_topk = 0;
   bool quiet = false;
 };
 

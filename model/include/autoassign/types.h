@@ -65,9 +65,16 @@ struct Detection {
   std::string label;
 };
 
-/// "WxH" (e.g. "1280x768", both > 0, nothing after) -> width and height; false for anything
-/// else. The one parser of sizes for the CLI, the element and the programs.
+/// "WxH" (e.g. "1280x768": decimal digits only, each side 1..99999, nothing before or after)
+/// -> width and height; false for anything else. The one parser of sizes for the CLI, the
+/// element and the programs.
 bool parse_size(const std::string& text, int* width, int* height);
+
+/// `text` with every byte sequence that is not valid UTF-8 (stray continuation bytes, overlong
+/// forms, surrogates, code points above U+10FFFF, truncated sequences) replaced by U+FFFD.
+/// `*changed` (when given) says whether anything was replaced. Text from files, properties and
+/// other elements' metadata goes through this before it reaches JSON or GLib.
+std::string sanitize_utf8(const std::string& text, bool* changed = nullptr);
 
 /// A model file that cannot be used. kind() lets a caller map it to its own error domain
 /// (GStreamer's RESOURCE NOT_FOUND / READ / SETTINGS); what() names the path and the reason.
