@@ -419,11 +419,10 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
     }
     gst_element_post_message(
         GST_ELEMENT(self),
-        gst_message_new_element(GST_OBJECT(self),
-                                gst_structure_new("autoassign-model-loaded", "model-file",
-                                                  G_TYPE_STRING,
-                                                  autoassign::sanitize_utf8(s.model_file).c_str(),
-                                                  nullptr)));
+        gst_message_new_element(
+            GST_OBJECT(self),
+            gst_structure_new("autoassign-model-loaded", "model-file", G_TYPE_STRING,
+                              autoassign::sanitize_utf8(s.model_file).c_str(), nullptr)));
   } catch (const std::exception& e) {
     // An error on the bus, of the same kind as a failed start (the application decides
     // whether to stop); until then the running model keeps serving frames.

@@ -22,8 +22,8 @@ constexpr guint kMaxRoiCoordinate = 1u << 20;
 /// A region read back from any producer's ROI meta (our own or another element's).
 struct Roi {
   int x = 0, y = 0, w = 0, h = 0;  ///< frame pixels (the meta's fields, clamped to 2^20)
-  std::string roi_type;  ///< valid UTF-8 (invalid bytes replaced by U+FFFD)
-  bool has_detection = false;  ///< a "detection" param structure was present
+  std::string roi_type;            ///< valid UTF-8 (invalid bytes replaced by U+FFFD)
+  bool has_detection = false;      ///< a "detection" param structure was present
   double x_min = 0, y_min = 0, x_max = 0, y_max = 0, confidence = 0;
   int label_id = -1;
   std::string label;

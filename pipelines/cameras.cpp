@@ -14,6 +14,8 @@
 // while the other cameras keep running. Its JSON file is appended to, so lines from before
 // and after the drop stay in one file. --retries N gives up on a camera after N failed
 // attempts in a row (the exit status is then 1, with the last error printed).
+#include <glib-unix.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -22,7 +24,6 @@
 #include <string>
 #include <vector>
 
-#include <glib-unix.h>
 #include <gst/gst.h>
 
 #include "gstautoassigndetect.h"

@@ -6,12 +6,13 @@
 //   autoassign-rtsp-server --model model/zoo/face-rt.pt --source rtsp://camera/stream
 //   autoassign-rtsp-server --model face-rt.pt --source /dev/video0 --port 8554
 //   gst-launch-1.0 rtspsrc location=rtsp://127.0.0.1:8554/annotated ! decodebin ! autovideosink
+#include <glib-unix.h>
+
 #include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
 

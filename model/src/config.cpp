@@ -133,19 +133,13 @@ std::string ModelConfig::to_json(int indent) const {
   j["name"] = name;
   j["num_classes"] = num_classes;
   j["class_names"] = class_names;
-  j["backbone"] = {{"type", backbone.type},
-                   {"norm", backbone.norm},
-                   {"freeze_at", backbone.freeze_at},
-                   {"channels", backbone.channels},
-                   {"blocks", backbone.blocks},
-                   {"reparam", backbone.reparam}};
+  j["backbone"] = {{"type", backbone.type},           {"norm", backbone.norm},
+                   {"freeze_at", backbone.freeze_at}, {"channels", backbone.channels},
+                   {"blocks", backbone.blocks},       {"reparam", backbone.reparam}};
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
-  j["head"] = {{"channels", head.channels},
-               {"num_convs", head.num_convs},
-               {"norm", head.norm},
-               {"gn_groups", head.gn_groups},
-               {"share_tower", head.share_tower},
-               {"reparam", head.reparam}};
+  j["head"] = {
+      {"channels", head.channels},   {"num_convs", head.num_convs},     {"norm", head.norm},
+      {"gn_groups", head.gn_groups}, {"share_tower", head.share_tower}, {"reparam", head.reparam}};
   j["input"] = {{"resize", input.resize},
                 {"short_side", input.short_side},
                 {"long_side", input.long_side},
@@ -206,8 +200,8 @@ double ModelConfig::parameter_estimate() const {
             double(backbone.channels[4])};
   }
   for (size_t l = 0; l < fpn.levels.size(); ++l) {
-    n += l < 3 ? conv(c345[l], c, 1) + conv(c, c, 3)      // lateral + output
-               : conv(l == 3 ? c345[2] : c, c, 3);        // P6 from C5, P7 from P6
+    n += l < 3 ? conv(c345[l], c, 1) + conv(c, c, 3)  // lateral + output
+               : conv(l == 3 ? c345[2] : c, c, 3);    // P6 from C5, P7 from P6
   }
   n += (head.share_tower ? 1 : 2) * head.num_convs * conv(c, c, 3) * (head.reparam ? 10.0 / 9 : 1);
   n += conv(c, num_classes + 5.0, 3);
@@ -232,8 +226,8 @@ void ModelConfig::validate() const {
   }
   for (size_t k = 0; k < class_names.size(); ++k) {
     if (class_names[k].size() > kMaxNameBytes) {
-      bad("class_names[" + std::to_string(k) + "] is longer than " +
-          std::to_string(kMaxNameBytes) + " bytes");
+      bad("class_names[" + std::to_string(k) + "] is longer than " + std::to_string(kMaxNameBytes) +
+          " bytes");
     }
   }
   if (name.size() > kMaxNameBytes) {

@@ -51,7 +51,7 @@ HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
   HeadOutput out;
   for (size_t l = 0; l < pyramid.size(); ++l) {
     auto cls_feat = cls_tower_->is_empty() ? pyramid[l] : cls_tower_->forward(pyramid[l]);
-    auto reg_feat = !reg_tower_               ? cls_feat
+    auto reg_feat = !reg_tower_              ? cls_feat
                     : reg_tower_->is_empty() ? pyramid[l]
                                              : reg_tower_->forward(pyramid[l]);
     out.cls_logits.push_back(cls_pred->forward(cls_feat));

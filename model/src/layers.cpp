@@ -83,7 +83,8 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
       const int64_t s = options.stride();
       using torch::indexing::None;
       using torch::indexing::Slice;
-      auto xs = s == 1 ? x : x.index({Slice(), Slice(), Slice(None, None, s), Slice(None, None, s)});
+      auto xs =
+          s == 1 ? x : x.index({Slice(), Slice(), Slice(None, None, s), Slice(None, None, s)});
       y = y + bn_1x1_->forward(torch::conv2d(xs, weight_1x1_));
     }
     if (bn_id_) y = y + bn_id_->forward(x);
@@ -126,8 +127,7 @@ void ConvNormActImpl::fuse() {
   }
   if (bn_id_) {
     auto [si, bi] = bn_scale_shift(bn_id_);
-    weight.index({torch::indexing::Slice(), torch::indexing::Slice(), c, c})
-        .add_(torch::diag(si));
+    weight.index({torch::indexing::Slice(), torch::indexing::Slice(), c, c}).add_(torch::diag(si));
     new_bias = new_bias + bi;
   }
   // The bias becomes a parameter of its own name so a fused model still saves and loads.

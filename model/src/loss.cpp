@@ -79,18 +79,19 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
         // G of every location for every such gt at once: [E, J], then the top k per row.
         const int64_t e = empty.numel();
         auto centers = (boxes.narrow(1, 0, 2) + boxes.narrow(1, 2, 2)) / 2;
-        auto g = prior
-                     .forward(points.unsqueeze(0).expand({e, num_locations, 2}).reshape({-1, 2}),
-                              grid.strides.to(fopts).unsqueeze(0).expand({e, num_locations}).reshape(-1),
-                              centers.index_select(0, empty)
-                                  .unsqueeze(1)
-                                  .expand({e, num_locations, 2})
-                                  .reshape({-1, 2}),
-                              labels.index_select(0, empty)
-                                  .unsqueeze(1)
-                                  .expand({e, num_locations})
-                                  .reshape(-1))
-                     .view({e, num_locations});
+        auto g =
+            prior
+                .forward(points.unsqueeze(0).expand({e, num_locations, 2}).reshape({-1, 2}),
+                         grid.strides.to(fopts).unsqueeze(0).expand({e, num_locations}).reshape(-1),
+                         centers.index_select(0, empty)
+                             .unsqueeze(1)
+                             .expand({e, num_locations, 2})
+                             .reshape({-1, 2}),
+                         labels.index_select(0, empty)
+                             .unsqueeze(1)
+                             .expand({e, num_locations})
+                             .reshape(-1))
+                .view({e, num_locations});
         auto top = std::get<1>(g.topk(k, 1));  // [E, k]
         inside = inside.index_copy(0, empty, inside.index_select(0, empty).scatter(1, top, true));
       }
@@ -158,12 +159,9 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
   return a;
 }
 
-std::map<std::string, torch::Tensor> autoassign_loss(const HeadOutput& out,
-                                                     const std::vector<int>& strides,
-                                                     const std::vector<Target>& targets,
-                                                     CenterPriorImpl& prior,
-                                                     const MeanReducer& reduce_mean,
-                                                     const AssignOptions& options) {
+std::map<std::string, torch::Tensor> autoassign_loss(
+    const HeadOutput& out, const std::vector<int>& strides, const std::vector<Target>& targets,
+    CenterPriorImpl& prior, const MeanReducer& reduce_mean, const AssignOptions& options) {
   auto flat = flatten_outputs(out);
   TORCH_CHECK(flat.size() == targets.size(), "autoassign_loss: ", flat.size(), " images but ",
               targets.size(), " targets");

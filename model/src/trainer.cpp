@@ -513,8 +513,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     }
     const double forward_s = seconds_since(t1);
     const auto t2 = Clock::now();
-    auto losses = autoassign_loss(out, model->strides(), batch.targets, *model->center_prior,
-                                  [&comm](double v) { return comm.average(v); }, assign);
+    auto losses = autoassign_loss(
+        out, model->strides(), batch.targets, *model->center_prior,
+        [&comm](double v) { return comm.average(v); }, assign);
     const double loss_s = seconds_since(t2);
     auto total = losses["loss_pos"] + losses["loss_neg"] + losses["loss_center"];
     const double total_value = total.item<double>();

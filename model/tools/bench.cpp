@@ -122,92 +122,93 @@ void run(const Options& o) {
   for (auto& e : entries) {
     e.model->prepare_for_inference();
     for (const auto& layout : o.layouts)
-    for (const auto& size_text : o.sizes) {
-      e.model->set_channels_last(layout == "nhwc");
-      const Size s = size_option(size_text);
-      const int d = e.config.input.size_divisor;
-      const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
-      torch::manual_seed(0);
-      auto input = torch::randn({o.batch, 3, h, w});
-      auto forward = [&] {
-        c10::InferenceMode guard;
-        auto out = e.model->forward(input);
-        (void)out;
-      };
-      torch::set_num_threads(o.threads.front());
-      double flops = 0;
-      {
-        FlopCounter counter;
-        forward();
-        flops = counter.flops();
-      }
-      Profile prof;
-      if (o.profile) prof = profile(forward);
-      for (int t : o.threads) {
-        torch::set_num_threads(t);
-        auto timing = time_runs(forward, o.warmup, o.runs);
-        nlohmann::json row = {{"model", e.label},
-                              {"runtime", "libtorch"},
-                              {"layout", layout},
-                              {"width", w},
-                              {"height", h},
-                              {"threads", t},
-                              {"batch", o.batch},
-                              {"latency_ms_median", timing.median},
-                              {"latency_ms_p90", timing.p90},
-                              {"fps", 1000.0 * o.batch / timing.median},
-                              {"gflops", flops / 1e9},
-                              {"gflops_per_s", flops / 1e9 / (timing.median / 1000.0)}};
-        for (const auto& [pt, pms] : peer_ms) {
-          if (pt == t) row["ratio_vs_peer"] = timing.median / pms;
+      for (const auto& size_text : o.sizes) {
+        e.model->set_channels_last(layout == "nhwc");
+        const Size s = size_option(size_text);
+        const int d = e.config.input.size_divisor;
+        const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
+        torch::manual_seed(0);
+        auto input = torch::randn({o.batch, 3, h, w});
+        auto forward = [&] {
+          c10::InferenceMode guard;
+          auto out = e.model->forward(input);
+          (void)out;
+        };
+        torch::set_num_threads(o.threads.front());
+        double flops = 0;
+        {
+          FlopCounter counter;
+          forward();
+          flops = counter.flops();
         }
-        rows.push_back(row);
-      }
-      if (o.profile && !o.json) {
-        std::printf(
-            "\nprofile of %s at %lldx%lld %s, %d thread(s), one forward pass (%.1f ms "
-            "under the profiler):\n",
-            e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h), layout.c_str(),
-            o.threads.front(), prof.wall_ms);
-        std::printf("%-40s %7s %10s %10s\n", "op", "calls", "self ms", "total ms");
-        for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
-          const auto& op = prof.ops[i];
-          std::printf("%-40s %7lld %10.2f %10.2f\n", op.name.c_str(),
-                      static_cast<long long>(op.calls), op.self_ms, op.total_ms);
-        }
-        // Where the convolutions went: oneDNN, or LibTorch's im2col + BLAS fallback (taken
-        // for batch 1 when the input has <= 20480 elements, i.e. small maps).
-        for (const auto& op : prof.ops) {
-          if (op.name != "aten::_slow_conv2d_forward" && op.name != "aten::mkldnn_convolution") {
-            continue;
+        Profile prof;
+        if (o.profile) prof = profile(forward);
+        for (int t : o.threads) {
+          torch::set_num_threads(t);
+          auto timing = time_runs(forward, o.warmup, o.runs);
+          nlohmann::json row = {{"model", e.label},
+                                {"runtime", "libtorch"},
+                                {"layout", layout},
+                                {"width", w},
+                                {"height", h},
+                                {"threads", t},
+                                {"batch", o.batch},
+                                {"latency_ms_median", timing.median},
+                                {"latency_ms_p90", timing.p90},
+                                {"fps", 1000.0 * o.batch / timing.median},
+                                {"gflops", flops / 1e9},
+                                {"gflops_per_s", flops / 1e9 / (timing.median / 1000.0)}};
+          for (const auto& [pt, pms] : peer_ms) {
+            if (pt == t) row["ratio_vs_peer"] = timing.median / pms;
           }
-          std::printf("%s input shapes:", op.name.c_str());
-          for (const auto& [shape, calls] : op.input_shapes) {
-            std::printf(" %s x%lld", shape.c_str(), static_cast<long long>(calls));
+          rows.push_back(row);
+        }
+        if (o.profile && !o.json) {
+          std::printf(
+              "\nprofile of %s at %lldx%lld %s, %d thread(s), one forward pass (%.1f ms "
+              "under the profiler):\n",
+              e.label.c_str(), static_cast<long long>(w), static_cast<long long>(h), layout.c_str(),
+              o.threads.front(), prof.wall_ms);
+          std::printf("%-40s %7s %10s %10s\n", "op", "calls", "self ms", "total ms");
+          for (size_t i = 0; i < prof.ops.size() && i < 15; ++i) {
+            const auto& op = prof.ops[i];
+            std::printf("%-40s %7lld %10.2f %10.2f\n", op.name.c_str(),
+                        static_cast<long long>(op.calls), op.self_ms, op.total_ms);
           }
-          std::printf("\n");
+          // Where the convolutions went: oneDNN, or LibTorch's im2col + BLAS fallback (taken
+          // for batch 1 when the input has <= 20480 elements, i.e. small maps).
+          for (const auto& op : prof.ops) {
+            if (op.name != "aten::_slow_conv2d_forward" && op.name != "aten::mkldnn_convolution") {
+              continue;
+            }
+            std::printf("%s input shapes:", op.name.c_str());
+            for (const auto& [shape, calls] : op.input_shapes) {
+              std::printf(" %s x%lld", shape.c_str(), static_cast<long long>(calls));
+            }
+            std::printf("\n");
+          }
         }
       }
-    }
   }
   if (o.json) {
     std::cout << rows.dump(2) << "\n";
     return;
   }
   size_t name_width = 14;
-  for (const auto& r : rows) name_width = std::max(name_width, r["model"].get<std::string>().size());
+  for (const auto& r : rows)
+    name_width = std::max(name_width, r["model"].get<std::string>().size());
   const int nw = static_cast<int>(name_width);
-  std::printf("\n%-*s %-10s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model",
-              "runtime", "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs",
-              "GFLOP/s", "vs peer");
+  std::printf("\n%-*s %-10s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model", "runtime",
+              "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs", "GFLOP/s",
+              "vs peer");
   for (const auto& r : rows) {
     const std::string input =
         std::to_string(r["width"].get<int>()) + "x" + std::to_string(r["height"].get<int>());
     std::printf("%-*s %-10s %-6s %-10s %3d %5d %10.2f %10.2f %8.1f", nw,
                 r["model"].get<std::string>().c_str(), r["runtime"].get<std::string>().c_str(),
-                r.value("layout", std::string("-")).c_str(), input.c_str(), r["threads"].get<int>(), r["batch"].get<int>(),
-                r["latency_ms_median"].get<double>(), r["latency_ms_p90"].get<double>(),
-                r["fps"].get<double>());
+                r.value("layout", std::string("-")).c_str(), input.c_str(), r["threads"].get<int>(),
+                r["batch"].get<int>(), r["latency_ms_median"].get<double>(),
+                r["latency_ms_p90"].get<double>(), r["fps"].get<double>());
     if (r.contains("gflops")) {
       std::printf(" %8.2f %9.1f", r["gflops"].get<double>(), r["gflops_per_s"].get<double>());
     } else {

@@ -2,9 +2,9 @@
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
 #include <array>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
@@ -285,7 +285,10 @@ TEST_F(GstElements, TextThatIsNotUtf8NeverAborts) {
       TRUE, nullptr);
   ASSERT_NE(bin, nullptr);
   GstElement* j = gst_bin_get_by_name(GST_BIN(bin), "j");
-  g_object_set(j, "source", "cam\xfe" "1", nullptr);
+  g_object_set(j, "source",
+               "cam\xfe"
+               "1",
+               nullptr);
   gst_object_unref(j);
   // The bus first: the harness starts the element (and the model loads) as it is created.
   GstBus* bus = gst_bus_new();

@@ -9,7 +9,6 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
-
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 

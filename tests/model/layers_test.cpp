@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Re-parameterisable convolutions, the shared-tower head and the channels-last layout: each
 // against hand-computed values or against the plain form it must equal.
-#include <gtest/gtest.h>
+#include "autoassign/layers.h"
 
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
 
-#include "autoassign/layers.h"
 #include "autoassign/model.h"
 
 namespace autoassign {
@@ -37,8 +37,7 @@ TEST(Reparam, OneChannelHandComputed) {
   }
   // eps 1e-5 makes the BN scale 1/sqrt(var + eps); the variances make it exactly 0.5, 0.25, 2.
   const double eps = 1e-5;
-  for (auto& [name, w, b, m, v] :
-       std::vector<std::tuple<std::string, float, float, float, float>>{
+  for (auto& [name, w, b, m, v] : std::vector<std::tuple<std::string, float, float, float, float>>{
            {"norm", 1.0f, 0.5f, 1.0f, float(4 - eps)},
            {"norm_1x1", 1.0f, -1.0f, 0.0f, float(16 - eps)},
            {"norm_id", 2.0f, 0.0f, 3.0f, float(1 - eps)}}) {

@@ -4,10 +4,9 @@
 #include "autoassign/loss.h"
 
 #include <cmath>
+#include <set>
 
 #include <gtest/gtest.h>
-
-#include <set>
 #include <torch/torch.h>
 
 #include "autoassign/model.h"
@@ -319,8 +318,8 @@ TEST(Assignment, ForceTopkGivesTinyBoxesTheLocationsOfLargestPrior) {
   EXPECT_EQ(got, expected);
   // The gt that has interior locations keeps exactly those (force_topk changes nothing there).
   Scene plain(5);
-  const auto b = assign_image(flatten_outputs(plain.out)[0], plain.grid, make_target(gts),
-                              *plain.prior);
+  const auto b =
+      assign_image(flatten_outputs(plain.out)[0], plain.grid, make_target(gts), *plain.prior);
   std::vector<int64_t> with, without;
   for (int64_t p = 0; p < a.pair_gt.numel(); ++p) {
     if (a.pair_gt[p].item<int64_t>() == 1) with.push_back(a.pair_loc[p].item<int64_t>());

@@ -373,8 +373,8 @@ TEST_F(Pipelines, AnnotatedRestreamIsPlayable) {
 TEST_F(Pipelines, RtspServerCtrlCWithClientAttachedExitsCleanly) {
   for (int round = 0; round < 8; ++round) {
     const int port = free_port();
-    Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test",
-                    "--port", std::to_string(port)},
+    Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test", "--port",
+                    std::to_string(port)},
                    dir_);
     const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
                              "/annotated latency=100 protocols=tcp ! rtph264depay ! h264parse ! "
