@@ -243,7 +243,7 @@ int run(int argc, char** argv) {
   }
   GstVideoInfo info;
   gst_video_info_from_caps(&info, gst_sample_get_caps(sample));
-  GstVideoFrame frame;
+  GstVideoFrame frame{};  // zeroed: frame_view reads its map table
   gst_video_frame_map(&frame, &info, gst_sample_get_buffer(sample), GST_MAP_READ);
 
   autoassign::DetectorOptions o;

@@ -129,6 +129,9 @@ struct GstAutoAssignDetectPrivate {
   GstVideoInfo pending_info;
   GstClockTime pending_pts = GST_CLOCK_TIME_NONE;
   bool stop_worker = false;
+  // Incremented by a flush: a result the worker computed on a frame from before the flush is
+  // thrown away instead of becoming the boxes of the frames after it.
+  std::atomic<guint64> generation{0};
   // The first error of the worker's inference, raised as an element error by the streaming
   // thread (which can return GST_FLOW_ERROR; the worker cannot).
   std::string worker_error;
@@ -348,6 +351,7 @@ void worker_loop(GstAutoAssignDetect* self) {
     GstBuffer* buffer = nullptr;
     GstVideoInfo info;
     GstClockTime pts;
+    guint64 generation = 0;
     {
       std::unique_lock<std::mutex> lock(p->work_lock);
       p->work_cv.wait(lock, [&] { return p->stop_worker || p->pending; });
@@ -356,8 +360,9 @@ void worker_loop(GstAutoAssignDetect* self) {
       info = p->pending_info;
       pts = p->pending_pts;
       p->pending = nullptr;
+      generation = p->generation.load();
     }
-    GstVideoFrame frame;
+    GstVideoFrame frame{};  // zeroed: frame_view reads its map table
     autoassign::ImageView view;
     std::string error;
     bool mapped = false;
@@ -368,9 +373,11 @@ void worker_loop(GstAutoAssignDetect* self) {
       if (det) {
         auto found = run_detector(self, *det, &frame, view);
         std::lock_guard<std::mutex> lock(p->result_lock);
-        p->last.detections = std::move(found);
-        p->last.pts = pts;
-        p->last.valid = true;
+        if (p->generation.load() == generation) {
+          p->last.detections = std::move(found);
+          p->last.pts = pts;
+          p->last.valid = true;
+        }
       }
     } catch (const std::exception& e) {
       error = std::string("inference failed: ") + e.what();
@@ -401,9 +408,22 @@ void stop_worker(GstAutoAssignDetect* self) {
   p->worker_error.clear();
 }
 
+// The loader thread posts bus messages; a synchronous bus handler on that thread may set
+// model-file or stop the pipeline, which waits for the loader: joining a thread from itself
+// throws (resource_deadlock_would_occur) into GObject's C code. There the loader is detached
+// instead: it is already on its way out, and it holds its own reference to the element.
+void finish_loader(std::thread& loader) {
+  if (!loader.joinable()) return;
+  if (loader.get_id() == std::this_thread::get_id()) {
+    loader.detach();
+  } else {
+    loader.join();
+  }
+}
+
 void join_loader(GstAutoAssignDetect* self) {
   std::lock_guard<std::mutex> lock(self->priv->loader_lock);
-  if (self->priv->loader.joinable()) self->priv->loader.join();
+  finish_loader(self->priv->loader);
 }
 
 // model-file set while running: load in the background, swap when ready.
@@ -483,6 +503,27 @@ gboolean detect_stop(GstBaseTransform* trans) {
   return TRUE;
 }
 
+// A flush (a seek, or a live source restarting) ends the old stream: boxes from before it must
+// not be repeated onto frames after it, and a frame still waiting for the drop-when-busy worker
+// belongs to the old stream too. The frame counter restarts so inference-interval counts anew.
+gboolean detect_sink_event(GstBaseTransform* trans, GstEvent* event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) {
+    auto* p = GST_AUTO_ASSIGN_DETECT(trans)->priv;
+    {
+      std::lock_guard<std::mutex> lock(p->work_lock);
+      if (p->pending) gst_buffer_unref(p->pending);
+      p->pending = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> lock(p->result_lock);
+      p->generation++;
+      p->last = Result{};
+    }
+    p->frame_count = 0;
+  }
+  return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->sink_event(trans, event);
+}
+
 GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
   auto* p = self->priv;
@@ -529,7 +570,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     return GST_FLOW_OK;
   }
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
-  GstVideoFrame frame;
+  GstVideoFrame frame{};  // zeroed: frame_view reads its map table
   autoassign::ImageView view;
   bool mapped = false;
   try {
@@ -608,8 +649,12 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       if (current_detector(self)) {
         // One reload at a time: a second set waits for the first load to finish.
         std::lock_guard<std::mutex> loader_lock(p->loader_lock);
-        if (p->loader.joinable()) p->loader.join();
-        p->loader = std::thread(reload_model, self, copy);
+        finish_loader(p->loader);
+        gst_object_ref(self);  // the loader's own reference, released when it ends
+        p->loader = std::thread([self, copy] {
+          reload_model(self, copy);
+          gst_object_unref(self);
+        });
       }
       return;
     }
@@ -811,6 +856,7 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
   trans_class->start = detect_start;
   trans_class->stop = detect_stop;
   trans_class->query = detect_query;
+  trans_class->sink_event = detect_sink_event;
   // Our own transform_ip (not GstVideoFilter's) so the frame is mapped read-only: the buffer
   // is made writable for metadata without copying any pixel memory.
   trans_class->transform_ip = detect_transform_ip;

@@ -110,9 +110,25 @@ ImageView frame_view(const GstVideoFrame* frame) {
   }
   v.width = GST_VIDEO_FRAME_WIDTH(frame);
   v.height = GST_VIDEO_FRAME_HEIGHT(frame);
+  // The caps' colorimetry decides the YUV matrix (BT.709 for HD cameras) and range.
+  const GstVideoColorimetry& colour = GST_VIDEO_INFO_COLORIMETRY(&frame->info);
+  v.matrix = colour.matrix == GST_VIDEO_COLOR_MATRIX_BT709    ? YuvMatrix::kBT709
+             : colour.matrix == GST_VIDEO_COLOR_MATRIX_BT2020 ? YuvMatrix::kBT2020
+                                                              : YuvMatrix::kBT601;
+  v.full_range = colour.range == GST_VIDEO_COLOR_RANGE_0_255;
   for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(frame) && p < 3; ++p) {
     v.planes[p] = static_cast<const std::uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(frame, p));
     v.strides[p] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, p);
+    // The bytes mapped from the plane's start to the end of the memory holding it, so that a
+    // GstVideoMeta whose strides or offsets overrun the buffer is refused, not read past.
+    for (guint m = 0; m < GST_VIDEO_FRAME_N_PLANES(frame); ++m) {
+      const GstMapInfo& map = frame->map[m];
+      if (!map.data || map.size == 0) continue;
+      if (v.planes[p] >= map.data && v.planes[p] < map.data + map.size) {
+        v.sizes[p] = static_cast<std::size_t>(map.data + map.size - v.planes[p]);
+        break;
+      }
+    }
   }
   return v;
 }

@@ -17,32 +17,59 @@ cv::Mat wrap(const std::uint8_t* data, int w, int h, int type, int stride) {
   return cv::Mat(h, w, type, const_cast<std::uint8_t*>(data), static_cast<size_t>(stride));
 }
 
-// BT.601 limited range ("video range") YUV -> RGB, the matrix of OpenCV's COLOR_YUV2RGB_NV12
-// and GStreamer's default for SD: R = 1.164 (Y - 16) + 1.596 (V - 128), and so on.
-constexpr double kYuvToRgb[3][3] = {
-    {1.164, 0.0, 1.596}, {1.164, -0.391, -0.813}, {1.164, 2.018, 0.0}};
+// YUV -> RGB for the frame's colorimetry: R = ys (Y - y0) + cr_r (V - 128), G = ys (Y - y0) +
+// cb_g (U - 128) + cr_g (V - 128), B = ys (Y - y0) + cb_b (U - 128).
+struct YuvCoefficients {
+  double ys, y0, cr_r, cb_g, cr_g, cb_b;
+};
+
+YuvCoefficients yuv_coefficients(YuvMatrix matrix, bool full_range) {
+  if (matrix == YuvMatrix::kBT601 && !full_range) {
+    // BT.601 limited range ("video range"): exactly the matrix of OpenCV's
+    // COLOR_YUV2RGB_NV12 and GStreamer's default for SD.
+    return {1.164, 16.0, 1.596, -0.391, -0.813, 2.018};
+  }
+  // From the standard's luma weights: BT.601 (0.299, 0.114), BT.709 (0.2126, 0.0722),
+  // BT.2020 (0.2627, 0.0593). Limited range: luma 16-235, chroma 16-240.
+  const double kr = matrix == YuvMatrix::kBT709    ? 0.2126
+                    : matrix == YuvMatrix::kBT2020 ? 0.2627
+                                                   : 0.299;
+  const double kb = matrix == YuvMatrix::kBT709    ? 0.0722
+                    : matrix == YuvMatrix::kBT2020 ? 0.0593
+                                                   : 0.114;
+  const double kg = 1.0 - kr - kb;
+  const double ys = full_range ? 1.0 : 255.0 / 219.0, cs = full_range ? 1.0 : 255.0 / 224.0;
+  return {ys,
+          full_range ? 0.0 : 16.0,
+          2 * (1 - kr) * cs,
+          -2 * kb * (1 - kb) / kg * cs,
+          -2 * kr * (1 - kr) / kg * cs,
+          2 * (1 - kb) * cs};
+}
 
 // The same as a 3x4 affine matrix over (Y, U, V, 1) for cv::transform, rows in output order.
-cv::Matx34f yuv_matrix(bool rgb) {
+cv::Matx34f yuv_matrix(const YuvCoefficients& k, bool rgb) {
+  const double rows[3][3] = {{k.ys, 0.0, k.cr_r}, {k.ys, k.cb_g, k.cr_g}, {k.ys, k.cb_b, 0.0}};
   cv::Matx34f m;
   for (int r = 0; r < 3; ++r) {
     const int row = rgb ? r : 2 - r;
-    const auto& c = kYuvToRgb[r];
+    const auto& c = rows[r];
     m(row, 0) = static_cast<float>(c[0]);
     m(row, 1) = static_cast<float>(c[1]);
     m(row, 2) = static_cast<float>(c[2]);
-    m(row, 3) = static_cast<float>(-16 * c[0] - 128 * c[1] - 128 * c[2]);
+    m(row, 3) = static_cast<float>(-k.y0 * c[0] - 128 * c[1] - 128 * c[2]);
   }
   return m;
 }
 
 // The same conversion on tensors, for the device path.
-torch::Tensor yuv_to_rgb(const torch::Tensor& y, const torch::Tensor& u, const torch::Tensor& v) {
-  auto yy = (y - 16.0) * kYuvToRgb[0][0];
+torch::Tensor yuv_to_rgb(const YuvCoefficients& k, const torch::Tensor& y, const torch::Tensor& u,
+                         const torch::Tensor& v) {
+  auto yy = (y - k.y0) * k.ys;
   auto uu = u - 128.0, vv = v - 128.0;
-  auto r = yy + kYuvToRgb[0][2] * vv;
-  auto g = yy + kYuvToRgb[1][1] * uu + kYuvToRgb[1][2] * vv;
-  auto b = yy + kYuvToRgb[2][1] * uu;
+  auto r = yy + k.cr_r * vv;
+  auto g = yy + k.cb_g * uu + k.cr_g * vv;
+  auto b = yy + k.cb_b * uu;
   return torch::stack({r, g, b}, 0).clamp(0, 255);  // [3, H, W]
 }
 
@@ -155,7 +182,7 @@ torch::Tensor Preprocessor::resize_to_u8(const ImageView& im, int ow, int oh) co
       }
       cv::Mat merged;
       cv::merge(yuv, merged);
-      cv::transform(merged, out, yuv_matrix(rgb));
+      cv::transform(merged, out, yuv_matrix(yuv_coefficients(im.matrix, im.full_range), rgb));
       break;
     }
   }
@@ -225,7 +252,7 @@ torch::Tensor tensor_resize(const ImageView& im, int ow, int oh, bool rgb,
       auto up = [&](const torch::Tensor& c) {
         return c.repeat_interleave(2, 0).repeat_interleave(2, 1).narrow(0, 0, h).narrow(1, 0, w);
       };
-      chw = yuv_to_rgb(y, up(u), up(v));
+      chw = yuv_to_rgb(yuv_coefficients(im.matrix, im.full_range), y, up(u), up(v));
       break;
     }
   }

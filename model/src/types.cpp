@@ -106,10 +106,15 @@ ImageView ImageView::i420(const std::uint8_t* y, int y_stride, const std::uint8_
   return view;
 }
 
+// Far above any camera (16K is 15360), small enough that width x 4 x height fits an int64
+// without care and a row fits an int.
+constexpr int kMaxImageSide = 1 << 16;
+
 void ImageView::validate() const {
   const auto& fi = info(format);
-  if (width <= 0 || height <= 0) {
-    throw std::invalid_argument("image size must be positive, got " + std::to_string(width) + "x" +
+  if (width <= 0 || height <= 0 || width > kMaxImageSide || height > kMaxImageSide) {
+    throw std::invalid_argument("image size must be 1.." + std::to_string(kMaxImageSide) +
+                                " on each side, got " + std::to_string(width) + "x" +
                                 std::to_string(height));
   }
   for (int p = 0; p < fi.planes; ++p) {
@@ -124,6 +129,14 @@ void ImageView::validate() const {
       throw std::invalid_argument(std::string(fi.name) + " image: stride of plane " +
                                   std::to_string(p) + " is " + std::to_string(strides[p]) +
                                   ", less than the " + std::to_string(row) + " bytes a row needs");
+    }
+    const int64_t rows = p > 0 ? (height + 1) / 2 : height;
+    const int64_t need = (rows - 1) * static_cast<int64_t>(strides[p]) + row;
+    if (sizes[p] > 0 && static_cast<uint64_t>(need) > sizes[p]) {
+      throw std::invalid_argument(
+          std::string(fi.name) + " image: plane " + std::to_string(p) + " needs " +
+          std::to_string(need) + " bytes (" + std::to_string(rows) + " rows, stride " +
+          std::to_string(strides[p]) + ") but its buffer holds " + std::to_string(sizes[p]));
     }
   }
 }

@@ -2,6 +2,7 @@
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
 #include <array>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -430,6 +431,75 @@ TEST_F(GstElements, InferenceIntervalAndRepeatMetadata) {
     }
     gst_harness_teardown(h);
   }
+}
+
+// After a flush (a seek), the boxes of the old stream are not repeated onto the new one and
+// the inference interval counts from the new stream's first frame: here that frame is blank,
+// so it must come out with no box. Before the element handled sink events, frame 2 of the
+// interval repeated the old stream's square onto it.
+TEST_F(GstElements, FlushForgetsTheOldStreamsBoxes) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+               "inference-interval", 3u, "repeat-metadata", TRUE, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    EXPECT_FALSE(gst::read_rois(out).empty()) << "frame " << i;  // inferred, then repeated
+    gst_buffer_unref(out);
+  }
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+  const cv::Mat blank(120, 160, CV_8UC3, cv::Scalar(128, 128, 128));
+  ASSERT_EQ(gst_harness_push(h, make_frame(blank, GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  EXPECT_TRUE(gst::read_rois(out).empty());
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+}
+
+// A synchronous bus handler runs on the thread that posts: the model loader's. One that sets
+// model-file again from there made the element join the loader thread from itself
+// (std::system_error thrown through GObject's C code: abort). Now the second reload happens.
+TEST_F(GstElements, ReloadFromTheLoadersOwnBusHandler) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  struct State {
+    GstElement* element;
+    std::string model;
+    std::atomic<int> loaded{0};
+  } state{h->element, testing::trained_square_model()};
+  gst_bus_set_sync_handler(
+      bus,
+      [](GstBus*, GstMessage* m, gpointer data) -> GstBusSyncReply {
+        auto* st = static_cast<State*>(data);
+        const GstStructure* s = gst_message_get_structure(m);
+        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ELEMENT && s &&
+            gst_structure_has_name(s, "autoassign-model-loaded")) {
+          if (st->loaded++ == 0) {
+            g_object_set(st->element, "model-file", st->model.c_str(), nullptr);
+          }
+        }
+        return GST_BUS_DROP;
+      },
+      &state, nullptr);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  g_object_set(h->element, "model-file", testing::trained_square_model().c_str(), nullptr);
+  for (int i = 0; i < 300 && state.loaded < 2; ++i) g_usleep(100000);
+  EXPECT_EQ(state.loaded.load(), 2);
+  ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  EXPECT_FALSE(gst::read_rois(out).empty());
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+  gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+  gst_object_unref(bus);
 }
 
 TEST_F(GstElements, ThresholdChangeAppliesToTheNextFrame) {

@@ -231,7 +231,7 @@ TEST_F(DetectorTest, BadFramesAreNamedErrors) {
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
     }
   };
-  expect_msg(ImageView::packed(PixelFormat::kRGB, px.data(), 0, 48), "size must be positive");
+  expect_msg(ImageView::packed(PixelFormat::kRGB, px.data(), 0, 48), "image size must be 1..65536");
   expect_msg(ImageView::packed(PixelFormat::kRGB, nullptr, 64, 48), "plane 0 is null");
   expect_msg(ImageView::packed(PixelFormat::kRGB, px.data(), 64, 48, 100), "stride");
   EXPECT_THROW(parse_pixel_format("YUY2"), std::invalid_argument);

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
-// The text helpers every front end uses on untrusted input: WxH sizes and UTF-8 cleaning.
+// What every front end does with untrusted input: WxH sizes, UTF-8 cleaning, ImageView bounds.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
 #include <gtest/gtest.h>
 
+#include "autoassign/preprocess.h"
 #include "autoassign/types.h"
 
 namespace autoassign {
@@ -52,6 +57,76 @@ TEST(SanitizeUtf8, KeepsValidTextReplacesEachBadSequence) {
        }) {
     EXPECT_EQ(sanitize_utf8(c.in, &changed), c.out) << c.in;
     EXPECT_TRUE(changed) << c.in;
+  }
+}
+
+// A view whose stride x rows overruns the buffer it came from is refused before any pixel is
+// read (a GstVideoMeta from another element can claim anything).
+TEST(ImageViewBounds, PlanesMustFitTheirKnownSizes) {
+  std::vector<std::uint8_t> buf(64 * 48 * 3);
+  auto v = ImageView::packed(PixelFormat::kBGR, buf.data(), 64, 48);
+  v.sizes[0] = buf.size();
+  EXPECT_NO_THROW(v.validate());  // exactly fits: 47 x 192 + 192 bytes
+  v.sizes[0] = buf.size() - 1;
+  try {
+    v.validate();
+    FAIL() << "accepted a plane one byte too large for its buffer";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("plane 0 needs 9216 bytes"), std::string::npos)
+        << e.what();
+  }
+  // NV12: the UV plane has (48 + 1) / 2 = 24 rows of 64 bytes.
+  std::vector<std::uint8_t> y(64 * 48), uv(64 * 24);
+  auto n = ImageView::nv12(y.data(), 64, uv.data(), 64, 64, 48);
+  n.sizes[0] = y.size();
+  n.sizes[1] = uv.size();
+  EXPECT_NO_THROW(n.validate());
+  n.sizes[1] = uv.size() - 64;
+  EXPECT_THROW(n.validate(), std::invalid_argument);
+  // Sides beyond 65536 (int overflow territory for stride x height) are refused outright.
+  auto huge = ImageView::packed(PixelFormat::kGRAY8, buf.data(), 70000, 1, 70000);
+  EXPECT_THROW(huge.validate(), std::invalid_argument);
+}
+
+// The colour matrix follows the frame's colorimetry. A flat colour encoded by hand with the
+// BT.709 (and, full range, BT.601) forward equations must come back as that colour; read as
+// BT.601 limited range, as every frame used to be, BT.709 orange is off by over 10 levels.
+TEST(ImageViewColour, Bt709AndFullRangeDecodeToTheEncodedColour) {
+  const double r = 230, g = 120, b = 40;  // an orange: strong chroma, where matrices differ
+  struct Case {
+    YuvMatrix matrix;
+    bool full;
+    double kr, kb;
+  };
+  for (const auto& c : std::vector<Case>{{YuvMatrix::kBT709, false, 0.2126, 0.0722},
+                                         {YuvMatrix::kBT709, true, 0.2126, 0.0722},
+                                         {YuvMatrix::kBT601, true, 0.299, 0.114}}) {
+    // Forward: E'Y = Kr R + Kg G + Kb B; Cb = (B - Y) / (2 (1 - Kb)); Cr = (R - Y) / (2 (1 - Kr)).
+    const double y = c.kr * r + (1 - c.kr - c.kb) * g + c.kb * b;
+    const double cb = (b - y) / (2 * (1 - c.kb)), cr = (r - y) / (2 * (1 - c.kr));
+    const double ys = c.full ? 1.0 : 219.0 / 255.0, cs = c.full ? 1.0 : 224.0 / 255.0;
+    const auto q = [](double v) { return static_cast<std::uint8_t>(std::lround(v)); };
+    const int w = 16, h = 8;
+    std::vector<std::uint8_t> yp(w * h, q((c.full ? 0 : 16) + ys * y)), uvp(w * h / 2);
+    for (size_t i = 0; i < uvp.size(); i += 2) {
+      uvp[i] = q(128 + cs * cb);
+      uvp[i + 1] = q(128 + cs * cr);
+    }
+    auto view = ImageView::nv12(yp.data(), w, uvp.data(), w, w, h);
+    view.matrix = c.matrix;
+    view.full_range = c.full;
+    InputConfig in;
+    in.channel_order = "RGB";
+    const auto rgb = Preprocessor(in).resize_to_u8(view, w, h).to(torch::kInt);
+    EXPECT_NEAR(rgb[4][8][0].item<int>(), r, 2.0);
+    EXPECT_NEAR(rgb[4][8][1].item<int>(), g, 2.0);
+    EXPECT_NEAR(rgb[4][8][2].item<int>(), b, 2.0);
+    if (c.matrix == YuvMatrix::kBT709 && !c.full) {
+      view.matrix = YuvMatrix::kBT601;  // the old behaviour: visibly wrong
+      const auto wrong = Preprocessor(in).resize_to_u8(view, w, h).to(torch::kInt);
+      EXPECT_GT(std::abs(wrong[4][8][1].item<int>() - g) + std::abs(wrong[4][8][0].item<int>() - r),
+                10);
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // detections and the errors a caller may want to tell apart.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -25,9 +26,13 @@ struct Device {
 
 /// Pixel layouts accepted by ImageView. Packed formats use plane 0 only; the "x"/"A" byte of
 /// the 4-byte formats is ignored. NV12: Y plane + interleaved UV plane at half resolution.
-/// I420: Y, U, V planes, U and V at half resolution. YUV is BT.601 limited range, as GStreamer's
-/// default colorimetry for SD and OpenCV's converters assume.
+/// I420: Y, U, V planes, U and V at half resolution. YUV follows ImageView::matrix and
+/// full_range (default BT.601 limited range, GStreamer's default for SD and OpenCV's).
 enum class PixelFormat { kRGB, kBGR, kRGBx, kBGRx, kRGBA, kBGRA, kNV12, kI420, kGRAY8 };
+
+/// The YUV -> RGB matrix of a YUV frame (GStreamer's colorimetry "matrix"): HD cameras send
+/// BT.709, SD BT.601, UHD/HDR BT.2020.
+enum class YuvMatrix { kBT601, kBT709, kBT2020 };
 
 /// "RGB", "BGR", "RGBx", ... (GStreamer's names); throws std::invalid_argument otherwise.
 PixelFormat parse_pixel_format(const std::string& name);
@@ -43,6 +48,12 @@ struct ImageView {
   int height = 0;
   const std::uint8_t* planes[3] = {nullptr, nullptr, nullptr};
   int strides[3] = {0, 0, 0};
+  /// Bytes readable from planes[p] on, where the caller knows them (a mapped buffer's size);
+  /// 0 = not known. validate() checks that stride x rows fits in them.
+  std::size_t sizes[3] = {0, 0, 0};
+  /// YUV formats only: the colour matrix and range (full 0-255, or limited 16-235/240).
+  YuvMatrix matrix = YuvMatrix::kBT601;
+  bool full_range = false;
   Device device;
 
   /// One-plane image (RGB/BGR/RGBx/BGRx/RGBA/BGRA/GRAY8); stride 0 means tightly packed.
@@ -53,7 +64,8 @@ struct ImageView {
   static ImageView i420(const std::uint8_t* y, int y_stride, const std::uint8_t* u, int u_stride,
                         const std::uint8_t* v, int v_stride, int width, int height);
 
-  /// Throws std::invalid_argument naming the first thing wrong (size, pointer, stride).
+  /// Throws std::invalid_argument naming the first thing wrong (size, pointer, stride, a plane
+  /// that does not fit in its known size).
   void validate() const;
 };
 
