@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -817,7 +819,14 @@ TEST_F(GstElements, BoxesSurviveVideoscale) {
   // GStreamer 1.22's scale transform of the ROI meta keeps the box and roi_type but not the
   // parameter structures (confidence, label_id); where a GStreamer keeps them, the normalised
   // box must still be the same fraction of the frame.
-  if (rois[0].has_detection) {
+  // Each branch is pinned to the GStreamer it describes, so neither can pass vacuously: on
+  // 1.22 the structures must be gone (the README documents it), later the box must be right.
+  guint major = 0, minor = 0, micro = 0, nano = 0;
+  gst_version(&major, &minor, &micro, &nano);
+  if (major == 1 && minor <= 22) {
+    EXPECT_FALSE(rois[0].has_detection) << "GStreamer now keeps the params: update the README";
+  } else {
+    ASSERT_TRUE(rois[0].has_detection);
     EXPECT_NEAR(rois[0].x_min, kSquare.x / 160.0, 0.05);
     EXPECT_NEAR(rois[0].y_max, (kSquare.y + kSquare.height) / 120.0, 0.05);
   }
@@ -833,7 +842,13 @@ TEST_F(GstElements, BoxesThroughVideocropAreNeverWrong) {
   const auto after = rois_through(
       "autoassigndetect threshold=0.3 model-file=MODEL ! videocrop left=40 top=20", &width);
   EXPECT_EQ(width, 120);
-  for (const auto& r : after) EXPECT_GT(iou(r, moved), 0.6);
+  guint major = 0, minor = 0, micro = 0, nano = 0;
+  gst_version(&major, &minor, &micro, &nano);
+  if (major == 1 && minor <= 22) {
+    EXPECT_TRUE(after.empty()) << "videocrop now carries ROI metas: update the README";
+  } else {
+    for (const auto& r : after) EXPECT_GT(iou(r, moved), 0.6);
+  }
   // The documented recipe: crop first, then detect; boxes are in the cropped frame.
   const auto before = rois_through(
       "videocrop left=40 top=20 ! autoassigndetect threshold=0.3 model-file=MODEL", &width);
@@ -923,9 +938,26 @@ TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
   ASSERT_TRUE(gst_pad_peer_query(h->sinkpad, q));
   GstClockTime min = 0;
   gst_query_parse_latency(q, nullptr, &min, nullptr);
-  EXPECT_GT(min, 10 * GST_MSECOND);  // upstream's plus about one inference
   gst_query_unref(q);
   gst_harness_teardown(h);
+  // Upstream's plus about one inference: the inference timed here, independently, on the same
+  // frame with the same model (median of 7). A figure of upstream's alone (or 1 ns more) fails.
+  Detector det(testing::trained_square_model());
+  const cv::Mat frame = picture();
+  std::vector<double> ms;
+  for (int i = 0; i < 8; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    det.detect(ImageView::packed(PixelFormat::kBGR, frame.data, frame.cols, frame.rows,
+                                 static_cast<int>(frame.step)));
+    const double t =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (i > 0) ms.push_back(t);  // the first call allocates
+  }
+  std::sort(ms.begin(), ms.end());
+  const double inference_ms = ms[ms.size() / 2];
+  const double reported_ms = static_cast<double>(min - 10 * GST_MSECOND) / GST_MSECOND;
+  EXPECT_GE(reported_ms, 0.5 * inference_ms) << "inference " << inference_ms << " ms";
+  EXPECT_LE(reported_ms, 5.0 * inference_ms + 20.0) << "inference " << inference_ms << " ms";
 }
 
 TEST_F(GstElements, CudaCapsOnlyWhereCudaRuns) {
