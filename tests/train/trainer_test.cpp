@@ -167,6 +167,34 @@ TEST_F(TrainerTest, ZeroIntervalsAreRejected) {
   EXPECT_THROW(train(config, dataset, options, comm), std::invalid_argument);
 }
 
+// The options added for the v2 face recipe are checked before anything is built, and a
+// backbone.reparam model (whose training aborts inside LibTorch 1.13) is refused, not run.
+TEST_F(TrainerTest, NewOptionsAreChecked) {
+  options.output_dir = testing::temp_dir();
+  SingleProcess comm;
+  auto expect_refused = [&](const TrainOptions& o, const ModelConfig& c, const std::string& part) {
+    try {
+      train(c, dataset, o, comm);
+      FAIL() << "accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  TrainOptions o = options;
+  o.crop_min = 0.5;
+  o.crop_max = 0.4;
+  expect_refused(o, config, "crop_max");
+  o = options;
+  o.precision = "fp16";
+  expect_refused(o, config, "precision");
+  o = options;
+  o.force_topk = -1;
+  expect_refused(o, config, "force_topk");
+  ModelConfig rep = config;
+  rep.backbone.reparam = true;
+  expect_refused(options, rep, "backbone.reparam");
+}
+
 int free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
