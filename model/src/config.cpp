@@ -248,8 +248,11 @@ void ModelConfig::validate() const {
     for (int c : backbone.channels) range("backbone.channels entries", c, 1, kMaxChannels);
     for (int b : backbone.blocks) range("backbone.blocks entries", b, 0, kMaxBlocks);
   }
-  if (backbone.reparam && (backbone.type != "fast" || backbone.norm != "bn")) {
-    bad("backbone.reparam needs backbone.type 'fast' and backbone.norm 'bn'");
+  if (backbone.reparam) {
+    // The RepVGG backbone crashes inside LibTorch 1.13's CPU convolutions (heap corruption
+    // in training, and a segfault once in a train-mode forward); refused until understood.
+    bad("backbone.reparam is not supported with this LibTorch (1.13 crashes in its CPU "
+        "convolutions on that network); use head.reparam");
   }
   if (fpn.levels.empty()) bad("fpn.levels must not be empty");
   for (size_t i = 0; i < fpn.levels.size(); ++i) {

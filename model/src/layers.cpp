@@ -77,15 +77,13 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
     if (bn_) y = bn_->forward(y);
     if (frozen_bn_) y = frozen_bn_->forward(y);
     if (bn_1x1_) {
-      // A strided 1x1 conv is a 1x1 conv of every stride-th pixel. Written that way because
-      // LibTorch 1.13's CPU backward of a strided 1x1 convolution corrupts the heap ("free():
-      // invalid next size" in convolution_backward, reproduced with this network's shapes).
-      const int64_t s = options.stride();
-      using torch::indexing::None;
-      using torch::indexing::Slice;
-      auto xs =
-          s == 1 ? x : x.index({Slice(), Slice(), Slice(None, None, s), Slice(None, None, s)});
-      y = y + bn_1x1_->forward(torch::conv2d(xs, weight_1x1_));
+      // The 1x1 branch runs as a 3x3 conv whose kernel is the 1x1 weight at the centre tap
+      // (zeros elsewhere): the same result, through the same oneDNN path as the main 3x3.
+      // LibTorch 1.13's CPU 1x1 convolutions on these shapes (strided, or 3-channel, sliced)
+      // corrupted the heap in reparam networks; the 3x3 path is the one every plain net uses.
+      auto k3 = torch::constant_pad_nd(weight_1x1_, {1, 1, 1, 1});
+      y = y +
+          bn_1x1_->forward(torch::conv2d(x, k3, {}, {options.stride(), options.stride()}, {1, 1}));
     }
     if (bn_id_) y = y + bn_id_->forward(x);
   }

@@ -81,11 +81,14 @@ TEST(Reparam, IdentityBranchOnlyWhereShapesAllow) {
   EXPECT_THROW(ConvNormAct(ConvNormActOptions(4, 8, 3).norm("gn").reparam(true)), c10::Error);
 }
 
-// A whole reparam network (backbone and head) after folding equals its training form.
+// A whole network with a reparam head after folding equals its training form. (A reparam
+// backbone is refused by the config: LibTorch 1.13 crashes on it.)
 TEST(Reparam, FoldedNetworkEqualsTrainingForm) {
   auto config = ModelConfig::preset("face-rt");
-  config.backbone.reparam = true;
   config.head.reparam = true;
+  auto with_backbone = config;
+  with_backbone.backbone.reparam = true;
+  EXPECT_THROW(with_backbone.validate(), std::invalid_argument);
   config.head.share_tower = true;
   torch::manual_seed(3);
   AutoAssign model(config);

@@ -192,7 +192,7 @@ TEST_F(TrainerTest, NewOptionsAreChecked) {
   expect_refused(o, config, "force_topk");
   ModelConfig rep = config;
   rep.backbone.reparam = true;
-  expect_refused(options, rep, "backbone.reparam");
+  expect_refused(options, rep, "backbone.reparam");  // the trainer says so even unvalidated
 }
 
 int free_port() {
