@@ -237,6 +237,20 @@ class Prefetcher {
   std::vector<std::thread> threads_;
 };
 
+// bf16 CPU autocast for a scope, off again (and its cast cache cleared) however it is left.
+struct CpuAutocast {
+  CpuAutocast() {
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  }
+  ~CpuAutocast() {
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+  CpuAutocast(const CpuAutocast&) = delete;
+  CpuAutocast& operator=(const CpuAutocast&) = delete;
+};
+
 double peak_rss_mb() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
@@ -380,15 +394,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
   if (o.force_topk < 0 || o.force_topk > 100)
     throw std::invalid_argument("force_topk must be in [0, 100]");
-  if (config.backbone.reparam) {
-    // Reproduced: a full model with RepVGG backbone branches aborts inside LibTorch 1.13's CPU
-    // convolution_backward (heap corruption, "free(): invalid next size") from 256x192 up, in
-    // fp32 and NCHW too; the backbone alone and head.reparam train. Refused until that is
-    // understood, rather than crash mid-run.
-    throw std::invalid_argument(
-        "backbone.reparam cannot be trained with this LibTorch (1.13 aborts in the convolution "
-        "backward); use head.reparam or a plain backbone");
-  }
+  // The config's own checks first (bounds, refused options such as backbone.reparam), before
+  // any directory is made or anything is built.
+  config.validate();
   if (o.precision != "fp32" && o.precision != "bf16")
     throw std::invalid_argument("precision must be fp32 or bf16, got '" + o.precision + "'");
   if (o.output_dir.empty()) throw std::invalid_argument("an output directory is required");
@@ -503,17 +511,10 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     if (bf16) {
       // Autocast covers the network only; its outputs go back to fp32 before the assignment
       // and loss (AUTOASSIGN.md 3.9: they need fp32 range and precision).
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      try {
+      {
+        CpuAutocast autocast;
         out = model->forward(batch.images);
-      } catch (...) {
-        at::autocast::set_cpu_enabled(false);
-        at::autocast::clear_cache();
-        throw;
       }
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
       for (auto* outputs : {&out.cls_logits, &out.obj_logits, &out.distances}) {
         for (auto& t : *outputs) t = t.to(torch::kFloat);
       }

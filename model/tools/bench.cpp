@@ -121,9 +121,9 @@ void run(const Options& o) {
   }
   for (auto& e : entries) {
     e.model->prepare_for_inference();
-    for (const auto& layout : o.layouts)
+    for (const auto& layout : o.layouts) {
+      e.model->set_channels_last(layout == "nhwc");
       for (const auto& size_text : o.sizes) {
-        e.model->set_channels_last(layout == "nhwc");
         const Size s = size_option(size_text);
         const int d = e.config.input.size_divisor;
         const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
@@ -189,6 +189,7 @@ void run(const Options& o) {
           }
         }
       }
+    }
   }
   if (o.json) {
     std::cout << rows.dump(2) << "\n";

@@ -440,11 +440,8 @@ TEST_F(GstElements, InferenceIntervalAndRepeatMetadata) {
 // so it must come out with no box. Before the element handled sink events, frame 2 of the
 // interval repeated the old stream's square onto it.
 TEST_F(GstElements, FlushForgetsTheOldStreamsBoxes) {
-  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
-  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
-               "inference-interval", 3u, "repeat-metadata", TRUE, nullptr);
-  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
-  gst_object_unref(e);
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  g_object_set(h->element, "inference-interval", 3u, "repeat-metadata", TRUE, nullptr);
   gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);

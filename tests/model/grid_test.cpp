@@ -7,6 +7,7 @@
 #include "autoassign/model.h"
 #include "autoassign/preprocess.h"
 #include "fixtures.h"
+#include "outputs.h"
 
 namespace autoassign {
 namespace {
@@ -138,11 +139,7 @@ TEST(Presets, FusedModelMatchesUnfused) {
   torch::NoGradGuard g;
   auto before = model->forward(x);
   model->prepare_for_inference();
-  auto after = model->forward(x);
-  for (size_t l = 0; l < before.cls_logits.size(); ++l) {
-    EXPECT_TRUE(torch::allclose(before.cls_logits[l], after.cls_logits[l], 1e-4, 1e-4));
-    EXPECT_TRUE(torch::allclose(before.distances[l], after.distances[l], 1e-4, 1e-3));
-  }
+  testing::expect_outputs_close(before, model->forward(x));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "autoassign/model.h"
+#include "outputs.h"
 
 namespace autoassign {
 namespace {
@@ -106,12 +107,7 @@ TEST(Reparam, FoldedNetworkEqualsTrainingForm) {
   torch::NoGradGuard g;
   auto before = model->forward(x);
   model->prepare_for_inference();
-  auto after = model->forward(x);
-  for (size_t l = 0; l < before.cls_logits.size(); ++l) {
-    EXPECT_TRUE(torch::allclose(before.cls_logits[l], after.cls_logits[l], 1e-4, 1e-4)) << l;
-    EXPECT_TRUE(torch::allclose(before.obj_logits[l], after.obj_logits[l], 1e-4, 1e-4)) << l;
-    EXPECT_TRUE(torch::allclose(before.distances[l], after.distances[l], 1e-4, 1e-3)) << l;
-  }
+  testing::expect_outputs_close(before, model->forward(x));
 }
 
 TEST(Head, SharedTowerFeedsAllPredictors) {
@@ -157,11 +153,7 @@ TEST(Layout, ChannelsLastEqualsNchw) {
   auto a = model->forward(x);
   model->set_channels_last(true);
   EXPECT_TRUE(model->backbone->parameters()[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
-  auto b = model->forward(x);
-  for (size_t l = 0; l < a.cls_logits.size(); ++l) {
-    EXPECT_TRUE(torch::allclose(a.cls_logits[l], b.cls_logits[l], 1e-4, 1e-4)) << l;
-    EXPECT_TRUE(torch::allclose(a.distances[l], b.distances[l], 1e-4, 1e-3)) << l;
-  }
+  testing::expect_outputs_close(a, model->forward(x));
 }
 
 // The trainer's bf16 path: the network under CPU autocast, outputs back in fp32. bf16 keeps 8

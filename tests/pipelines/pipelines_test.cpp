@@ -331,38 +331,62 @@ TEST_F(Pipelines, CameraThatNeverReturnsEndsWithAClearError) {
   EXPECT_NE(p.out().find("gave up"), std::string::npos) << p.out();
 }
 
+// An rtspsrc client of autoassign-rtsp-server's annotated stream: depayloads, decodes and
+// pulls up to `frames` samples, retrying while the server comes up (50 tries, 0.2 s apart).
+// It stays attached and PLAYING until destroyed.
+class AnnotatedClient {
+ public:
+  AnnotatedClient(int port, int frames) {
+    const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
+                             "/annotated latency=100 protocols=tcp ! rtph264depay ! h264parse ! "
+                             "avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink "
+                             "name=sink sync=false";
+    for (int attempt = 0; attempt < 50 && decoded == 0; ++attempt) {
+      g_usleep(200000);  // the server needs a moment to listen
+      stop();
+      client_ = gst_parse_launch(desc.c_str(), nullptr);
+      if (!client_) return;
+      sink_ = gst_bin_get_by_name(GST_BIN(client_), "sink");
+      gst_element_set_state(client_, GST_STATE_PLAYING);
+      for (int i = 0; i < frames; ++i) {
+        GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink_), 10 * GST_SECOND);
+        if (!s) break;
+        GstVideoInfo* info = gst_video_info_new_from_caps(gst_sample_get_caps(s));
+        width = info ? GST_VIDEO_INFO_WIDTH(info) : 0;
+        if (info) gst_video_info_free(info);
+        gst_sample_unref(s);
+        ++decoded;
+      }
+    }
+  }
+  ~AnnotatedClient() { stop(); }
+  AnnotatedClient(const AnnotatedClient&) = delete;
+  AnnotatedClient& operator=(const AnnotatedClient&) = delete;
+
+  int decoded = 0, width = 0;
+
+ private:
+  void stop() {
+    if (!client_) return;
+    gst_element_set_state(client_, GST_STATE_NULL);
+    gst_object_unref(sink_);
+    gst_object_unref(client_);
+    client_ = sink_ = nullptr;
+  }
+  GstElement* client_ = nullptr;
+  GstElement* sink_ = nullptr;
+};
+
 TEST_F(Pipelines, AnnotatedRestreamIsPlayable) {
   const int port = free_port();
   Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test", "--port",
                   std::to_string(port)},
                  dir_);
-  // An rtspsrc client pulls, depayloads and decodes the annotated stream.
-  const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
-                           "/annotated latency=100 protocols=tcp ! rtph264depay ! h264parse ! "
-                           "avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink "
-                           "name=sink sync=false";
-  int decoded = 0, width = 0;
-  for (int attempt = 0; attempt < 50 && decoded == 0; ++attempt) {
-    g_usleep(200000);  // the server needs a moment to listen
-    GstElement* client = gst_parse_launch(desc.c_str(), nullptr);
-    ASSERT_NE(client, nullptr);
-    GstElement* sink = gst_bin_get_by_name(GST_BIN(client), "sink");
-    gst_element_set_state(client, GST_STATE_PLAYING);
-    for (int i = 0; i < 15; ++i) {
-      GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 10 * GST_SECOND);
-      if (!s) break;
-      GstVideoInfo* info = gst_video_info_new_from_caps(gst_sample_get_caps(s));
-      width = info ? GST_VIDEO_INFO_WIDTH(info) : 0;
-      if (info) gst_video_info_free(info);
-      gst_sample_unref(s);
-      ++decoded;
-    }
-    gst_element_set_state(client, GST_STATE_NULL);
-    gst_object_unref(sink);
-    gst_object_unref(client);
+  {
+    AnnotatedClient client(port, 15);
+    EXPECT_EQ(client.decoded, 15) << server.err();
+    EXPECT_GT(client.width, 0);
   }
-  EXPECT_EQ(decoded, 15) << server.err();
-  EXPECT_GT(width, 0);
   server.signal(SIGINT);
   EXPECT_EQ(server.wait(20), 0) << server.err();
 }
@@ -376,39 +400,13 @@ TEST_F(Pipelines, RtspServerCtrlCWithClientAttachedExitsCleanly) {
     Process server({env("AUTOASSIGN_RTSP_SERVER"), "--model", model_, "--source", "test", "--port",
                     std::to_string(port)},
                    dir_);
-    const std::string desc = "rtspsrc location=rtsp://127.0.0.1:" + std::to_string(port) +
-                             "/annotated latency=100 protocols=tcp ! rtph264depay ! h264parse ! "
-                             "avdec_h264 ! appsink name=sink sync=false";
-    GstElement* client = nullptr;
-    GstElement* sink = nullptr;
-    int decoded = 0;
-    for (int attempt = 0; attempt < 50 && decoded == 0; ++attempt) {
-      g_usleep(200000);
-      if (client) {
-        gst_element_set_state(client, GST_STATE_NULL);
-        gst_object_unref(sink);
-        gst_object_unref(client);
-      }
-      client = gst_parse_launch(desc.c_str(), nullptr);
-      ASSERT_NE(client, nullptr);
-      sink = gst_bin_get_by_name(GST_BIN(client), "sink");
-      gst_element_set_state(client, GST_STATE_PLAYING);
-      for (int i = 0; i < 3; ++i) {
-        GstSample* sample = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 10 * GST_SECOND);
-        if (!sample) break;
-        gst_sample_unref(sample);
-        ++decoded;
-      }
-    }
-    ASSERT_GT(decoded, 0) << "round " << round << ": " << server.err();
+    AnnotatedClient client(port, 3);
+    ASSERT_GT(client.decoded, 0) << "round " << round << ": " << server.err();
     // The client stays attached and playing while the server is told to stop.
     server.signal(SIGINT);
     const int status = server.wait(30);
     EXPECT_EQ(status, 0) << "round " << round << ": " << server.err();
     EXPECT_NE(server.out().find("shutting down"), std::string::npos) << server.out();
-    gst_element_set_state(client, GST_STATE_NULL);
-    gst_object_unref(sink);
-    gst_object_unref(client);
     if (status != 0) break;
   }
 }

@@ -21,9 +21,9 @@ struct BackboneConfig {
   /// 16, 32; and how many extra stride-1 3x3 convs each of those four stages has.
   std::vector<int> channels = {16, 32, 64, 128, 256};
   std::vector<int> blocks = {1, 1, 1, 1};
-  /// "fast" with norm "bn" only: train every 3x3 conv in RepVGG form (parallel 1x1 and
-  /// identity BN branches), folded into the single 3x3 at inference: more capacity to train,
-  /// the same inference cost.
+  /// RepVGG form for every 3x3 conv (parallel 1x1 and identity BN branches, folded into the
+  /// single 3x3 at inference). validate() refuses it: LibTorch 1.13 crashes inside its CPU
+  /// convolutions on that network. Kept so the cause can be found; head.reparam works.
   bool reparam = false;
 };
 
