@@ -83,14 +83,17 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   if (j.contains("head")) {
     const json& h = j["head"];
-    check_keys(h, {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam"}, source,
-               "head.");
+    check_keys(h,
+               {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam",
+                "norm_per_level"},
+               source, "head.");
     get(h, "channels", c.head.channels, source, "head.");
     get(h, "num_convs", c.head.num_convs, source, "head.");
     get(h, "norm", c.head.norm, source, "head.");
     get(h, "gn_groups", c.head.gn_groups, source, "head.");
     get(h, "share_tower", c.head.share_tower, source, "head.");
     get(h, "reparam", c.head.reparam, source, "head.");
+    get(h, "norm_per_level", c.head.norm_per_level, source, "head.");
   }
   if (j.contains("input")) {
     const json& i = j["input"];
@@ -139,7 +142,8 @@ std::string ModelConfig::to_json(int indent) const {
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
   j["head"] = {
       {"channels", head.channels},   {"num_convs", head.num_convs},     {"norm", head.norm},
-      {"gn_groups", head.gn_groups}, {"share_tower", head.share_tower}, {"reparam", head.reparam}};
+      {"gn_groups", head.gn_groups}, {"share_tower", head.share_tower}, {"reparam", head.reparam},
+      {"norm_per_level", head.norm_per_level}};
   j["input"] = {{"resize", input.resize},
                 {"short_side", input.short_side},
                 {"long_side", input.long_side},
@@ -276,6 +280,10 @@ void ModelConfig::validate() const {
     }
   }
   if (head.reparam && head.norm != "bn") bad("head.reparam needs head.norm 'bn'");
+  if (head.norm_per_level && head.norm != "bn") bad("head.norm_per_level needs head.norm 'bn'");
+  if (head.norm_per_level && head.reparam) {
+    bad("head.norm_per_level and head.reparam cannot be combined");
+  }
   const int max_stride = 1 << fpn.levels.back();
   range("input.size_divisor", input.size_divisor, 1, kMaxDivisor);
   if (input.size_divisor % std::min(max_stride, 32) != 0) {

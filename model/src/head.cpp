@@ -10,10 +10,14 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
   const int64_t c = config.channels;
   cls_tower_ = torch::nn::Sequential();
   if (!config.share_tower) reg_tower_ = torch::nn::Sequential();
+  const auto levels = static_cast<int>(strides_.size());
   for (int i = 0; i < config.num_convs; ++i) {
     // Tower convs keep their bias even before a norm, as [OFF] and [MMD] (conv_bias=True).
+    // With norm_per_level the conv stays shared and the norm and ReLU move to the per-level
+    // lists below.
     auto options = ConvNormActOptions(c, c, 3)
-                       .norm(config.norm)
+                       .norm(config.norm_per_level ? "none" : config.norm)
+                       .relu(!config.norm_per_level)
                        .gn_groups(config.gn_groups)
                        .bias(true)
                        .reparam(config.reparam);
@@ -22,6 +26,20 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
   }
   register_module(config.share_tower ? "tower" : "cls_tower", cls_tower_);
   if (reg_tower_) register_module("reg_tower", reg_tower_);
+  if (config.norm_per_level) {
+    // Index level * num_convs + conv. The names hold ".norm_" so the trainer's
+    // no-weight-decay rule for norm parameters covers them.
+    cls_norms_ = torch::nn::ModuleList();
+    if (reg_tower_) reg_norms_ = torch::nn::ModuleList();
+    for (int l = 0; l < levels; ++l) {
+      for (int i = 0; i < config.num_convs; ++i) {
+        cls_norms_->push_back(torch::nn::BatchNorm2d(c));
+        if (reg_norms_) reg_norms_->push_back(torch::nn::BatchNorm2d(c));
+      }
+    }
+    register_module("norm_levels", cls_norms_);
+    if (reg_norms_) register_module("norm_levels_reg", reg_norms_);
+  }
   auto pred = [&](int64_t out) {
     return ConvNormAct(ConvNormActOptions(c, out, 3).norm("none").relu(false));
   };
@@ -45,15 +63,24 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
   reg_pred->bias.fill_(kRegBiasInit);
 }
 
+torch::Tensor HeadImpl::run_tower(torch::nn::Sequential& tower, torch::nn::ModuleList& norms,
+                                 size_t level, torch::Tensor x) {
+  if (!norms) return tower->is_empty() ? x : tower->forward(x);
+  const size_t n = tower->size();
+  for (size_t i = 0; i < n; ++i) {
+    x = tower[i]->as<ConvNormActImpl>()->forward(x);
+    x = torch::relu(norms[level * n + i]->as<torch::nn::BatchNorm2dImpl>()->forward(x));
+  }
+  return x;
+}
+
 HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
   TORCH_CHECK(pyramid.size() == strides_.size(), "Head: expected ", strides_.size(),
               " pyramid levels, got ", pyramid.size());
   HeadOutput out;
   for (size_t l = 0; l < pyramid.size(); ++l) {
-    auto cls_feat = cls_tower_->is_empty() ? pyramid[l] : cls_tower_->forward(pyramid[l]);
-    auto reg_feat = !reg_tower_              ? cls_feat
-                    : reg_tower_->is_empty() ? pyramid[l]
-                                             : reg_tower_->forward(pyramid[l]);
+    auto cls_feat = run_tower(cls_tower_, cls_norms_, l, pyramid[l]);
+    auto reg_feat = !reg_tower_ ? cls_feat : run_tower(reg_tower_, reg_norms_, l, pyramid[l]);
     out.cls_logits.push_back(cls_pred->forward(cls_feat));
     out.obj_logits.push_back(obj_pred->forward(reg_feat));
     // clamp + out-of-place multiply: ReLU followed by an in-place *stride breaks autograd

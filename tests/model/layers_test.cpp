@@ -142,6 +142,75 @@ TEST(Head, SharedTowerFeedsAllPredictors) {
   for (size_t l = 0; l < 2; ++l) EXPECT_TRUE(torch::equal(out.cls_logits[l], out.obj_logits[l]));
 }
 
+// How far a head's inference outputs (running statistics) are from its training outputs (the
+// batch's statistics) once the running statistics have converged on a fixed pyramid whose
+// levels differ in mean and scale, as FPN levels do: the largest difference over levels,
+// relative to the spread of that level's training output.
+double train_eval_gap(bool norm_per_level) {
+  HeadConfig hc;
+  hc.channels = 8;
+  hc.num_convs = 2;
+  hc.norm = "bn";
+  hc.share_tower = true;
+  hc.norm_per_level = norm_per_level;
+  torch::manual_seed(7);
+  Head head(hc, 1, std::vector<int>{8, 16, 32});
+  std::vector<torch::Tensor> pyramid = {torch::randn({2, 8, 32, 32}),
+                                        torch::randn({2, 8, 16, 16}) * 8 + 20,
+                                        torch::randn({2, 8, 8, 8}) * 0.5 - 5};
+  torch::NoGradGuard g;
+  head->train();
+  HeadOutput trained;
+  // Momentum 0.1: after 200 passes the running statistics hold the batch's to 0.9^200.
+  for (int i = 0; i < 200; ++i) trained = head->forward(pyramid);
+  head->eval();
+  auto inferred = head->forward(pyramid);
+  double gap = 0;
+  for (size_t l = 0; l < pyramid.size(); ++l) {
+    for (auto [a, b] : {std::pair{trained.cls_logits[l], inferred.cls_logits[l]},
+                        std::pair{trained.obj_logits[l], inferred.obj_logits[l]}}) {
+      const double spread = (a.max() - a.min()).item<double>();
+      gap = std::max(gap, (a - b).abs().max().item<double>() / spread);
+    }
+  }
+  return gap;
+}
+
+// With one BN per level, inference normalises each level as training did (up to the
+// unbiased/biased variance, 1/128 at the smallest level); a BN shared by the levels learns
+// running statistics that fit none of them, and inference drifts by a large part of the
+// output's range. The second half shows the check can fail.
+TEST(Head, PerLevelNormInfersAsItTrained) {
+  EXPECT_LT(train_eval_gap(true), 0.02);
+  EXPECT_GT(train_eval_gap(false), 0.2);
+}
+
+TEST(Head, PerLevelNormSharesTheConvsOnly) {
+  HeadConfig hc;
+  hc.channels = 8;
+  hc.num_convs = 2;
+  hc.norm = "bn";
+  hc.norm_per_level = true;
+  Head head(hc, 1, std::vector<int>{8, 16, 32});
+  int64_t norms = 0, all = 0;
+  for (const auto& p : head->named_parameters()) {
+    all += p.value().numel();
+    if (p.key().rfind("norm_levels", 0) == 0) norms += p.value().numel();
+  }
+  // Two towers (cls, reg) x 3 levels x 2 convs x (weight + bias of 8) norm parameters; the
+  // convs themselves are counted once: 2 towers x 2 x (576 + 8).
+  EXPECT_EQ(norms, 2 * 3 * 2 * 16);
+  const int64_t preds = (8 * 9 + 1) * (1 + 4 + 1);
+  EXPECT_EQ(all, norms + 2 * 2 * (576 + 8) + preds + 3);
+  auto bad = ModelConfig::preset("face-rt");
+  bad.head.norm_per_level = true;
+  bad.head.norm = "gn";
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad.head.norm = "bn";
+  bad.head.reparam = true;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+}
+
 // NHWC is a memory layout only: the outputs equal NCHW's.
 TEST(Layout, ChannelsLastEqualsNchw) {
   auto config = ModelConfig::preset("face-rt");

@@ -43,6 +43,11 @@ struct HeadConfig {
   bool share_tower = false;
   /// norm "bn" only: tower convs in RepVGG training form, folded at inference.
   bool reparam = false;
+  /// norm "bn" only: the tower convs stay shared by all levels but every level gets its own
+  /// BatchNorm (statistics and affine), as in NAS-FPN and EfficientDet. One BN shared by the
+  /// levels normalises each level with that level's batch statistics in training but with
+  /// running statistics averaged over all levels at inference, which fit none of them.
+  bool norm_per_level = false;
 };
 
 struct InputConfig {

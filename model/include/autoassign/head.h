@@ -36,6 +36,10 @@ class HeadImpl : public torch::nn::Module {
   std::vector<int> strides_;
   // With share_tower only cls_tower_ exists; it feeds all three predictors.
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
+  // norm_per_level: each tower's BatchNorms, level-major ([level * num_convs + conv]).
+  torch::nn::ModuleList cls_norms_{nullptr}, reg_norms_{nullptr};
+  torch::Tensor run_tower(torch::nn::Sequential& tower, torch::nn::ModuleList& norms,
+                          size_t level, torch::Tensor x);
 };
 TORCH_MODULE(Head);
 
