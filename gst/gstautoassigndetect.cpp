@@ -58,6 +58,7 @@ enum {
   PROP_LABELS_FILE,
   PROP_DROP_WHEN_BUSY,
   PROP_INPUT_SIZE,
+  PROP_PRECISION,
 };
 
 #define DEFAULT_DEVICE "cpu"
@@ -68,6 +69,7 @@ enum {
 #define DEFAULT_REPEAT_METADATA FALSE
 #define DEFAULT_THREADS 0
 #define DEFAULT_DROP_WHEN_BUSY FALSE
+#define DEFAULT_PRECISION "auto"
 
 #define VIDEO_FORMATS "{ RGB, BGR, RGBx, BGRx, RGBA, BGRA, NV12, I420 }"
 #define VIDEO_CAPS GST_VIDEO_CAPS_MAKE(VIDEO_FORMATS)
@@ -88,6 +90,7 @@ struct Settings {
   std::string labels_file;
   std::string input_size;  // "WxH" or "" (the model's)
   bool drop_when_busy = DEFAULT_DROP_WHEN_BUSY;
+  std::string precision = DEFAULT_PRECISION;
 };
 
 // Detections kept for repeat-metadata and drop-when-busy, in normalised coordinates so they
@@ -193,6 +196,7 @@ std::shared_ptr<Detector> make_detector(const Settings& s, std::vector<std::stri
   o.threshold = static_cast<float>(s.threshold);
   o.iou_threshold = static_cast<float>(s.iou_threshold);
   o.max_detections = s.max_detections;
+  o.precision = s.precision;
   if (!s.input_size.empty() &&
       !autoassign::parse_size(s.input_size, &o.input_width, &o.input_height)) {
     throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" +
@@ -252,7 +256,7 @@ std::map<std::string, std::weak_ptr<Detector>> g_models;
 
 std::string model_key(const Settings& s) {
   return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file +
-         '\n' + s.input_size;
+         '\n' + s.input_size + '\n' + s.precision;
 }
 
 // The shared Detector for these settings, loading it if no element holds it. `fresh` (a
@@ -461,6 +465,9 @@ gboolean detect_start(GstBaseTransform* trans) {
     std::vector<std::string> warnings;
     auto det = acquire_detector(s, &warnings);
     post_warnings(self, warnings);
+    GST_INFO_OBJECT(self, "model %s on %s: precision %s (asked %s), layout %s",
+                    det->info().name.c_str(), det->device().c_str(), det->precision().c_str(),
+                    s.precision.c_str(), det->layout().c_str());
     std::lock_guard<std::mutex> lock(self->priv->detector_lock);
     self->priv->detector = det;
   } catch (const std::exception& e) {
@@ -694,6 +701,11 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       s.input_size = v ? v : "";
       break;
     }
+    case PROP_PRECISION: {
+      const char* v = g_value_get_string(value);
+      s.precision = v ? v : DEFAULT_PRECISION;
+      break;
+    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -736,6 +748,9 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
       break;
     case PROP_INPUT_SIZE:
       g_value_set_string(value, s.input_size.c_str());
+      break;
+    case PROP_PRECISION:
+      g_value_set_string(value, s.precision.c_str());
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -838,6 +853,14 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
                           "32): larger finds smaller objects at a cost growing with the area; "
                           "applies at the next READY->PAUSED",
                           nullptr, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_PRECISION,
+      g_param_spec_string("precision", "Precision",
+                          "Network arithmetic: auto (bf16 on CPUs with AMX or AVX512-BF16, fp32 "
+                          "elsewhere; the debug log says which), fp32, bf16 or fp16 (CUDA). "
+                          "Box decoding, scores and NMS stay fp32; applies at the next "
+                          "READY->PAUSED",
+                          DEFAULT_PRECISION, rw_ready));
   gst_element_class_set_static_metadata(
       element_class, "AutoAssign object detector", "Filter/Analyzer/Video",
       "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",

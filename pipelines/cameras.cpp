@@ -38,6 +38,7 @@ using Clock = std::chrono::steady_clock;
 struct Settings {
   std::string model, output = "-";
   double threshold = 0.5;
+  std::string precision = "auto";
   bool drop_when_busy = false;
   int threads = 0;
   int retries = -1;  // failed attempts in a row before giving up on a camera; -1 = never
@@ -74,14 +75,7 @@ int64_t now_ms() {
       .count();
 }
 
-std::string quote(const std::string& s) {
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') q += '\\';
-    q += c;
-  }
-  return q + "\"";
-}
+using autoassign::pipelines::quote;
 
 // The source part of a camera's pipeline: RTSP over TCP (interleaved: works through NAT and
 // firewalls, and a dropped server is seen as a closed connection), V4L2, a file, a test pattern.
@@ -207,7 +201,7 @@ void start_camera(Camera* cam) {
       " ! videoconvert ! video/x-raw,format=NV12 ! autoassigndetect name=detect" +
       std::to_string(cam->index) + " model-file=" + quote(g_options.model) +
       " threshold=" + std::to_string(g_options.threshold) +
-      " threads=" + std::to_string(g_options.threads) +
+      " threads=" + std::to_string(g_options.threads) + " precision=" + quote(g_options.precision) +
       (g_options.drop_when_busy ? " drop-when-busy=true" : "") +
       " ! autoassignjson append=true location=" + quote(json_location(*cam)) +
       " source=" + quote(cam->source) + " ! fakesink name=sink sync=false async=false";
@@ -273,6 +267,7 @@ const char* kUsage =
     "  --output DIR|-          DIR/camera-N.jsonl per source, or '-' for stdout (default)\n"
     "  --threshold T           score threshold (default 0.5)\n"
     "  --threads N             LibTorch threads (default: one per core)\n"
+    "  --precision P           auto (bf16 on CPUs with AMX or AVX512-BF16), fp32, bf16\n"
     "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
     "  --retries N             give up on a camera after N failed attempts in a row\n"
     "                          (default: never)\n"
@@ -291,6 +286,7 @@ int main(int argc, char** argv) {
   cli.value("--output", &o.output);
   cli.value("--threshold", &o.threshold);
   cli.value("--threads", &o.threads);
+  cli.value("--precision", &o.precision);
   cli.value("--retries", &o.retries);
   cli.value("--retry-max-seconds", &o.retry_max_seconds);
   cli.value("--stall-seconds", &o.stall_seconds);

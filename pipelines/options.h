@@ -12,6 +12,17 @@
 
 namespace autoassign::pipelines {
 
+/// A value quoted for gst_parse_launch: the parser reads it as one string whatever it holds
+/// (spaces, '!', '=', quotes), so a file name or URL cannot add elements or properties.
+inline std::string quote(const std::string& s) {
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
+
 class Options {
  public:
   explicit Options(std::string usage) : usage_(std::move(usage)) {}

@@ -44,24 +44,28 @@ struct Options {
   std::string model, source = "test", address = "127.0.0.1", port = "8554", mount = "/annotated";
   double threshold = 0.5;
   int bitrate = 2000;
+  std::string precision = "auto";
 };
+
+using autoassign::pipelines::quote;
 
 std::string source_description(const std::string& source) {
   if (source == "test") return "videotestsrc is-live=true pattern=ball";
-  if (source.rfind("/dev/", 0) == 0) return "v4l2src device=" + source;
+  if (source.rfind("/dev/", 0) == 0) return "v4l2src device=" + quote(source);
   if (source.find("://") == std::string::npos) {
     gchar* uri = gst_filename_to_uri(source.c_str(), nullptr);
-    std::string s = std::string("uridecodebin uri=") + uri;
+    std::string s = "uridecodebin uri=" + quote(uri ? uri : source);
     g_free(uri);
     return s;
   }
-  return "uridecodebin uri=" + source;
+  return "uridecodebin uri=" + quote(source);
 }
 
 const char* kUsage =
     "usage: autoassign-rtsp-server --model MODEL [--source URI|FILE|/dev/videoN|test]\n"
     "         [--address 127.0.0.1] [--port 8554] [--mount /annotated] [--threshold 0.5]\n"
-    "         [--bitrate 2000 (kbit/s)]\n";
+    "         [--bitrate 2000 (kbit/s)] [--precision auto|fp32|bf16]\n"
+    "--precision auto runs bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere.\n";
 
 }  // namespace
 
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
   cli.value("--mount", &o.mount);
   cli.value("--threshold", &o.threshold);
   cli.value("--bitrate", &o.bitrate);
+  cli.value("--precision", &o.precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
   if (o.model.empty()) return cli.fail("--model is required");
   // drop-when-busy: a live source must never queue behind inference.
@@ -84,8 +89,9 @@ int main(int argc, char** argv) {
       "( " + source_description(o.source) +
       " ! videoconvert ! video/x-raw,format=NV12 ! autoassigndetect drop-when-busy=true "
       "threshold=" +
-      std::to_string(o.threshold) + " model-file=\"" + o.model +
-      "\" ! autoassignoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
+      std::to_string(o.threshold) + " precision=" + quote(o.precision) +
+      " model-file=" + quote(o.model) +
+      " ! autoassignoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
       "bitrate=" +
       std::to_string(o.bitrate) +
       " key-int-max=30 ! rtph264pay name=pay0 pt=96 config-interval=1 )";

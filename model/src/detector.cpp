@@ -5,6 +5,10 @@
 #include <mutex>
 #include <thread>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "autoassign/checkpoint.h"
 #include "autoassign/postprocess.h"
 #include "autoassign/preprocess.h"
@@ -12,6 +16,54 @@
 namespace autoassign {
 
 bool cuda_available() { return torch::cuda::is_available(); }
+
+CpuFeatures cpu_features() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = (c >> 27) & 1;
+  if (!osxsave || __get_cpuid_max(0, nullptr) < 7) return f;
+  // XCR0: the OS saves the x87/SSE/AVX (bits 1-2) and the AVX-512 opmask/ZMM state (5-7).
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const bool os_avx512 = (lo & 0xE6u) == 0xE6u;
+  __cpuid_count(7, 0, a, b, c, d);
+  // EBX: AVX512F bit 16, DQ 17, BW 30, VL 31. EDX: AMX-BF16 bit 22 (the OS also grants AMX
+  // per process; oneDNN asks for it itself).
+  const bool f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+  f.avx512_core = os_avx512 && f512 && dq && bw && vl;
+  f.amx_bf16 = f.avx512_core && ((d >> 22) & 1) && ((lo >> 17) & 3) == 3;
+  unsigned max_sub = a;
+  if (max_sub >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512_bf16 = f.avx512_core && ((a >> 5) & 1);  // EAX bit 5
+  }
+#endif
+  return f;
+}
+
+std::string resolve_precision(const std::string& precision, const std::string& device) {
+  const bool cpu = Device::parse(device).type == Device::Type::kCpu;
+  if (precision == "fp32") return precision;
+  if (precision == "auto") {
+    const auto f = cpu_features();
+    return cpu && (f.amx_bf16 || f.avx512_bf16) ? "bf16" : "fp32";
+  }
+  if (precision == "fp16") {
+    if (cpu) throw std::invalid_argument("precision fp16 needs a CUDA device (use bf16 on CPUs)");
+    return precision;
+  }
+  if (precision == "bf16") {
+    if (cpu && !cpu_features().avx512_core) {
+      throw std::invalid_argument(
+          "precision bf16 needs AVX-512 (F, BW, VL, DQ) on this CPU; it has none: use fp32");
+    }
+    return precision;
+  }
+  throw std::invalid_argument("precision must be auto, fp32, bf16 or fp16, got '" + precision +
+                              "'");
+}
 
 namespace {
 
@@ -57,6 +109,10 @@ struct Detector::Impl {
                                   "'");
     }
     const bool nhwc = options.layout == "nhwc" || (options.layout == "auto" && device.is_cpu());
+    precision = resolve_precision(options.precision, options.device);
+    model->set_precision(precision == "bf16"   ? torch::kBFloat16
+                         : precision == "fp16" ? torch::kHalf
+                                               : torch::kFloat);
     model->set_channels_last(nhwc);
     const ModelConfig& c = model->config();
     post = c.postprocess;
@@ -67,6 +123,7 @@ struct Detector::Impl {
   }
 
   torch::Device device;
+  std::string precision;
   AutoAssign model;
   Preprocessor preprocessor;
   ModelInfo info;
@@ -212,5 +269,7 @@ const ModelInfo& Detector::info() const { return impl_->info; }
 std::string Detector::device() const { return impl_->device.str(); }
 
 std::string Detector::layout() const { return impl_->model->channels_last() ? "nhwc" : "nchw"; }
+
+std::string Detector::precision() const { return impl_->precision; }
 
 }  // namespace autoassign

@@ -64,14 +64,47 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
 }
 
 torch::Tensor HeadImpl::run_tower(torch::nn::Sequential& tower, torch::nn::ModuleList& norms,
-                                 size_t level, torch::Tensor x) {
+                                  const std::vector<torch::Tensor>& folded, size_t level,
+                                  torch::Tensor x) {
   if (!norms) return tower->is_empty() ? x : tower->forward(x);
   const size_t n = tower->size();
   for (size_t i = 0; i < n; ++i) {
-    x = tower[i]->as<ConvNormActImpl>()->forward(x);
-    x = torch::relu(norms[level * n + i]->as<torch::nn::BatchNorm2dImpl>()->forward(x));
+    if (!folded.empty()) {
+      const size_t k = 2 * (level * n + i);
+      x = torch::relu(torch::conv2d(x, folded[k], folded[k + 1], 1, 1));
+    } else {
+      x = tower[i]->as<ConvNormActImpl>()->forward(x);
+      x = torch::relu(norms[level * n + i]->as<torch::nn::BatchNorm2dImpl>()->forward(x));
+    }
   }
   return x;
+}
+
+void HeadImpl::fuse_level_norms() {
+  if (!cls_norms_ || !cls_folded_.empty()) return;
+  TORCH_CHECK(!is_training(), "Head::fuse_level_norms: call eval() first");
+  torch::NoGradGuard no_grad;
+  // Each level gets its own copy of the shared conv with that level's BN folded in, as
+  // ConvNormAct folds its BN: the per-level norms then cost nothing at inference. The copies
+  // are parameters (not trained) so that layout and precision changes reach them.
+  auto fold = [&](torch::nn::Sequential& tower, torch::nn::ModuleList& norms,
+                  const std::string& name, std::vector<torch::Tensor>& out) {
+    const size_t n = tower->size();
+    for (size_t k = 0; k < norms->size(); ++k) {
+      auto* conv = tower[k % n]->as<ConvNormActImpl>();
+      auto* bn = norms[k]->as<torch::nn::BatchNorm2dImpl>();
+      auto scale = bn->weight * (bn->running_var + bn->options.eps()).rsqrt();
+      auto shift = bn->bias - bn->running_mean * scale;
+      auto w = conv->weight * scale.view({-1, 1, 1, 1});
+      auto b = conv->bias * scale + shift;
+      const auto id = name + "_" + std::to_string(k);
+      out.push_back(register_parameter(id + "_weight",
+                                       w.contiguous(conv->weight.suggest_memory_format()), false));
+      out.push_back(register_parameter(id + "_bias", b, false));
+    }
+  };
+  fold(cls_tower_, cls_norms_, "folded", cls_folded_);
+  if (reg_norms_) fold(reg_tower_, reg_norms_, "folded_reg", reg_folded_);
 }
 
 HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
@@ -79,8 +112,14 @@ HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
               " pyramid levels, got ", pyramid.size());
   HeadOutput out;
   for (size_t l = 0; l < pyramid.size(); ++l) {
-    auto cls_feat = run_tower(cls_tower_, cls_norms_, l, pyramid[l]);
-    auto reg_feat = !reg_tower_ ? cls_feat : run_tower(reg_tower_, reg_norms_, l, pyramid[l]);
+    auto cls_feat = run_tower(cls_tower_, cls_norms_, cls_folded_, l, pyramid[l]);
+    auto reg_feat =
+        !reg_tower_ ? cls_feat : run_tower(reg_tower_, reg_norms_, reg_folded_, l, pyramid[l]);
+    // The predictors may run in a wider type than the towers (bf16 inference keeps them in
+    // fp32: distances in pixels lose ~0.4% in bf16).
+    const auto pred_type = cls_pred->weight.scalar_type();
+    if (cls_feat.scalar_type() != pred_type) cls_feat = cls_feat.to(pred_type);
+    if (reg_feat.scalar_type() != pred_type) reg_feat = reg_feat.to(pred_type);
     out.cls_logits.push_back(cls_pred->forward(cls_feat));
     out.obj_logits.push_back(obj_pred->forward(reg_feat));
     // clamp + out-of-place multiply: ReLU followed by an in-place *stride breaks autograd

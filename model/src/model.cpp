@@ -14,11 +14,28 @@ AutoAssignImpl::AutoAssignImpl(const ModelConfig& config)
 }
 
 HeadOutput AutoAssignImpl::forward(const torch::Tensor& images) {
-  if (channels_last_) {
-    return head->forward(
-        fpn->forward(backbone->forward(images.contiguous(torch::MemoryFormat::ChannelsLast))));
+  auto x = images.scalar_type() == precision_ ? images : images.to(precision_);
+  if (channels_last_) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  return head->forward(fpn->forward(backbone->forward(x)));
+}
+
+void AutoAssignImpl::set_precision(torch::ScalarType type) {
+  TORCH_CHECK(type == torch::kFloat || type == torch::kBFloat16 || type == torch::kHalf,
+              "AutoAssign::set_precision: fp32, bf16 or fp16, got ", type);
+  TORCH_CHECK(type == torch::kFloat || !is_training(),
+              "AutoAssign::set_precision: lower precision is for inference (train with autocast)");
+  backbone->to(type);
+  fpn->to(type);
+  head->to(type);
+  // What needs range and exactness stays fp32: the predictors and the per-level scales.
+  head->cls_pred->to(torch::kFloat);
+  head->reg_pred->to(torch::kFloat);
+  head->obj_pred->to(torch::kFloat);
+  {
+    torch::NoGradGuard no_grad;
+    head->scales.set_data(head->scales.to(torch::kFloat));
   }
-  return head->forward(fpn->forward(backbone->forward(images)));
+  precision_ = type;
 }
 
 void AutoAssignImpl::set_channels_last(bool on) {
@@ -33,6 +50,7 @@ void AutoAssignImpl::set_channels_last(bool on) {
 void AutoAssignImpl::prepare_for_inference() {
   eval();
   fuse_conv_norm(*this);
+  head->fuse_level_norms();
 }
 
 }  // namespace autoassign

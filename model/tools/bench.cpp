@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "autoassign/checkpoint.h"
+#include "autoassign/detector.h"
 #include "autoassign/profile.h"
 #include "autoassign/types.h"
 #include "commands.h"
@@ -57,12 +58,23 @@ struct Options {
   std::vector<std::string> configs;
   std::string model;
   std::vector<std::string> layouts = {"nchw", "nhwc"};
+  std::vector<std::string> precisions = {"fp32"};
   std::vector<std::string> sizes = {"640x384"};
   std::vector<int> threads = {2};
   int runs = 30, warmup = 5, batch = 1;
   bool json = false, profile = false;
   std::string peer_onnx, peer_name = "peer", peer_size = "640x480";
 };
+
+// Every (a, b) pair, a-major.
+std::vector<std::pair<std::string, std::string>> combinations(const std::vector<std::string>& a,
+                                                              const std::vector<std::string>& b) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& x : a) {
+    for (const auto& y : b) out.emplace_back(x, y);
+  }
+  return out;
+}
 
 void run(const Options& o) {
   struct Entry {
@@ -119,9 +131,18 @@ void run(const Options& o) {
       throw CLI::ValidationError("--layout", "expected nchw or nhwc, got '" + layout + "'");
     }
   }
+  std::vector<std::string> precisions;  // resolved: auto becomes what it chose
+  for (const auto& p : o.precisions) {
+    try {
+      precisions.push_back(resolve_precision(p, "cpu"));
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError("--precision", e.what());
+    }
+  }
   for (auto& e : entries) {
     e.model->prepare_for_inference();
-    for (const auto& layout : o.layouts) {
+    for (const auto& [precision, layout] : combinations(precisions, o.layouts)) {
+      e.model->set_precision(precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
       e.model->set_channels_last(layout == "nhwc");
       for (const auto& size_text : o.sizes) {
         const Size s = size_option(size_text);
@@ -149,6 +170,7 @@ void run(const Options& o) {
           nlohmann::json row = {{"model", e.label},
                                 {"runtime", "libtorch"},
                                 {"layout", layout},
+                                {"precision", precision},
                                 {"width", w},
                                 {"height", h},
                                 {"threads", t},
@@ -199,14 +221,19 @@ void run(const Options& o) {
   for (const auto& r : rows)
     name_width = std::max(name_width, r["model"].get<std::string>().size());
   const int nw = static_cast<int>(name_width);
-  std::printf("\n%-*s %-10s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model", "runtime",
-              "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps", "GFLOPs", "GFLOP/s",
-              "vs peer");
+  const auto f = cpu_features();
+  std::printf("\nCPU: AVX-512 %s, AVX512-BF16 %s, AMX-BF16 %s (precision auto = %s)\n",
+              f.avx512_core ? "yes" : "no", f.avx512_bf16 ? "yes" : "no", f.amx_bf16 ? "yes" : "no",
+              resolve_precision("auto", "cpu").c_str());
+  std::printf("\n%-*s %-10s %-4s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model",
+              "runtime", "prec", "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps",
+              "GFLOPs", "GFLOP/s", "vs peer");
   for (const auto& r : rows) {
     const std::string input =
         std::to_string(r["width"].get<int>()) + "x" + std::to_string(r["height"].get<int>());
-    std::printf("%-*s %-10s %-6s %-10s %3d %5d %10.2f %10.2f %8.1f", nw,
+    std::printf("%-*s %-10s %-4s %-6s %-10s %3d %5d %10.2f %10.2f %8.1f", nw,
                 r["model"].get<std::string>().c_str(), r["runtime"].get<std::string>().c_str(),
+                r.value("precision", std::string("fp32")).c_str(),
                 r.value("layout", std::string("-")).c_str(), input.c_str(), r["threads"].get<int>(),
                 r["batch"].get<int>(), r["latency_ms_median"].get<double>(),
                 r["latency_ms_p90"].get<double>(), r["fps"].get<double>());
@@ -238,6 +265,11 @@ void add_bench(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--layout", o->layouts,
                   "memory layout(s) of weights and activations: nchw, nhwc (channels-last)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--precision", o->precisions,
+                  "network precision(s): fp32, bf16, auto (bf16 where the CPU has AMX or "
+                  "AVX512-BF16)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch intra-op thread count(s)")->delimiter(',');

@@ -15,6 +15,11 @@ void add_train(CLI::App& app);
 void add_detect(CLI::App& app);
 void add_eval(CLI::App& app);
 
+/// --precision's help, the same for detect, eval and the pipeline programs.
+inline constexpr const char* kPrecisionHelp =
+    "network arithmetic: auto (bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere), fp32, "
+    "bf16, fp16 (CUDA); box decoding, scores and NMS stay fp32";
+
 /// Model config from exactly one of --preset / --config (or a default preset).
 struct ModelSource {
   std::string preset;

@@ -71,6 +71,7 @@ void set_input_size(const std::string& text, DetectorOptions* o) {
 
 struct DetectOptions {
   std::string model, input, format = "jsonl", output = "-", draw_dir, device = "cpu", input_size;
+  std::string precision = "auto";
   float threshold = -1, iou_threshold = -1;
   int max_detections = -1, threads = 0;
 };
@@ -88,6 +89,7 @@ void run_detect(const DetectOptions& o) {
   dopt.threshold = o.threshold;
   dopt.max_detections = o.max_detections;
   dopt.iou_threshold = o.iou_threshold;
+  dopt.precision = o.precision;
   set_input_size(o.input_size, &dopt);
   Detector det(o.model, dopt);
   std::vector<fs::path> images;
@@ -167,6 +169,7 @@ void add_detect(CLI::App& app) {
   cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
   cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--precision", o->precision, kPrecisionHelp)->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
   cmd->add_option("--input-size", o->input_size,
                   "network input WxH instead of the model's (e.g. 1280x768: smaller faces, "
@@ -181,7 +184,7 @@ struct EvalOptions {
   // The model's own post-processing by default: AP is what detect and the element deliver.
   float threshold = -1, iou_threshold = -1;
   int max_detections = -1, threads = 0;
-  std::string layout = "auto";
+  std::string layout = "auto", precision = "auto";
   bool json = false;
 };
 
@@ -217,6 +220,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
   cmd->add_option("--layout", o->layout, "auto, nchw or nhwc (see bench --layout)")
       ->capture_default_str();
+  cmd->add_option("--precision", o->precision, kPrecisionHelp)->capture_default_str();
   cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
@@ -243,6 +247,7 @@ void add_eval(CLI::App& app) {
       dopt.max_detections = o->max_detections;
       dopt.iou_threshold = o->iou_threshold;
       dopt.layout = o->layout;
+      dopt.precision = o->precision;
       set_input_size(o->input_size, &dopt);
       det = std::make_unique<Detector>(o->model, dopt);
     }
@@ -340,7 +345,11 @@ void add_eval(CLI::App& app) {
                     fmt(r.ap_large).c_str(), fmt(r.ar100).c_str());
       }
     }
-    if (det) result["ms_per_image"] = 1000 * seconds / std::max<size_t>(1, ds.samples.size());
+    if (det) {
+      result["ms_per_image"] = 1000 * seconds / std::max<size_t>(1, ds.samples.size());
+      result["precision"] = det->precision();
+      result["layout"] = det->layout();
+    }
     if (o->json) std::cout << result.dump(2) << "\n";
   });
 }

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "autoassign/checkpoint.h"
+#include "autoassign/detector.h"
 #include "autoassign/types.h"
 #include "commands.h"
 
@@ -72,6 +73,11 @@ void add_info(CLI::App& app) {
               << c.postprocess.nms_iou << ", top-k/level " << c.postprocess.topk_per_level
               << ", max " << c.postprocess.max_detections << "\n"
               << "parameters    " << count_parameters(*net) << "\n";
+    const auto f = cpu_features();
+    auto yes = [](bool b) { return b ? "yes" : "no"; };
+    std::cout << "precision     auto = " << resolve_precision("auto", "cpu")
+              << " on this CPU (AVX-512 " << yes(f.avx512_core) << ", AVX512-BF16 "
+              << yes(f.avx512_bf16) << ", AMX-BF16 " << yes(f.amx_bf16) << ")\n";
   });
 }
 

@@ -3,9 +3,12 @@
 // against hand-computed values or against the plain form it must equal.
 #include "autoassign/layers.h"
 
+#include <fstream>
+
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
+#include "autoassign/detector.h"
 #include "autoassign/model.h"
 #include "outputs.h"
 
@@ -24,6 +27,20 @@ void set_bn(torch::nn::Module& bn, std::vector<float> weight, std::vector<float>
   params["bias"].copy_(torch::tensor(bias));
   buffers["running_mean"].copy_(torch::tensor(mean));
   buffers["running_var"].copy_(torch::tensor(var));
+}
+
+// A model whose BatchNorms hold non-trivial statistics and affine parameters, in eval mode.
+AutoAssign model_with_norm_statistics(const ModelConfig& config, uint64_t seed) {
+  torch::manual_seed(seed);
+  AutoAssign model(config);
+  model->train();
+  torch::NoGradGuard g;
+  for (auto& p : model->named_parameters()) {
+    if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
+  }
+  for (int i = 0; i < 3; ++i) model->forward(torch::randn({2, 3, 96, 128}) * 2 + 0.5);
+  model->eval();
+  return model;
 }
 
 // One channel in and out, 3x3 input, stride 1: every branch can be worked out by hand.
@@ -91,18 +108,7 @@ TEST(Reparam, FoldedNetworkEqualsTrainingForm) {
   with_backbone.backbone.reparam = true;
   EXPECT_THROW(with_backbone.validate(), std::invalid_argument);
   config.head.share_tower = true;
-  torch::manual_seed(3);
-  AutoAssign model(config);
-  // Non-trivial BN statistics and affine parameters in every branch.
-  model->train();
-  {
-    torch::NoGradGuard g;
-    for (auto& p : model->named_parameters()) {
-      if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
-    }
-    for (int i = 0; i < 3; ++i) model->forward(torch::randn({2, 3, 96, 128}) * 2 + 0.5);
-  }
-  model->eval();
+  auto model = model_with_norm_statistics(config, 3);
   auto x = torch::randn({1, 3, 96, 128});
   torch::NoGradGuard g;
   auto before = model->forward(x);
@@ -255,6 +261,91 @@ TEST(Layout, Bf16AutocastForwardCloseToFp32) {
                     .item<float>();
     EXPECT_LT(derr, 0.02f) << "level " << l;
   }
+}
+
+// Per-level BNs fold into one copy of the shared tower convs per level: the folded network
+// equals its training form (here with a P6 level, fed from C5).
+TEST(Head, PerLevelNormFoldsIntoEachLevelsConvs) {
+  auto config = ModelConfig::preset("face-rt");
+  config.head.share_tower = true;
+  config.head.norm_per_level = true;
+  config.fpn.levels = {3, 4, 5, 6};
+  auto model = model_with_norm_statistics(config, 8);
+  auto x = torch::randn({1, 3, 96, 128});
+  torch::NoGradGuard g;
+  auto before = model->forward(x);
+  ASSERT_EQ(before.cls_logits.size(), 4u);
+  model->prepare_for_inference();
+  testing::expect_outputs_close(before, model->forward(x));
+  model->set_channels_last(true);
+  testing::expect_outputs_close(before, model->forward(x));
+}
+
+// The CPU features the library reads from CPUID are the ones Linux reports.
+TEST(Precision, CpuFeaturesMatchProcCpuinfo) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      flags = line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  }
+  if (flags.empty()) GTEST_SKIP() << "no /proc/cpuinfo flags";
+  auto has = [&](const std::string& f) { return flags.find(" " + f + " ") != std::string::npos; };
+  const auto f = cpu_features();
+  EXPECT_EQ(f.avx512_core, has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq"));
+  EXPECT_EQ(f.avx512_bf16, has("avx512_bf16"));
+  EXPECT_EQ(f.amx_bf16, has("amx_bf16"));
+  EXPECT_EQ(resolve_precision("auto", "cpu"),
+            has("amx_bf16") || has("avx512_bf16") ? "bf16" : "fp32");
+  EXPECT_EQ(resolve_precision("auto", "cuda"), "fp32");
+  EXPECT_EQ(resolve_precision("fp32", "cpu"), "fp32");
+  EXPECT_EQ(resolve_precision("fp16", "cuda:0"), "fp16");
+  EXPECT_THROW(resolve_precision("fp16", "cpu"), std::invalid_argument);
+  EXPECT_THROW(resolve_precision("int8", "cpu"), std::invalid_argument);
+  if (f.avx512_core) {
+    EXPECT_EQ(resolve_precision("bf16", "cpu"), "bf16");
+  } else {
+    EXPECT_THROW(resolve_precision("bf16", "cpu"), std::invalid_argument);
+  }
+}
+
+// bf16 inference: backbone, FPN and towers in bf16, predictors and outputs in fp32, within the
+// tolerance of the autocast test above (1% of magnitude + 5% of spread for logits, 2% for
+// distances in pixels).
+TEST(Precision, Bf16InferenceCloseToFp32) {
+  if (!cpu_features().avx512_core) GTEST_SKIP() << "no AVX-512: LibTorch has no bf16 convs here";
+  auto config = ModelConfig::preset("face-rt");
+  config.head.norm_per_level = true;
+  auto model = model_with_norm_statistics(config, 9);
+  model->prepare_for_inference();
+  model->set_channels_last(true);
+  auto x = torch::randn({1, 3, 96, 160});
+  torch::NoGradGuard g;
+  auto ref = model->forward(x);
+  model->set_precision(torch::kBFloat16);
+  EXPECT_EQ(model->backbone->parameters()[0].scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(model->head->cls_pred->weight.scalar_type(), torch::kFloat);
+  auto low = model->forward(x);
+  for (size_t l = 0; l < ref.cls_logits.size(); ++l) {
+    ASSERT_EQ(low.cls_logits[l].scalar_type(), torch::kFloat);
+    ASSERT_EQ(low.distances[l].scalar_type(), torch::kFloat);
+    for (auto [r, o] : {std::pair{ref.cls_logits[l], low.cls_logits[l]},
+                        std::pair{ref.obj_logits[l], low.obj_logits[l]}}) {
+      const auto spread = (r.max() - r.min()).item<float>();
+      const auto excess = ((o - r).abs() - 0.01f * r.abs()).max().item<float>();
+      EXPECT_LT(excess, 0.05f * spread + 1e-6f) << "level " << l;
+    }
+    const auto derr =
+        ((low.distances[l] - ref.distances[l]).abs() / (ref.distances[l].abs() + 1.0f))
+            .max()
+            .item<float>();
+    EXPECT_LT(derr, 0.02f) << "level " << l;
+  }
+  // Back to fp32: the weights went through bf16 once, so close but not equal.
+  model->set_precision(torch::kFloat);
+  EXPECT_EQ(model->forward(x).cls_logits[0].scalar_type(), torch::kFloat);
 }
 
 }  // namespace

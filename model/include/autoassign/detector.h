@@ -27,7 +27,26 @@ struct DetectorOptions {
   /// NHWC on CPUs, where oneDNN runs these networks' convolutions 15-25% faster (measured
   /// with `autoassign bench --layout nchw,nhwc`), NCHW on CUDA. Outputs are the same.
   std::string layout = "auto";
+  /// Arithmetic of the network: "fp32", "bf16" (CPUs with AVX-512; fast only with AMX or
+  /// AVX512-BF16), "fp16" (CUDA only) or "auto": bf16 on CPUs that have AMX or AVX512-BF16
+  /// (asked of CPUID, see cpu_features()), fp32 elsewhere, CUDA included. Pixel normalisation,
+  /// the head's predictors, box decoding, scores and NMS stay fp32 in every case.
+  std::string precision = "auto";
 };
+
+/// The CPU's units that decide bf16 inference, from CPUID (and XGETBV: the OS must save the
+/// AVX-512 state). avx512_core = AVX512F+BW+VL+DQ, what oneDNN needs for any bf16 convolution.
+struct CpuFeatures {
+  bool avx512_core = false;
+  bool avx512_bf16 = false;
+  bool amx_bf16 = false;
+};
+CpuFeatures cpu_features();
+
+/// What `precision` resolves to on `device` ("cpu", "cuda[:N]"): "fp32", "bf16" or "fp16".
+/// Throws std::invalid_argument for an unknown value, fp16 on a CPU, or bf16 on a CPU without
+/// AVX-512 (LibTorch's oneDNN has no bf16 convolution there).
+std::string resolve_precision(const std::string& precision, const std::string& device);
 
 /// Per-call post-processing overrides (< 0 = the detector's current setting). Lets several
 /// users share one loaded Detector, each with its own thresholds, without touching its state.
@@ -77,6 +96,8 @@ class Detector {
   std::string device() const;
   /// The layout in use, "nchw" or "nhwc" (what "auto" chose).
   std::string layout() const;
+  /// The precision in use, "fp32", "bf16" or "fp16" (what "auto" chose).
+  std::string precision() const;
 
  private:
   std::vector<std::vector<Detection>> detect_batch(const std::vector<ImageView>& images,

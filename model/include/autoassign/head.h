@@ -28,6 +28,9 @@ class HeadImpl : public torch::nn::Module {
  public:
   HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> strides);
   HeadOutput forward(const std::vector<torch::Tensor>& pyramid);
+  /// norm_per_level, inference only: folds each level's BN into its own copy of the shared
+  /// tower convs. No-op otherwise; call after eval().
+  void fuse_level_norms();
 
   ConvNormAct cls_pred{nullptr}, reg_pred{nullptr}, obj_pred{nullptr};
   torch::Tensor scales;  // [L] beta_l
@@ -38,8 +41,10 @@ class HeadImpl : public torch::nn::Module {
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
   // norm_per_level: each tower's BatchNorms, level-major ([level * num_convs + conv]).
   torch::nn::ModuleList cls_norms_{nullptr}, reg_norms_{nullptr};
+  // After fuse_level_norms: (weight, bias) per level and conv, in the norms' order.
+  std::vector<torch::Tensor> cls_folded_, reg_folded_;
   torch::Tensor run_tower(torch::nn::Sequential& tower, torch::nn::ModuleList& norms,
-                          size_t level, torch::Tensor x);
+                          const std::vector<torch::Tensor>& folded, size_t level, torch::Tensor x);
 };
 TORCH_MODULE(Head);
 

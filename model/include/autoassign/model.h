@@ -24,6 +24,12 @@ class AutoAssignImpl : public torch::nn::Module {
   /// the same tensors in another memory layout.
   void set_channels_last(bool on);
   bool channels_last() const { return channels_last_; }
+  /// Inference only (after prepare_for_inference): the backbone, FPN and head towers hold
+  /// their weights and run in `type` (kFloat or kBFloat16 on CPUs, kHalf on CUDA); the input
+  /// is cast on entry, and the head's predictors and level scales stay fp32, so the outputs
+  /// (logits, distances in pixels) are fp32 whatever the type.
+  void set_precision(torch::ScalarType type);
+  torch::ScalarType precision() const { return precision_; }
 
   const ModelConfig& config() const { return config_; }
   const std::vector<int>& strides() const { return strides_; }
@@ -37,6 +43,7 @@ class AutoAssignImpl : public torch::nn::Module {
   ModelConfig config_;
   std::vector<int> strides_;
   bool channels_last_ = false;
+  torch::ScalarType precision_ = torch::kFloat;
 };
 TORCH_MODULE(AutoAssign);
 
