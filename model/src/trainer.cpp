@@ -279,20 +279,38 @@ double learning_rate(const TrainOptions& o, int64_t it) {
   return lr;
 }
 
+// The optimiser's state key of a parameter, as LibTorch 1.13's SGD keys it.
+std::string state_key(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
+
+std::string momentum_name(size_t group, size_t index) {
+  return "optimizer." + std::to_string(group) + "." + std::to_string(index) + ".momentum_buffer";
+}
+
+// A resume file is a tensor file like the model file (data only, checked on reading): the
+// model's tensors under "model.", SGD's momentum buffers under "optimizer.G.I.", and the
+// iteration, config and options as metadata.
 void save_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SGD& opt,
                      int64_t iteration, const nlohmann::json& options_json) {
-  torch::serialize::OutputArchive archive, weights, optimizer;
-  archive.write("format", c10::IValue(std::string(kCheckpointTag)));
-  archive.write("iteration", c10::IValue(iteration));
-  archive.write("config", c10::IValue(model->config().to_json()));
-  archive.write("options", c10::IValue(options_json.dump()));
-  model->save(weights);
-  opt.save(optimizer);
-  archive.write("model", weights);
-  archive.write("optimizer", optimizer);
-  const std::string path = dir + "/checkpoint.pt";
-  archive.save_to(path + ".tmp");
-  std::filesystem::rename(path + ".tmp", path);
+  auto tensors = module_tensors(*model, "model.");
+  const auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t i = 0; i < groups[g].params().size(); ++i) {
+      auto it = opt.state().find(state_key(groups[g].params()[i]));
+      if (it == opt.state().end()) continue;
+      auto& st = static_cast<torch::optim::SGDParamState&>(*it->second);
+      if (st.momentum_buffer().defined())
+        tensors.emplace_back(momentum_name(g, i), st.momentum_buffer());
+    }
+  }
+  write_tensor_file(dir + "/checkpoint.pt",
+                    {{"format", kCheckpointTag},
+                     {"format_version", "2"},
+                     {"iteration", std::to_string(iteration)},
+                     {"config", model->config().to_json()},
+                     {"options", options_json.dump()}},
+                    tensors);
   save_model(dir + "/model.pt", model);
 }
 
@@ -302,45 +320,56 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
   if (!std::filesystem::exists(path)) {
     throw std::runtime_error("--resume: no checkpoint at " + path);
   }
-  torch::serialize::InputArchive archive, weights, optimizer;
+  TensorFileReader reader(path);
+  const auto& meta = reader.header().metadata;
+  auto field = [&](const char* key) {
+    auto it = meta.find(key);
+    return it == meta.end() ? std::string() : it->second;
+  };
+  int64_t iteration = -1;
   try {
-    archive.load_from(path);
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not a readable checkpoint: " + e.what_without_backtrace());
+    iteration = std::stoll(field("iteration"));
+  } catch (const std::exception&) {
   }
-  c10::IValue tag, iteration, config;
-  if (!archive.try_read("format", tag) || !tag.isString() || tag.toStringRef() != kCheckpointTag ||
-      !archive.try_read("iteration", iteration) || !archive.try_read("config", config)) {
-    throw std::runtime_error(path + ": not an autoassign training checkpoint");
+  if (field("format") != kCheckpointTag || field("format_version") != "2" || iteration < 0) {
+    throw std::runtime_error(path + ": not an autoassign training checkpoint of format version 2");
   }
-  if (config.toStringRef() != model->config().to_json()) {
+  if (field("config") != model->config().to_json()) {
     throw std::runtime_error(path + ": the checkpoint's model config differs from this run's");
   }
   // "Continues exactly" means the same schedule, data order and augmentation: a resumed run
   // with other settings would silently become a different run, so name what differs.
-  c10::IValue saved_options;
-  if (archive.try_read("options", saved_options) && saved_options.isString()) {
-    const auto saved = nlohmann::json::parse(saved_options.toStringRef(), nullptr, false);
-    std::string differ;
-    if (saved.is_object()) {
-      for (const auto& [key, value] : options_json.items()) {
-        if (saved.contains(key) && saved[key] != value) {
-          differ += (differ.empty() ? "" : ", ") + key + " (checkpoint " + saved[key].dump() +
-                    ", now " + value.dump() + ")";
-        }
+  const auto saved = nlohmann::json::parse(field("options"), nullptr, false);
+  std::string differ;
+  if (saved.is_object()) {
+    for (const auto& [key, value] : options_json.items()) {
+      if (saved.contains(key) && saved[key] != value) {
+        differ += (differ.empty() ? "" : ", ") + key + " (checkpoint " + saved[key].dump() +
+                  ", now " + value.dump() + ")";
       }
     }
-    if (!differ.empty()) {
-      throw std::runtime_error(path + ": --resume with other training settings than the " +
-                               "checkpoint's: " + differ +
-                               "; resume with the same flags or start a new run");
+  }
+  if (!differ.empty()) {
+    throw std::runtime_error(path + ": --resume with other training settings than the " +
+                             "checkpoint's: " + differ +
+                             "; resume with the same flags or start a new run");
+  }
+  size_t expected = read_module_tensors(reader, *model, "model.").size();
+  const auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t i = 0; i < groups[g].params().size(); ++i) {
+      const auto& p = groups[g].params()[i];
+      if (!reader.header().find(momentum_name(g, i))) continue;
+      auto st = std::make_unique<torch::optim::SGDParamState>();
+      st->momentum_buffer(reader.read(momentum_name(g, i), torch::kFloat, p.sizes()));
+      opt.state()[state_key(p)] = std::move(st);
+      ++expected;
     }
   }
-  archive.read("model", weights);
-  archive.read("optimizer", optimizer);
-  model->load(weights);
-  opt.load(optimizer);
-  return iteration.toInt();
+  if (expected != reader.header().tensors.size()) {
+    throw std::runtime_error(path + ": holds tensors that are not this run's model or optimiser");
+  }
+  return iteration;
 }
 
 nlohmann::json options_to_json(const TrainOptions& o) {

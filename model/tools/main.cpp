@@ -49,7 +49,8 @@ void add_info(CLI::App& app) {
     const auto& c = config;
     std::cout << "source        " << (preset->empty() ? *model : "preset " + *preset) << "\n";
     if (preset->empty())
-      std::cout << "format        " << kModelFormatTag << " v" << kModelFormatVersion << "\n";
+      std::cout << "format        " << kModelFormatTag << " v" << kModelFormatVersion
+                << " (safetensors layout, data only)\n";
     std::cout << "name          " << c.name << "\n"
               << "classes       " << c.num_classes << ":";
     for (size_t i = 0; i < c.class_names.size() && i < 10; ++i)
@@ -106,6 +107,37 @@ void add_init(CLI::App& app) {
 
 }  // namespace autoassign::cli
 
+namespace autoassign::cli {
+
+void add_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "convert",
+      "Convert a version-1 model file (a LibTorch archive) to the current format (data only). "
+      "Reading a LibTorch archive runs the TorchScript inside it: convert only files you "
+      "trust, such as your own; every other command reads the current format only");
+  auto in = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("old", *in, "version-1 model file (.pt)")->required();
+  cmd->add_option("new", *out, "model file to write")->required();
+  cmd->callback([=] {
+    try {
+      read_model_config(*in);
+      throw CLI::ValidationError("convert", "'" + *in + "' is already in the current format");
+    } catch (const ModelFileError& e) {
+      if (e.kind() != ModelFileError::Kind::kVersion) throw;
+    }
+    auto model = load_legacy_model(*in);
+    save_model(*out, model);
+    // Read back through the strict loader: what was written is what every loader accepts.
+    auto back = load_model(*out);
+    std::cout << "converted " << *in << " (format v1, LibTorch archive) -> " << *out << " (format v"
+              << kModelFormatVersion << ", " << back->config().name << ", "
+              << count_parameters(*back) << " parameters)\n";
+  });
+}
+
+}  // namespace autoassign::cli
+
 int main(int argc, char** argv) {
   CLI::App app{
       "autoassign: AutoAssign object detection (LibTorch) - model info, training, evaluation, "
@@ -117,6 +149,7 @@ int main(int argc, char** argv) {
   autoassign::cli::add_detect(app);
   autoassign::cli::add_eval(app);
   autoassign::cli::add_bench(app);
+  autoassign::cli::add_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

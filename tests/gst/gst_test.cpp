@@ -367,17 +367,26 @@ TEST_F(GstElements, BadModelsFailReadyToPaused) {
   fs::resize_file(truncated, fs::file_size(truncated) / 2);
   expect_start_error(truncated, "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ, truncated);
   {
+    // A model file of a later format version, and one of the LibTorch-archive format (v1),
+    // which the element never opens: loading it could run code.
     auto model = load_model(testing::trained_square_model());
+    write_tensor_file(dir + "/v3.pt",
+                      {{"format", kModelFormatTag},
+                       {"format_version", "3"},
+                       {"config", model->config().to_json()}},
+                      module_tensors(*model));
     torch::serialize::OutputArchive archive, weights;
     archive.write("format", c10::IValue(std::string(kModelFormatTag)));
-    archive.write("format_version", c10::IValue(kModelFormatVersion + 1));
+    archive.write("format_version", c10::IValue(int64_t{1}));
     archive.write("config", c10::IValue(model->config().to_json()));
     model->save(weights);
     archive.write("model", weights);
-    archive.save_to(dir + "/v2.pt");
+    archive.save_to(dir + "/v1.pt");
   }
-  expect_start_error(dir + "/v2.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-                     "format version 2");
+  expect_start_error(dir + "/v3.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                     "format version '3'");
+  expect_start_error(dir + "/v1.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                     "autoassign convert");
   expect_start_error("", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND, "no model-file");
   if (!torch::cuda::is_available()) {
     expect_start_error(testing::trained_square_model(), "cuda", GST_LIBRARY_ERROR,
