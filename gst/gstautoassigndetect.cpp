@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,6 +100,7 @@ struct Result {
   std::vector<Detection> detections;       // boxes divided by the frame size
   GstClockTime pts = GST_CLOCK_TIME_NONE;  // of the frame they were computed on
   bool valid = false;
+  bool attached = false;  // drop-when-busy: already attached to an earlier buffer
 };
 
 }  // namespace
@@ -164,27 +166,19 @@ struct LabelsFileMissing : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One name per non-empty line. A line that is not valid UTF-8 keeps its place with the bad
-// bytes replaced by U+FFFD (labels reach JSON and GLib strings, which need valid UTF-8), and
-// `warnings` gets a message naming the file and the line.
+// The names of a labels file (autoassign::parse_labels: invalid UTF-8 replaced, warned about).
 std::vector<std::string> read_labels(const std::string& path, std::vector<std::string>* warnings) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw LabelsFileMissing("cannot open labels file '" + path + "'");
-  std::vector<std::string> names;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (line.empty()) continue;
-    bool changed = false;
-    names.push_back(autoassign::sanitize_utf8(line, &changed));
-    if (changed && warnings) {
-      warnings->push_back("labels file '" + path + "' line " + std::to_string(number) +
-                          " is not valid UTF-8; its invalid bytes are shown as U+FFFD");
-    }
+  // 10,000 classes of 256-byte names fit in 3 MB: a larger file is not a labels file.
+  in.seekg(0, std::ios::end);
+  if (in.tellg() > (16 << 20)) {
+    throw std::invalid_argument("labels file '" + path + "' is larger than 16 MB");
   }
-  return names;
+  in.seekg(0);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return autoassign::parse_labels(text.str(), path, warnings);
 }
 
 // Builds a Detector from the settings; throws what the library throws. Problems that do not
@@ -381,6 +375,7 @@ void worker_loop(GstAutoAssignDetect* self) {
           p->last.detections = std::move(found);
           p->last.pts = pts;
           p->last.valid = true;
+          p->last.attached = false;
         }
       }
     } catch (const std::exception& e) {
@@ -551,8 +546,11 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     // Attach the latest finished detections without waiting (while the buffer is still
     // writable), then hand this newest frame to the worker, replacing one it has not started.
     {
+      // Fresh for a tracker downstream only on the first buffer that carries a new result.
       std::lock_guard<std::mutex> lock(p->result_lock);
       if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
+      autoassign::gst::mark_inference(buffer, p->last.valid && !p->last.attached);
+      p->last.attached = true;
     }
     {
       std::lock_guard<std::mutex> lock(p->work_lock);
@@ -574,6 +572,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     if (s.repeat_metadata && p->last.valid) {
       attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
     }
+    autoassign::gst::mark_inference(buffer, false);
     return GST_FLOW_OK;
   }
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
@@ -607,6 +606,7 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   }
   gst_video_frame_unmap(&frame);
   attach_normalised(buffer, found, w, h, GST_BUFFER_PTS(buffer));
+  autoassign::gst::mark_inference(buffer, true);
   std::lock_guard<std::mutex> lock(p->result_lock);
   p->last.detections = std::move(found);
   p->last.pts = GST_BUFFER_PTS(buffer);

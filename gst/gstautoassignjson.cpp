@@ -91,11 +91,7 @@ gboolean json_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
   return st->have_info;
 }
 
-// JSON must be valid UTF-8: read_rois and the source property clean their text (invalid bytes
-// become U+FFFD), and dump() replaces rather than throws as a last line of defence.
-std::string json_text(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+using autoassign::gst::json_text;
 
 GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer);
 
@@ -128,15 +124,7 @@ GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer)
   if (!st->source.empty()) frame["source"] = st->source;
   frame["objects"] = nlohmann::json::array();
   for (const auto& r : rois) {
-    nlohmann::json o = {{"x", r.x}, {"y", r.y}, {"w", r.w}, {"h", r.h}, {"roi_type", r.roi_type}};
-    if (r.has_detection) {
-      o["detection"] = {
-          {"bounding_box",
-           {{"x_min", r.x_min}, {"y_min", r.y_min}, {"x_max", r.x_max}, {"y_max", r.y_max}}},
-          {"confidence", r.confidence},
-          {"label", r.label},
-          {"label_id", r.label_id}};
-    }
+    nlohmann::json o = autoassign::gst::roi_to_json(r);
     if (st->post_messages) {
       GstStructure* s = gst_structure_new(
           "autoassign-object", "timestamp", G_TYPE_UINT64, static_cast<guint64>(pts), "x",

@@ -67,6 +67,8 @@ void rgb_to_yuv(const Rgb& c, double& y, double& u, double& v) {
 std::string caption(const autoassign::gst::Roi& r, const OverlaySettings& s) {
   std::string text;
   if (s.show_labels) text = r.has_detection && !r.label.empty() ? r.label : r.roi_type;
+  // A tracker's id (autoassigntrack, gvatrack) right after the label: "face #12".
+  if (s.show_labels && r.object_id >= 0) text += " #" + std::to_string(r.object_id);
   if (s.show_confidence && r.has_detection) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%s%.2f", text.empty() ? "" : " ", r.confidence);

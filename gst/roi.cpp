@@ -7,8 +7,9 @@
 namespace autoassign::gst {
 
 void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
-                       int height, GstClockTime source_pts) {
-  for (const auto& d : detections) {
+                       int height, GstClockTime source_pts, const std::vector<int64_t>* ids) {
+  for (size_t i = 0; i < detections.size(); ++i) {
+    const auto& d = detections[i];
     const int x1 = std::clamp(static_cast<int>(std::floor(d.x1)), 0, width);
     const int y1 = std::clamp(static_cast<int>(std::floor(d.y1)), 0, height);
     const int x2 = std::clamp(static_cast<int>(std::ceil(d.x2)), 0, width);
@@ -29,7 +30,57 @@ void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detectio
           meta, gst_structure_new("autoassign", "source-pts", G_TYPE_UINT64,
                                   static_cast<guint64>(source_pts), nullptr));
     }
+    if (ids && i < ids->size()) {
+      // gvatrack's int: ids past 2^31 (years of new objects at 30 fps) wrap, never go negative.
+      const int id = static_cast<int>((*ids)[i] % G_MAXINT);
+      gst_video_region_of_interest_meta_add_param(
+          meta, gst_structure_new("object_id", "id", G_TYPE_INT, id, nullptr));
+    }
   }
+}
+
+void remove_rois(GstBuffer* buffer) {
+  gst_buffer_foreach_meta(
+      buffer,
+      [](GstBuffer*, GstMeta** meta, gpointer) -> gboolean {
+        if ((*meta)->info->api == GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE) *meta = nullptr;
+        return TRUE;
+      },
+      nullptr);
+}
+
+namespace {
+
+constexpr const char* kInferenceMeta = "AutoAssignInferenceMeta";
+
+void register_inference_meta() {
+  static const GstMetaInfo* info = [] {
+    // No tags: the mark survives elements that drop metas tied to the frame's geometry or
+    // colours (videoscale, videoconvert), as it describes neither.
+    static const gchar* tags[] = {nullptr};
+    return gst_meta_register_custom(kInferenceMeta, tags, nullptr, nullptr, nullptr);
+  }();
+  (void)info;
+}
+
+}  // namespace
+
+void mark_inference(GstBuffer* buffer, bool fresh) {
+  register_inference_meta();
+  GstCustomMeta* meta = gst_buffer_get_custom_meta(buffer, kInferenceMeta);
+  if (!meta) meta = gst_buffer_add_custom_meta(buffer, kInferenceMeta);
+  if (!meta) return;
+  gst_structure_set(gst_custom_meta_get_structure(meta), "fresh", G_TYPE_BOOLEAN, fresh, nullptr);
+}
+
+int read_inference_mark(GstBuffer* buffer) {
+  register_inference_meta();
+  GstCustomMeta* meta = gst_buffer_get_custom_meta(buffer, kInferenceMeta);
+  gboolean fresh = FALSE;
+  if (!meta || !gst_structure_get_boolean(gst_custom_meta_get_structure(meta), "fresh", &fresh)) {
+    return -1;
+  }
+  return fresh ? 1 : 0;
 }
 
 std::vector<Roi> read_rois(GstBuffer* buffer) {
@@ -62,6 +113,10 @@ std::vector<Roi> read_rois(GstBuffer* buffer) {
     if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "autoassign")) {
       guint64 pts = GST_CLOCK_TIME_NONE;
       if (gst_structure_get_uint64(s, "source-pts", &pts)) r.source_pts = pts;
+    }
+    if (const GstStructure* s = gst_video_region_of_interest_meta_get_param(m, "object_id")) {
+      int id = -1;
+      if (gst_structure_get_int(s, "id", &id)) r.object_id = id;
     }
     rois.push_back(std::move(r));
   }
@@ -131,6 +186,27 @@ ImageView frame_view(const GstVideoFrame* frame) {
     }
   }
   return v;
+}
+
+nlohmann::json roi_to_json(const Roi& r) {
+  nlohmann::json o = {{"x", r.x}, {"y", r.y}, {"w", r.w}, {"h", r.h}, {"roi_type", r.roi_type}};
+  if (r.object_id >= 0) o["id"] = r.object_id;
+  if (r.has_detection) {
+    o["detection"] = {
+        {"bounding_box",
+         {{"x_min", r.x_min}, {"y_min", r.y_min}, {"x_max", r.x_max}, {"y_max", r.y_max}}},
+        {"confidence", r.confidence},
+        {"label", r.label},
+        {"label_id", r.label_id}};
+  }
+  return o;
+}
+
+// JSON must be valid UTF-8: read_rois and the json element's source property clean their text
+// (invalid bytes become U+FFFD), and dump() replaces rather than throws as a last line of
+// defence.
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace autoassign::gst

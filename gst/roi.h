@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gst/video/video.h>
+#include <nlohmann/json.hpp>
 
 #include "autoassign/types.h"
 
@@ -28,13 +29,33 @@ struct Roi {
   int label_id = -1;
   std::string label;
   GstClockTime source_pts = GST_CLOCK_TIME_NONE;  ///< "autoassign" source-pts, when present
+  int64_t object_id = -1;  ///< a tracker's "object_id" param structure's "id", when present
 };
 
-/// Adds one ROI meta per detection; boxes are rounded out to whole pixels and clipped.
+/// Adds one ROI meta per detection; boxes are rounded out to whole pixels and clipped. With
+/// `ids` (one per detection), each also gets an "object_id" param structure with an int "id",
+/// as DL Streamer's gvatrack stores it.
 void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
-                       int height, GstClockTime source_pts = GST_CLOCK_TIME_NONE);
+                       int height, GstClockTime source_pts = GST_CLOCK_TIME_NONE,
+                       const std::vector<int64_t>* ids = nullptr);
+/// Removes every ROI meta from a (writable) buffer.
+void remove_rois(GstBuffer* buffer);
+
+/// autoassigndetect marks every buffer it passes with a custom meta ("AutoAssignInferenceMeta",
+/// a structure with boolean "fresh"): fresh = the buffer's ROI metas are a detection result no
+/// earlier buffer carried (the model ran on this frame, or with drop-when-busy a new result
+/// arrived); not fresh = repeated or no detections this frame. A tracker predicts on those.
+void mark_inference(GstBuffer* buffer, bool fresh);
+/// 1 fresh, 0 not fresh, -1 no mark (another detector: every frame counts as fresh).
+int read_inference_mark(GstBuffer* buffer);
 /// All ROI metas of a buffer, in the order they were added.
 std::vector<Roi> read_rois(GstBuffer* buffer);
+
+/// One ROI as autoassignjson writes it (gvametaconvert's shape): x, y, w, h, roi_type and, when
+/// present, "detection" {bounding_box, confidence, label, label_id}.
+nlohmann::json roi_to_json(const Roi& roi);
+/// JSON text that never throws: invalid UTF-8 (already cleaned by read_rois) is replaced.
+std::string json_text(const nlohmann::json& j);
 
 /// GstVideoFormat -> the library's PixelFormat; false for formats the library does not take.
 bool to_pixel_format(GstVideoFormat format, PixelFormat* out);

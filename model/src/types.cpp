@@ -212,4 +212,28 @@ std::string sanitize_utf8(const std::string& text, bool* changed) {
 ModelFileError::ModelFileError(Kind kind, const std::string& path, const std::string& reason)
     : std::runtime_error("model file '" + path + "': " + reason), kind_(kind), path_(path) {}
 
+std::vector<std::string> parse_labels(const std::string& text, const std::string& source,
+                                      std::vector<std::string>* warnings) {
+  std::vector<std::string> names;
+  size_t start = 0;
+  int number = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    ++number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) continue;
+    bool changed = false;
+    names.push_back(sanitize_utf8(line, &changed));
+    if (changed && warnings) {
+      warnings->push_back("labels file '" + sanitize_utf8(source) + "' line " +
+                          std::to_string(number) +
+                          " is not valid UTF-8; its invalid bytes are shown as U+FFFD");
+    }
+  }
+  return names;
+}
+
 }  // namespace autoassign

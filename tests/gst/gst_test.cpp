@@ -14,6 +14,7 @@
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "autoassign/checkpoint.h"
@@ -987,6 +988,166 @@ TEST_F(GstElements, CudaCapsOnlyWhereCudaRuns) {
 #else
   EXPECT_FALSE(offers_cuda);
 #endif
+}
+
+// ---- autoassigntrack on real photos ----------------------------------------------------------
+
+// The WIDER FACE val ground truth of `image` (event/name.jpg) from the official text file.
+std::vector<cv::Rect> wider_val_faces(const std::string& data, const std::string& image) {
+  std::ifstream in(data + "/widerface/wider_face_split/wider_face_val_bbx_gt.txt");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line != image) continue;
+    int n = 0;
+    in >> n;
+    std::vector<cv::Rect> faces;
+    for (int i = 0; i < std::max(n, 1); ++i) {
+      int v[10];
+      for (int& x : v) in >> x;
+      if (n > 0) faces.emplace_back(v[0], v[1], v[2], v[3]);
+    }
+    return faces;
+  }
+  return {};
+}
+
+// A clip of three shots, one WIDER couple photo each, held for 10 frames (1 s at 10 fps) with a
+// slow zoom (the 4:3 view shrinks 1.5% per frame about the centre), through autoassigndetect
+// (the shipped model) and autoassigntrack. Each ground-truth face is followed frame by frame
+// (the ROI of IoU >= 0.4 with it): a face seen in at least 7 of its 10 frames must keep one id
+// the whole shot (no switch, no fragment), every ROI must carry an id, and a new shot's faces
+// must get ids never used before. The photos are chosen so no face of a shot overlaps one of
+// the shot before (checked below): an IoU tracker cannot tell a cut, and need not here.
+TEST(Tracking, IdsStayWithinAShotAndAreNewAcrossShots) {
+  const char* data = std::getenv("AUTOASSIGN_DATA");
+  const char* model = std::getenv("AUTOASSIGN_MODEL");
+  if (!data || !model || !fs::exists(model)) GTEST_SKIP() << "AUTOASSIGN_DATA/MODEL not set";
+  const std::vector<std::string> shots = {"19--Couple/19_Couple_Couple_19_110.jpg",
+                                          "19--Couple/19_Couple_Couple_19_139.jpg",
+                                          "19--Couple/19_Couple_Couple_19_832.jpg"};
+  const int W = 640, H = 480, frames = 10;
+  // Frame f of a shot: the centred 4:3 region, scaled by 1 - 0.015 f, resized to 640x480.
+  auto view = [&](const cv::Mat& img, int f) {
+    double vw = img.cols, vh = img.cols * 3.0 / 4;
+    if (vh > img.rows) {
+      vh = img.rows;
+      vw = img.rows * 4.0 / 3;
+    }
+    const double s = 1 - 0.015 * f;
+    vw *= s;
+    vh *= s;
+    return cv::Rect2d((img.cols - vw) / 2, (img.rows - vh) / 2, vw, vh);
+  };
+  auto to_frame = [&](const cv::Rect& face, const cv::Rect2d& v) {
+    const double k = W / v.width;
+    return cv::Rect(static_cast<int>((face.x - v.x) * k), static_cast<int>((face.y - v.y) * k),
+                    static_cast<int>(face.width * k), static_cast<int>(face.height * k));
+  };
+  for (int interval : {1, 3}) {
+    SCOPED_TRACE("inference-interval " + std::to_string(interval));
+    const std::string launch = "autoassigndetect threads=2 model-file=\"" + std::string(model) +
+                               "\" inference-interval=" + std::to_string(interval) +
+                               " ! autoassigntrack";
+    GstHarness* h = gst_harness_new_parse(launch.c_str());
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, W, H).c_str());
+    std::set<int64_t> earlier_ids;
+    std::vector<cv::Rect> previous_faces;
+    int followed = 0, switches = 0, frame_no = 0;
+    for (const auto& shot : shots) {
+      const cv::Mat img = cv::imread(std::string(data) + "/widerface/WIDER_val/images/" + shot);
+      ASSERT_FALSE(img.empty()) << shot;
+      const auto faces = wider_val_faces(data, shot);
+      ASSERT_GE(faces.size(), 2u) << shot;
+      for (const auto& a : faces) {  // the precondition: no face overlaps one of the last shot
+        for (const auto& b : previous_faces) {
+          EXPECT_LT(iou(gst::Roi{b.x, b.y, b.width, b.height}, to_frame(a, view(img, 0))), 0.1)
+              << shot;
+        }
+      }
+      std::vector<std::vector<int64_t>> ids(faces.size());
+      std::set<int64_t> shot_ids;
+      for (int f = 0; f < frames; ++f) {
+        const auto v = view(img, f);
+        cv::Mat frame;
+        cv::resize(img(cv::Rect(v)), frame, cv::Size(W, H));
+        GstBuffer* in = make_frame(frame, GST_VIDEO_FORMAT_BGR);
+        GST_BUFFER_PTS(in) = static_cast<GstClockTime>(frame_no++) * GST_SECOND / 10;
+        ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+        GstBuffer* out = gst_harness_pull(h);
+        const auto rois = gst::read_rois(out);
+        for (const auto& r : rois) {
+          EXPECT_GE(r.object_id, 0) << "a ROI without an id, frame " << f;
+          shot_ids.insert(r.object_id);
+        }
+        for (size_t j = 0; j < faces.size(); ++j) {
+          const cv::Rect gt = to_frame(faces[j], v);
+          double best = 0.4;
+          int64_t id = -1;
+          for (const auto& r : rois) {
+            if (iou(r, gt) >= best) {
+              best = iou(r, gt);
+              id = r.object_id;
+            }
+          }
+          if (id >= 0) ids[j].push_back(id);
+        }
+        gst_buffer_unref(out);
+      }
+      for (size_t j = 0; j < faces.size(); ++j) {
+        std::string seen;
+        for (auto id : ids[j]) seen += " " + std::to_string(id);
+        SCOPED_TRACE(shot + " face " + std::to_string(j) + " ids:" + seen);
+        if (ids[j].size() < 7) continue;
+        ++followed;
+        const std::set<int64_t> distinct(ids[j].begin(), ids[j].end());
+        switches += static_cast<int>(distinct.size()) - 1;
+        EXPECT_EQ(distinct.size(), 1u) << shot << " face " << j;
+        EXPECT_EQ(earlier_ids.count(ids[j][0]), 0u) << shot << ": an id of an earlier shot";
+      }
+      earlier_ids.insert(shot_ids.begin(), shot_ids.end());
+      previous_faces.clear();
+      for (const auto& a : faces) previous_faces.push_back(to_frame(a, view(img, frames - 1)));
+    }
+    // The shipped model finds 4 of the 6 faces in at least 7 frames (hand-checked: the second
+    // face of _139 and the first of _832 are missed or boxed loosely): the check above cannot
+    // pass on nothing.
+    EXPECT_GE(followed, 4);
+    EXPECT_EQ(switches, 0);
+    gst_harness_teardown(h);
+  }
+}
+
+// Flushing (a seek) forgets the tracks: ids start again at 1. Boxes from another producer (no
+// detection structure, no inference mark) are tracked too, and autoassignjson writes the id as
+// "id" on each object (gvametaconvert's field).
+TEST(Tracking, FlushForgetsTracksAndJsonCarriesIds) {
+  const std::string json = testing::temp_dir() + "/track.jsonl";
+  GstHarness* h =
+      gst_harness_new_parse(("autoassigntrack ! autoassignjson location=" + json).c_str());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  auto push_box = [&](int x) {
+    GstBuffer* b = make_frame(cv::Mat(120, 160, CV_8UC3, cv::Scalar::all(0)), GST_VIDEO_FORMAT_BGR);
+    gst_buffer_add_video_region_of_interest_meta(b, "thing", x, 10, 40, 40);
+    EXPECT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    const auto rois = gst::read_rois(out);
+    gst_buffer_unref(out);
+    return rois.size() == 1 ? rois[0].object_id : int64_t{-1};
+  };
+  EXPECT_EQ(push_box(10), 1);
+  EXPECT_EQ(push_box(12), 1);
+  EXPECT_EQ(push_box(100), 2);  // far away: a new object
+  gst_harness_push_event(h, gst_event_new_flush_start());
+  gst_harness_push_event(h, gst_event_new_flush_stop(TRUE));
+  EXPECT_EQ(push_box(100), 1);
+  gst_harness_teardown(h);
+  std::ifstream in(json);
+  std::vector<int64_t> written;
+  for (std::string line; std::getline(in, line);) {
+    const auto frame = nlohmann::json::parse(line);
+    for (const auto& o : frame.at("objects")) written.push_back(o.at("id"));
+  }
+  EXPECT_EQ(written, (std::vector<int64_t>{1, 1, 2, 1}));
 }
 
 }  // namespace

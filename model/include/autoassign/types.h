@@ -88,6 +88,12 @@ bool parse_size(const std::string& text, int* width, int* height);
 /// other elements' metadata goes through this before it reaches JSON or GLib.
 std::string sanitize_utf8(const std::string& text, bool* changed = nullptr);
 
+/// A labels file's text: one name per non-empty line (trailing spaces and CR dropped). A line
+/// that is not valid UTF-8 keeps its place with the bad bytes replaced by U+FFFD, and
+/// `warnings` gets a message naming `source` and the line number.
+std::vector<std::string> parse_labels(const std::string& text, const std::string& source,
+                                      std::vector<std::string>* warnings);
+
 /// A model file that cannot be used. kind() lets a caller map it to its own error domain
 /// (GStreamer's RESOURCE NOT_FOUND / READ / SETTINGS); what() names the path and the reason.
 class ModelFileError : public std::runtime_error {
