@@ -111,7 +111,6 @@ GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
 GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
   auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
   const auto rois = autoassign::gst::read_rois(buffer);
-  nlohmann::json frame;
   // Messages are posted after the lock is released: a synchronous bus handler may call back
   // into this element (g_object_get), which takes the same lock.
   std::vector<GstMessage*> messages;
@@ -119,22 +118,18 @@ GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer)
   const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
   const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
-  frame["timestamp"] = GST_CLOCK_TIME_IS_VALID(pts) ? static_cast<int64_t>(pts) : -1;
-  frame["resolution"] = {{"width", w}, {"height", h}};
-  if (!st->source.empty()) frame["source"] = st->source;
-  frame["objects"] = nlohmann::json::array();
-  for (const auto& r : rois) {
-    nlohmann::json o = autoassign::gst::roi_to_json(r);
-    if (st->post_messages) {
+  const nlohmann::json frame = autoassign::gst::frame_to_json(buffer, rois, w, h, st->source);
+  if (st->post_messages) {
+    for (size_t i = 0; i < rois.size(); ++i) {
+      const auto& r = rois[i];
       GstStructure* s = gst_structure_new(
           "autoassign-object", "timestamp", G_TYPE_UINT64, static_cast<guint64>(pts), "x",
           G_TYPE_INT, r.x, "y", G_TYPE_INT, r.y, "w", G_TYPE_INT, r.w, "h", G_TYPE_INT, r.h,
           "roi-type", G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(),
           "label-id", G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
-          G_TYPE_STRING, json_text(o).c_str(), nullptr);
+          G_TYPE_STRING, json_text(frame["objects"][i]).c_str(), nullptr);
       messages.push_back(gst_message_new_element(GST_OBJECT(trans), s));
     }
-    frame["objects"].push_back(std::move(o));
   }
   bool write_failed = false;
   std::string location;

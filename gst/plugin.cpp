@@ -7,6 +7,7 @@
 #include "gstautoassigndetect.h"
 #include "gstautoassignjson.h"
 #include "gstautoassignoverlay.h"
+#include "gstautoassignpublish.h"
 #include "gstautoassigntrack.h"
 
 static gboolean plugin_init(GstPlugin* plugin) {
@@ -15,11 +16,12 @@ static gboolean plugin_init(GstPlugin* plugin) {
   ok = ok && GST_ELEMENT_REGISTER(autoassignoverlay, plugin);
   ok = ok && GST_ELEMENT_REGISTER(autoassignjson, plugin);
   ok = ok && GST_ELEMENT_REGISTER(autoassigntrack, plugin);
+  ok = ok && GST_ELEMENT_REGISTER(autoassignpublish, plugin);
   return ok;
 }
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, autoassign,
-                  "AutoAssign object detection (LibTorch): detect, track, overlay, JSON",
+                  "AutoAssign object detection (LibTorch): detect, track, overlay, JSON, publish",
                   plugin_init, AUTOASSIGN_VERSION, "MIT", "autoassign-gst",
                   "https://github.com/autoassign-gst")
 

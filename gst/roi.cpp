@@ -202,6 +202,18 @@ nlohmann::json roi_to_json(const Roi& r) {
   return o;
 }
 
+nlohmann::json frame_to_json(GstBuffer* buffer, const std::vector<Roi>& rois, int width, int height,
+                             const std::string& source) {
+  nlohmann::json frame;
+  const GstClockTime pts = GST_BUFFER_PTS(buffer);
+  frame["timestamp"] = GST_CLOCK_TIME_IS_VALID(pts) ? static_cast<int64_t>(pts) : -1;
+  frame["resolution"] = {{"width", width}, {"height", height}};
+  if (!source.empty()) frame["source"] = source;
+  frame["objects"] = nlohmann::json::array();
+  for (const auto& r : rois) frame["objects"].push_back(roi_to_json(r));
+  return frame;
+}
+
 // JSON must be valid UTF-8: read_rois and the json element's source property clean their text
 // (invalid bytes become U+FFFD), and dump() replaces rather than throws as a last line of
 // defence.

@@ -40,6 +40,8 @@ struct Settings {
   double threshold = 0.5;
   std::string precision = "auto";
   bool drop_when_busy = false;
+  bool track = false;
+  std::string mqtt, topic = "autoassign";
   int threads = 0;
   int retries = -1;  // failed attempts in a row before giving up on a camera; -1 = never
   int retry_max_seconds = 30;
@@ -76,6 +78,9 @@ int64_t now_ms() {
 }
 
 using autoassign::pipelines::quote;
+
+// What the program prints or writes of a URL or an error about one: credentials redacted.
+std::string shown(const std::string& text) { return autoassign::redact_credentials(text); }
 
 // The source part of a camera's pipeline: RTSP over TCP (interleaved: works through NAT and
 // firewalls, and a dropped server is seen as a closed connection), V4L2, a file, a test pattern.
@@ -144,13 +149,13 @@ void fail(Camera* cam, const std::string& why) {
   cam->last_error = why;
   if (g_options.retries >= 0 && cam->failures > g_options.retries) {
     std::fprintf(stderr, "camera %d (%s): %s; giving up after %d attempt(s)\n", cam->index,
-                 cam->source.c_str(), why.c_str(), cam->failures);
+                 shown(cam->source).c_str(), shown(why).c_str(), cam->failures);
     cam->gave_up = true;
     maybe_quit();
     return;
   }
   std::fprintf(stderr, "camera %d (%s): %s; reconnecting in %d s\n", cam->index,
-               cam->source.c_str(), why.c_str(), cam->backoff_s);
+               shown(cam->source).c_str(), shown(why).c_str(), cam->backoff_s);
   ++cam->reconnects;
   cam->restart_timer =
       g_timeout_add_seconds(static_cast<guint>(cam->backoff_s), on_restart_timer, cam);
@@ -171,7 +176,7 @@ gboolean on_bus(GstBus*, GstMessage* msg, gpointer data) {
       // A model that cannot load will not load on a retry either: stop everything.
       if (GST_MESSAGE_SRC(msg) &&
           g_str_has_prefix(GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), "detect")) {
-        std::fprintf(stderr, "camera %d: %s\n", cam->index, why.c_str());
+        std::fprintf(stderr, "camera %d: %s\n", cam->index, shown(why).c_str());
         cam->gave_up = true;
         cam->last_error = why;
         stop_pipeline(cam);
@@ -203,13 +208,19 @@ void start_camera(Camera* cam) {
       " threshold=" + std::to_string(g_options.threshold) +
       " threads=" + std::to_string(g_options.threads) + " precision=" + quote(g_options.precision) +
       (g_options.drop_when_busy ? " drop-when-busy=true" : "") +
+      (g_options.track ? " ! autoassigntrack" : "") +
       " ! autoassignjson append=true location=" + quote(json_location(*cam)) +
-      " source=" + quote(cam->source) + " ! fakesink name=sink sync=false async=false";
+      " source=" + quote(shown(cam->source)) +
+      (g_options.mqtt.empty()
+           ? ""
+           : " ! autoassignpublish address=" + quote(g_options.mqtt) +
+                 " topic=" + quote(g_options.topic) + " source=" + quote(shown(cam->source))) +
+      " ! fakesink name=sink sync=false async=false";
   GError* err = nullptr;
   cam->pipeline = gst_parse_launch(desc.c_str(), &err);
   if (err) {
-    std::fprintf(stderr, "camera %d (%s): bad pipeline: %s\n", cam->index, cam->source.c_str(),
-                 err->message);
+    std::fprintf(stderr, "camera %d (%s): bad pipeline: %s\n", cam->index,
+                 shown(cam->source).c_str(), err->message);
     g_error_free(err);
     if (cam->pipeline) gst_object_unref(cam->pipeline);
     cam->pipeline = nullptr;
@@ -269,6 +280,9 @@ const char* kUsage =
     "  --threads N             LibTorch threads (default: one per core)\n"
     "  --precision P           auto (bf16 on CPUs with AMX or AVX512-BF16), fp32, bf16\n"
     "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
+    "  --track                 give every face a stable id (autoassigntrack; \"id\" in the JSON)\n"
+    "  --mqtt HOST:PORT        also publish each frame's JSON to this MQTT broker\n"
+    "  --topic T               MQTT topic (default autoassign); \"source\" names the camera\n"
     "  --retries N             give up on a camera after N failed attempts in a row\n"
     "                          (default: never)\n"
     "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
@@ -292,6 +306,9 @@ int main(int argc, char** argv) {
   cli.value("--stall-seconds", &o.stall_seconds);
   cli.value("--duration", &o.duration);
   cli.flag("--drop-when-busy", &o.drop_when_busy);
+  cli.flag("--track", &o.track);
+  cli.value("--mqtt", &o.mqtt);
+  cli.value("--topic", &o.topic);
   if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
   if (o.model.empty() || o.sources.empty()) return cli.fail("--model and a SOURCE are required");
   if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);
@@ -323,7 +340,7 @@ int main(int argc, char** argv) {
     if (cam->restart_timer) g_source_remove(cam->restart_timer);
     stop_pipeline(cam.get());
     std::printf("camera %d %s: %lld frames (%.1f/s), %lld with objects, %d reconnect(s)%s%s\n",
-                cam->index, cam->source.c_str(), static_cast<long long>(cam->frames.load()),
+                cam->index, shown(cam->source).c_str(), static_cast<long long>(cam->frames.load()),
                 cam->frames / std::max(seconds, 1e-9),
                 static_cast<long long>(cam->frames_with_objects.load()), cam->reconnects,
                 cam->gave_up ? ", gave up: " : "", cam->gave_up ? cam->last_error.c_str() : "");

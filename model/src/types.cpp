@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 namespace autoassign {
 namespace {
@@ -234,6 +235,30 @@ std::vector<std::string> parse_labels(const std::string& text, const std::string
     }
   }
   return names;
+}
+
+std::string redact_credentials(const std::string& text) {
+  std::string out;
+  size_t at = 0;
+  for (size_t scheme; (scheme = text.find("://", at)) != std::string::npos;) {
+    const size_t host = scheme + 3;
+    // The authority ends at the first '/', '?', '#', whitespace or quote; user information is
+    // what comes before its last '@'.
+    size_t end = host;
+    while (end < text.size() &&
+           std::string_view("/?# \t\n\"'").find(text[end]) == std::string_view::npos) {
+      ++end;
+    }
+    const size_t amp = text.rfind('@', end == host ? host : end - 1);
+    out += text.substr(at, host - at);
+    if (amp != std::string::npos && amp >= host && amp < end) {
+      out += "***";
+      at = amp;
+    } else {
+      at = host;
+    }
+  }
+  return out + text.substr(at);
 }
 
 }  // namespace autoassign

@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: MIT
 // The elements through GstHarness, with the plugin registered statically and a tiny model
 // trained in-process to find a bright square.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <mosquitto.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
+#include <thread>
 
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
@@ -1060,8 +1070,12 @@ TEST(Tracking, IdsStayWithinAShotAndAreNewAcrossShots) {
       ASSERT_GE(faces.size(), 2u) << shot;
       for (const auto& a : faces) {  // the precondition: no face overlaps one of the last shot
         for (const auto& b : previous_faces) {
-          EXPECT_LT(iou(gst::Roi{b.x, b.y, b.width, b.height}, to_frame(a, view(img, 0))), 0.1)
-              << shot;
+          gst::Roi previous;
+          previous.x = b.x;
+          previous.y = b.y;
+          previous.w = b.width;
+          previous.h = b.height;
+          EXPECT_LT(iou(previous, to_frame(a, view(img, 0))), 0.1) << shot;
         }
       }
       std::vector<std::vector<int64_t>> ids(faces.size());
@@ -1148,6 +1162,253 @@ TEST(Tracking, FlushForgetsTracksAndJsonCarriesIds) {
     for (const auto& o : frame.at("objects")) written.push_back(o.at("id"));
   }
   EXPECT_EQ(written, (std::vector<int64_t>{1, 1, 2, 1}));
+}
+
+// ---- autoassignpublish against a real mosquitto broker on 127.0.0.1 -------------------------
+
+// A mosquitto broker on a free 127.0.0.1 port, started and killed like a real one.
+class Broker {
+ public:
+  Broker() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    close(fd);
+    conf_ = testing::temp_dir() + "/mosquitto.conf";
+    std::ofstream(conf_) << "listener " << port_ << " 127.0.0.1\nallow_anonymous true\n";
+  }
+  ~Broker() { kill_now(); }
+  static bool available() { return fs::exists("/usr/sbin/mosquitto"); }
+  // Starts it and waits until it accepts connections.
+  bool start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf_.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 100; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      close(fd);
+      if (up) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  void kill_now() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::string conf_;
+};
+
+// A subscriber (libmosquitto) that keeps every payload on a topic, re-subscribing after it
+// reconnects.
+class Subscriber {
+ public:
+  Subscriber(int port, std::string topic) : topic_(std::move(topic)) {
+    mosquitto_lib_init();
+    client_ = mosquitto_new(nullptr, true, this);
+    mosquitto_connect_callback_set(client_, [](mosquitto* m, void* self, int rc) {
+      auto* s = static_cast<Subscriber*>(self);
+      if (rc == 0) mosquitto_subscribe(m, nullptr, s->topic_.c_str(), 0);
+    });
+    mosquitto_subscribe_callback_set(client_, [](mosquitto*, void* self, int, int, const int*) {
+      auto* s = static_cast<Subscriber*>(self);
+      std::lock_guard<std::mutex> lock(s->lock_);
+      ++s->subscriptions_;
+    });
+    mosquitto_message_callback_set(client_, [](mosquitto*, void* self, const mosquitto_message* m) {
+      auto* s = static_cast<Subscriber*>(self);
+      std::lock_guard<std::mutex> lock(s->lock_);
+      s->messages_.emplace_back(static_cast<const char*>(m->payload), m->payloadlen);
+    });
+    mosquitto_reconnect_delay_set(client_, 1, 1, false);
+    mosquitto_connect_async(client_, "127.0.0.1", port, 30);
+    mosquitto_loop_start(client_);
+  }
+  ~Subscriber() {
+    mosquitto_disconnect(client_);
+    mosquitto_loop_stop(client_, false);
+    mosquitto_destroy(client_);
+  }
+  // Waits until `pred(messages, subscriptions)` holds or `seconds` pass.
+  template <typename Pred>
+  bool wait_for(Pred pred, double seconds) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      {
+        std::lock_guard<std::mutex> lock(lock_);
+        if (pred(messages_, subscriptions_)) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  std::vector<std::string> messages() {
+    std::lock_guard<std::mutex> lock(lock_);
+    return messages_;
+  }
+
+ private:
+  std::string topic_;
+  mosquitto* client_ = nullptr;
+  std::mutex lock_;
+  std::vector<std::string> messages_;
+  int subscriptions_ = 0;
+};
+
+// Frame i carries one ROI at x = i: the documents say which frame they describe.
+GstBuffer* numbered_frame(int i) {
+  GstBuffer* b = make_frame(cv::Mat(120, 160, CV_8UC3, cv::Scalar::all(0)), GST_VIDEO_FORMAT_BGR);
+  gst_buffer_add_video_region_of_interest_meta(b, "face", static_cast<guint>(i), 10, 20, 20);
+  GST_BUFFER_PTS(b) = static_cast<GstClockTime>(i) * GST_SECOND / 30;
+  return b;
+}
+
+std::vector<int> frame_numbers(const std::vector<std::string>& docs) {
+  std::vector<int> xs;
+  for (const auto& d : docs) {
+    const auto j = nlohmann::json::parse(d);
+    xs.push_back(j.at("objects").at(0).at("x").get<int>());
+  }
+  return xs;
+}
+
+TEST(Publish, OneDocumentPerFrameDeliveredByEos) {
+  if (!Broker::available()) GTEST_SKIP() << "no /usr/sbin/mosquitto";
+  Broker broker;
+  ASSERT_TRUE(broker.start());
+  Subscriber sub(broker.port(), "cams/a");
+  ASSERT_TRUE(sub.wait_for([](auto&, int subs) { return subs > 0; }, 5));
+  GstHarness* h = gst_harness_new_parse(
+      ("autoassignpublish topic=cams/a source=door address=" + broker.address()).c_str());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(gst_harness_push(h, numbered_frame(i)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+  }
+  gst_harness_push_event(h, gst_event_new_eos());  // drains before passing EOS
+  ASSERT_TRUE(sub.wait_for([](auto& m, int) { return m.size() >= 30; }, 5));
+  const auto docs = sub.messages();
+  std::vector<int> expected(30);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(frame_numbers(docs), expected);
+  EXPECT_EQ(nlohmann::json::parse(docs[0]).at("source"), "door");
+  gst_harness_teardown(h);
+}
+
+// The broker killed mid-stream: pushing never stalls (documents queue, the oldest dropped past
+// max-queue, counted), and after the broker comes back publishing resumes by itself.
+TEST(Publish, BrokerRestartMidStreamNeverStalls) {
+  if (!Broker::available()) GTEST_SKIP() << "no /usr/sbin/mosquitto";
+  Broker broker;
+  ASSERT_TRUE(broker.start());
+  Subscriber sub(broker.port(), "cams/b");
+  ASSERT_TRUE(sub.wait_for([](auto&, int subs) { return subs > 0; }, 5));
+  GstHarness* h = gst_harness_new_parse(
+      ("autoassignpublish topic=cams/b max-queue=5 address=" + broker.address()).c_str());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  auto push = [&](int i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(gst_harness_push(h, numbered_frame(i)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // A 30 fps stream: the queue (5 documents) holds up while the broker is up.
+  for (int i = 0; i < 10; ++i) {
+    push(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  ASSERT_TRUE(sub.wait_for([](auto& m, int) { return m.size() >= 10; }, 5));
+  broker.kill_now();
+  double slowest = 0;
+  for (int i = 10; i < 30; ++i) {
+    slowest = std::max(slowest, push(i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  EXPECT_LT(slowest, 0.2) << "a push waited on the dead broker";
+  guint64 dropped = 0;
+  GstElement* pub = gst_harness_find_element(h, "autoassignpublish");
+  g_object_get(pub, "dropped", &dropped, nullptr);
+  gst_object_unref(pub);
+  EXPECT_GE(dropped, 15u);  // 20 documents into a queue of 5
+  ASSERT_TRUE(broker.start());
+  ASSERT_TRUE(sub.wait_for([](auto&, int subs) { return subs > 1; }, 10));  // re-subscribed
+  // The element reconnects by itself (back-off 1, 2, 4 ... s); then a 30 fps stream again.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (gboolean up = FALSE; !up;) {
+    GstElement* e = gst_harness_find_element(h, "autoassignpublish");
+    g_object_get(e, "connected", &up, nullptr);
+    gst_object_unref(e);
+    ASSERT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 15);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int i = 30; i < 40; ++i) {
+    push(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  gst_harness_push_event(h, gst_event_new_eos());
+  ASSERT_TRUE(sub.wait_for(
+      [](auto& m, int) {
+        return !m.empty() && nlohmann::json::parse(m.back()).at("objects").at(0).at("x") == 39;
+      },
+      15));
+  const auto got = frame_numbers(sub.messages());
+  for (int i = 30; i < 40; ++i) {
+    EXPECT_NE(std::find(got.begin(), got.end(), i), got.end()) << "frame " << i << " lost";
+  }
+  gst_harness_teardown(h);
+}
+
+// No broker at start: a RESOURCE error naming the broker after connect-timeout, not a hang.
+TEST(Publish, UnreachableBrokerIsAClearError) {
+  Broker nobody;  // a free port nobody listens on
+  GError* err = nullptr;
+  GstElement* p = gst_parse_launch(("videotestsrc num-buffers=3 ! autoassignpublish "
+                                    "connect-timeout=500 address=" +
+                                    nobody.address() + " ! fakesink")
+                                       .c_str(),
+                                   &err);
+  ASSERT_TRUE(p) << (err ? err->message : "");
+  const auto t0 = std::chrono::steady_clock::now();
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(p);
+  GstMessage* m = gst_bus_timed_pop_filtered(
+      bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_ERROR);
+  GError* e = nullptr;
+  gst_message_parse_error(m, &e, nullptr);
+  EXPECT_TRUE(g_error_matches(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE));
+  EXPECT_NE(std::string(e->message).find(nobody.address()), std::string::npos) << e->message;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  g_error_free(e);
+  gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(p);
 }
 
 }  // namespace

@@ -62,6 +62,20 @@ TEST(SanitizeUtf8, KeepsValidTextReplacesEachBadSequence) {
 
 // A view whose stride x rows overruns the buffer it came from is refused before any pixel is
 // read (a GstVideoMeta from another element can claim anything).
+TEST(RedactCredentials, HidesUserInformationOnly) {
+  EXPECT_EQ(redact_credentials("rtsp://admin:s3cret@10.0.0.7:554/stream1"),
+            "rtsp://***@10.0.0.7:554/stream1");
+  EXPECT_EQ(redact_credentials("rtsp://10.0.0.7/live?user=a@b"), "rtsp://10.0.0.7/live?user=a@b");
+  EXPECT_EQ(redact_credentials("Could not open resource rtsp://u:p@cam/x for reading; http://h/a"),
+            "Could not open resource rtsp://***@cam/x for reading; http://h/a");
+  EXPECT_EQ(redact_credentials("two rtsp://a:b@x and rtsps://c@y"),
+            "two rtsp://***@x and rtsps://***@y");
+  EXPECT_EQ(redact_credentials("rtsp://p@ss:w@rd@host/s"), "rtsp://***@host/s");  // last '@'
+  EXPECT_EQ(redact_credentials("/dev/video0"), "/dev/video0");
+  EXPECT_EQ(redact_credentials("test"), "test");
+  EXPECT_EQ(redact_credentials("rtsp://"), "rtsp://");
+}
+
 TEST(ImageViewBounds, PlanesMustFitTheirKnownSizes) {
   std::vector<std::uint8_t> buf(64 * 48 * 3);
   auto v = ImageView::packed(PixelFormat::kBGR, buf.data(), 64, 48);

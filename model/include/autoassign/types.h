@@ -88,6 +88,10 @@ bool parse_size(const std::string& text, int* width, int* height);
 /// other elements' metadata goes through this before it reaches JSON or GLib.
 std::string sanitize_utf8(const std::string& text, bool* changed = nullptr);
 
+/// `text` with the user information of every URL in it ("rtsp://user:pass@host/..." ->
+/// "rtsp://***@host/...") replaced, for logs, JSON and summaries: camera URLs carry passwords.
+std::string redact_credentials(const std::string& text);
+
 /// A labels file's text: one name per non-empty line (trailing spaces and CR dropped). A line
 /// that is not valid UTF-8 keeps its place with the bad bytes replaced by U+FFFD, and
 /// `warnings` gets a message naming `source` and the line number.

@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * SECTION:element-autoassignpublish
+ *
+ * Pass-through element that publishes one JSON document per frame (the document
+ * autoassignjson writes: timestamp, resolution, source, objects with their ids) as DL Streamer's
+ * gvametapublish does: to an MQTT broker (`method=mqtt`, libmosquitto) on `topic`, or appended
+ * to a file (`method=file`, JSON lines at `location`).
+ *
+ * It never blocks the stream: documents go to a bounded queue (`max-queue`) that a sender
+ * thread drains; when the broker is slow or gone the oldest documents are dropped, counted in
+ * the read-only `dropped` property, and a warning is posted once per episode. The connection
+ * is re-established automatically (1 s back-off, up to 10 s). At start the element waits up to
+ * `connect-timeout` ms for the first connection and fails with a RESOURCE error naming the
+ * broker if there is none; at end of stream it waits up to `drain-timeout` ms for the queue to
+ * empty before passing EOS, so a short run delivers every document.
+ *
+ * |[
+ * gst-launch-1.0 rtspsrc location=rtsp://camera/stream ! decodebin ! videoconvert ! \
+ *     autoassigndetect model-file=face-rt.pt ! autoassigntrack ! \
+ *     autoassignpublish address=127.0.0.1:1883 topic=cameras/door ! fakesink
+ * ]|
+ */
+#include "gstautoassignpublish.h"
+
+#include <mosquitto.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "autoassign/types.h"
+#include "roi.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_publish_debug);
+#define GST_CAT_DEFAULT gst_auto_assign_publish_debug
+
+enum {
+  PROP_0,
+  PROP_METHOD,
+  PROP_ADDRESS,
+  PROP_TOPIC,
+  PROP_CLIENT_ID,
+  PROP_QOS,
+  PROP_LOCATION,
+  PROP_SOURCE,
+  PROP_MAX_QUEUE,
+  PROP_CONNECT_TIMEOUT,
+  PROP_DRAIN_TIMEOUT,
+  PROP_DROPPED,
+  PROP_PUBLISHED,
+  PROP_CONNECTED,
+};
+
+namespace {
+
+constexpr int kMaxInflight = 64;  // documents handed to libmosquitto and not yet sent
+
+struct PublishState {
+  std::mutex lock;  // guards everything here
+  std::condition_variable cv;
+  // Settings.
+  std::string method = "mqtt", address = "127.0.0.1:1883", topic = "autoassign", client_id;
+  std::string location, source;
+  int qos = 0;
+  guint max_queue = 1000, connect_timeout_ms = 5000, drain_timeout_ms = 5000;
+  // Running state.
+  std::deque<std::string> queue;
+  guint64 dropped = 0, published = 0;
+  bool warned = false;  // a drop warning was posted in the current episode
+  bool connected = false, stopping = false;
+  int inflight = 0;
+  mosquitto* client = nullptr;
+  FILE* file = nullptr;
+  std::thread sender;
+  GstVideoInfo info;
+  bool have_info = false;
+};
+
+}  // namespace
+
+struct _GstAutoAssignPublish {
+  GstBaseTransform parent;
+  PublishState* state;
+};
+
+G_DEFINE_TYPE(GstAutoAssignPublish, gst_auto_assign_publish, GST_TYPE_BASE_TRANSFORM);
+GST_ELEMENT_REGISTER_DEFINE(autoassignpublish, "autoassignpublish", GST_RANK_NONE,
+                            GST_TYPE_AUTO_ASSIGN_PUBLISH);
+
+namespace {
+
+// libmosquitto callbacks, on its network thread.
+void on_connect(mosquitto*, void* data, int rc) {
+  auto* st = static_cast<PublishState*>(data);
+  std::lock_guard<std::mutex> lock(st->lock);
+  st->connected = rc == 0;
+  st->cv.notify_all();
+}
+
+void on_disconnect(mosquitto*, void* data, int) {
+  auto* st = static_cast<PublishState*>(data);
+  std::lock_guard<std::mutex> lock(st->lock);
+  st->connected = false;
+  st->inflight = 0;  // what was in flight is lost with the connection (QoS 0) or resent
+  st->cv.notify_all();
+}
+
+void on_publish(mosquitto*, void* data, int) {
+  auto* st = static_cast<PublishState*>(data);
+  std::lock_guard<std::mutex> lock(st->lock);
+  if (st->inflight > 0) --st->inflight;
+  ++st->published;
+  st->cv.notify_all();
+}
+
+// "host:port" (port 1..65535, default 1883); false if malformed.
+bool parse_address(const std::string& address, std::string* host, int* port) {
+  const auto colon = address.rfind(':');
+  *host = address.substr(0, colon);
+  *port = 1883;
+  if (colon != std::string::npos) {
+    const std::string p = address.substr(colon + 1);
+    if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    *port = std::stoi(p);
+  }
+  return !host->empty() && *port >= 1 && *port <= 65535;
+}
+
+// Drains the queue: to the broker while connected (at most kMaxInflight unsent at a time), or
+// to the file.
+void sender_loop(PublishState* st) {
+  std::unique_lock<std::mutex> lock(st->lock);
+  for (;;) {
+    st->cv.wait(lock, [&] {
+      return st->stopping ||
+             (!st->queue.empty() && (st->file || (st->connected && st->inflight < kMaxInflight)));
+    });
+    if (st->stopping) return;
+    std::string doc = std::move(st->queue.front());
+    st->queue.pop_front();
+    if (st->file) {
+      lock.unlock();
+      std::fwrite(doc.data(), 1, doc.size(), st->file);
+      std::fputc('\n', st->file);
+      std::fflush(st->file);
+      lock.lock();
+      ++st->published;
+      st->cv.notify_all();
+      continue;
+    }
+    ++st->inflight;
+    mosquitto* client = st->client;
+    const std::string topic = st->topic;
+    const int qos = st->qos;
+    lock.unlock();
+    const int rc = mosquitto_publish(client, nullptr, topic.c_str(), static_cast<int>(doc.size()),
+                                     doc.data(), qos, false);
+    lock.lock();
+    if (rc != MOSQ_ERR_SUCCESS) {
+      // The connection went down under us: keep the document for the next one. The connection
+      // state is libmosquitto's (on_connect / on_disconnect): setting it here could overwrite
+      // a reconnection that happened meanwhile and stall publishing for good.
+      if (st->inflight > 0) --st->inflight;
+      st->queue.push_front(std::move(doc));
+      st->cv.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  }
+}
+
+void close_outputs(PublishState* st) {
+  {
+    std::lock_guard<std::mutex> lock(st->lock);
+    st->stopping = true;
+  }
+  st->cv.notify_all();
+  if (st->sender.joinable()) st->sender.join();
+  if (st->client) {
+    mosquitto_disconnect(st->client);
+    mosquitto_loop_stop(st->client, false);
+    mosquitto_destroy(st->client);
+    st->client = nullptr;
+  }
+  if (st->file) std::fclose(st->file);
+  st->file = nullptr;
+  std::lock_guard<std::mutex> lock(st->lock);
+  st->queue.clear();
+  st->connected = false;
+  st->inflight = 0;
+  st->stopping = false;
+}
+
+gboolean publish_start(GstBaseTransform* trans) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+  std::unique_lock<std::mutex> lock(st->lock);
+  st->dropped = st->published = 0;
+  st->warned = false;
+  if (st->method == "file") {
+    st->file = std::fopen(st->location.c_str(), "a");
+    if (!st->file) {
+      GST_ELEMENT_ERROR(
+          trans, RESOURCE, OPEN_WRITE,
+          ("cannot open '%s' for appending: %s", st->location.c_str(), g_strerror(errno)),
+          (nullptr));
+      return FALSE;
+    }
+  } else {
+    std::string host;
+    int port = 0;
+    if (!parse_address(st->address, &host, &port)) {
+      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS,
+                        ("address must be host:port, got '%s'", st->address.c_str()), (nullptr));
+      return FALSE;
+    }
+    static const int init = mosquitto_lib_init();
+    (void)init;
+    st->client = mosquitto_new(st->client_id.empty() ? nullptr : st->client_id.c_str(), true, st);
+    if (!st->client) {
+      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot create an MQTT client"), (nullptr));
+      return FALSE;
+    }
+    mosquitto_connect_callback_set(st->client, on_connect);
+    mosquitto_disconnect_callback_set(st->client, on_disconnect);
+    mosquitto_publish_callback_set(st->client, on_publish);
+    mosquitto_reconnect_delay_set(st->client, 1, 10, true);
+    // Asynchronous: a broker that is down now is retried by the network thread.
+    mosquitto_connect_async(st->client, host.c_str(), port, 30);
+    if (mosquitto_loop_start(st->client) != MOSQ_ERR_SUCCESS) {
+      lock.unlock();
+      close_outputs(st);
+      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot start the MQTT client"), (nullptr));
+      return FALSE;
+    }
+    const bool up = st->cv.wait_for(lock, std::chrono::milliseconds(st->connect_timeout_ms),
+                                    [&] { return st->connected; });
+    if (!up) {
+      const std::string address = st->address;
+      const guint ms = st->connect_timeout_ms;
+      lock.unlock();
+      close_outputs(st);
+      GST_ELEMENT_ERROR(
+          trans, RESOURCE, OPEN_WRITE,
+          ("cannot connect to the MQTT broker at %s within %u ms", address.c_str(), ms), (nullptr));
+      return FALSE;
+    }
+  }
+  st->sender = std::thread(sender_loop, st);
+  return TRUE;
+}
+
+gboolean publish_stop(GstBaseTransform* trans) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+  close_outputs(st);
+  std::lock_guard<std::mutex> lock(st->lock);
+  st->have_info = false;
+  return TRUE;
+}
+
+gboolean publish_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+  std::lock_guard<std::mutex> lock(st->lock);
+  st->have_info = gst_video_info_from_caps(&st->info, incaps);
+  return st->have_info;
+}
+
+// End of stream: give the queue a bounded time to drain, so a short run delivers everything.
+gboolean publish_sink_event(GstBaseTransform* trans, GstEvent* event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
+    auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+    std::unique_lock<std::mutex> lock(st->lock);
+    const bool drained = st->cv.wait_for(lock, std::chrono::milliseconds(st->drain_timeout_ms),
+                                         [&] { return st->queue.empty() && st->inflight == 0; });
+    const size_t left = st->queue.size() + static_cast<size_t>(st->inflight);
+    lock.unlock();
+    if (!drained) {
+      GST_ELEMENT_WARNING(trans, RESOURCE, WRITE,
+                          ("%zu documents not delivered at end of stream", left), (nullptr));
+    }
+  }
+  return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_publish_parent_class)->sink_event(trans, event);
+}
+
+GstFlowReturn publish_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+  const auto rois = autoassign::gst::read_rois(buffer);
+  std::unique_lock<std::mutex> lock(st->lock);
+  const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
+  const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
+  std::string doc =
+      autoassign::gst::json_text(autoassign::gst::frame_to_json(buffer, rois, w, h, st->source));
+  bool warn = false;
+  while (st->queue.size() >= st->max_queue && !st->queue.empty()) {
+    st->queue.pop_front();
+    ++st->dropped;
+    warn = !st->warned;
+    st->warned = true;
+  }
+  if (st->queue.empty() && st->connected) st->warned = false;  // the episode is over
+  st->queue.push_back(std::move(doc));
+  const std::string address = st->method == "file" ? st->location : st->address;
+  lock.unlock();
+  st->cv.notify_all();
+  if (warn) {
+    GST_ELEMENT_WARNING(trans, RESOURCE, WRITE,
+                        ("%s is slow or unreachable: dropping the oldest documents (see the "
+                         "'dropped' property)",
+                         address.c_str()),
+                        (nullptr));
+  }
+  return GST_FLOW_OK;
+}
+
+// No exception may cross into GStreamer's C code.
+GstFlowReturn publish_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
+  try {
+    return publish_transform_ip_impl(trans, buffer);
+  } catch (const std::exception& e) {
+    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("publishing failed: %s", e.what()), (nullptr));
+  } catch (...) {
+    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("publishing failed"), (nullptr));
+  }
+  return GST_FLOW_ERROR;
+}
+
+void publish_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
+  std::lock_guard<std::mutex> lock(st->lock);
+  auto text = [&] {
+    const char* v = g_value_get_string(value);
+    return autoassign::sanitize_utf8(v ? v : "");
+  };
+  switch (prop_id) {
+    case PROP_METHOD: {
+      const std::string m = text();
+      if (m == "mqtt" || m == "file") {
+        st->method = m;
+      } else {
+        g_warning("autoassignpublish: method must be mqtt or file, got '%s'", m.c_str());
+      }
+      break;
+    }
+    case PROP_ADDRESS:
+      st->address = text();
+      break;
+    case PROP_TOPIC:
+      st->topic = text();
+      break;
+    case PROP_CLIENT_ID:
+      st->client_id = text();
+      break;
+    case PROP_QOS:
+      st->qos = g_value_get_int(value);
+      break;
+    case PROP_LOCATION:
+      st->location = text();
+      break;
+    case PROP_SOURCE:
+      st->source = text();
+      break;
+    case PROP_MAX_QUEUE:
+      st->max_queue = g_value_get_uint(value);
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      st->connect_timeout_ms = g_value_get_uint(value);
+      break;
+    case PROP_DRAIN_TIMEOUT:
+      st->drain_timeout_ms = g_value_get_uint(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+}
+
+void publish_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
+  std::lock_guard<std::mutex> lock(st->lock);
+  switch (prop_id) {
+    case PROP_METHOD:
+      g_value_set_string(value, st->method.c_str());
+      break;
+    case PROP_ADDRESS:
+      g_value_set_string(value, st->address.c_str());
+      break;
+    case PROP_TOPIC:
+      g_value_set_string(value, st->topic.c_str());
+      break;
+    case PROP_CLIENT_ID:
+      g_value_set_string(value, st->client_id.c_str());
+      break;
+    case PROP_QOS:
+      g_value_set_int(value, st->qos);
+      break;
+    case PROP_LOCATION:
+      g_value_set_string(value, st->location.c_str());
+      break;
+    case PROP_SOURCE:
+      g_value_set_string(value, st->source.c_str());
+      break;
+    case PROP_MAX_QUEUE:
+      g_value_set_uint(value, st->max_queue);
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      g_value_set_uint(value, st->connect_timeout_ms);
+      break;
+    case PROP_DRAIN_TIMEOUT:
+      g_value_set_uint(value, st->drain_timeout_ms);
+      break;
+    case PROP_DROPPED:
+      g_value_set_uint64(value, st->dropped);
+      break;
+    case PROP_PUBLISHED:
+      g_value_set_uint64(value, st->published);
+      break;
+    case PROP_CONNECTED:
+      g_value_set_boolean(value, st->connected || st->file);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+}
+
+void publish_finalize(GObject* object) {
+  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
+  close_outputs(st);
+  delete st;
+  G_OBJECT_CLASS(gst_auto_assign_publish_parent_class)->finalize(object);
+}
+
+}  // namespace
+
+static void gst_auto_assign_publish_class_init(GstAutoAssignPublishClass* klass) {
+  auto* gobject_class = G_OBJECT_CLASS(klass);
+  auto* element_class = GST_ELEMENT_CLASS(klass);
+  auto* trans_class = GST_BASE_TRANSFORM_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(gst_auto_assign_publish_debug, "autoassignpublish", 0,
+                          "ROI metadata to MQTT or a file");
+  gobject_class->set_property = publish_set_property;
+  gobject_class->get_property = publish_get_property;
+  gobject_class->finalize = publish_finalize;
+  const auto ready = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                              GST_PARAM_MUTABLE_READY);
+  const auto playing = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                GST_PARAM_MUTABLE_PLAYING);
+  const auto readable = static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_property(
+      gobject_class, PROP_METHOD,
+      g_param_spec_string("method", "Method", "mqtt (to a broker) or file (JSON lines)", "mqtt",
+                          ready));
+  g_object_class_install_property(
+      gobject_class, PROP_ADDRESS,
+      g_param_spec_string("address", "Address", "MQTT broker host:port", "127.0.0.1:1883", ready));
+  g_object_class_install_property(
+      gobject_class, PROP_TOPIC,
+      g_param_spec_string("topic", "Topic", "MQTT topic of the documents", "autoassign", ready));
+  g_object_class_install_property(
+      gobject_class, PROP_CLIENT_ID,
+      g_param_spec_string("client-id", "Client id", "MQTT client id (empty: a random one)", "",
+                          ready));
+  g_object_class_install_property(
+      gobject_class, PROP_QOS,
+      g_param_spec_int("qos", "QoS", "MQTT quality of service: 0, 1 or 2", 0, 2, 0, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_LOCATION,
+      g_param_spec_string("location", "Location", "File the documents are appended to (file)", "",
+                          ready));
+  g_object_class_install_property(
+      gobject_class, PROP_SOURCE,
+      g_param_spec_string("source", "Source",
+                          "Written as \"source\" in every document when set (e.g. the camera's "
+                          "URI)",
+                          "", playing));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_QUEUE,
+      g_param_spec_uint("max-queue", "Max queue",
+                        "Documents held while the broker is slow or gone; beyond, the oldest "
+                        "are dropped",
+                        1, 1000000, 1000, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_CONNECT_TIMEOUT,
+      g_param_spec_uint("connect-timeout", "Connect timeout",
+                        "Milliseconds to wait at start for the first connection (then a "
+                        "RESOURCE error)",
+                        0, 600000, 5000, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_DRAIN_TIMEOUT,
+      g_param_spec_uint("drain-timeout", "Drain timeout",
+                        "Milliseconds to wait at end of stream for the queue to empty", 0, 600000,
+                        5000, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_DROPPED,
+      g_param_spec_uint64("dropped", "Dropped", "Documents dropped because the queue was full", 0,
+                          G_MAXUINT64, 0, readable));
+  g_object_class_install_property(
+      gobject_class, PROP_PUBLISHED,
+      g_param_spec_uint64("published", "Published", "Documents sent (or written)", 0, G_MAXUINT64,
+                          0, readable));
+  g_object_class_install_property(
+      gobject_class, PROP_CONNECTED,
+      g_param_spec_boolean("connected", "Connected",
+                           "Whether the broker connection is up now (always true for a file)",
+                           FALSE, readable));
+  gst_element_class_set_static_metadata(
+      element_class, "AutoAssign metadata publisher", "Filter/Analyzer/Video",
+      "Publishes each frame's regions of interest as JSON to MQTT or a file (gvametapublish)",
+      "autoassign-gst developers");
+  GstCaps* caps = gst_caps_from_string("video/x-raw; video/x-raw(ANY)");
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
+  gst_element_class_add_pad_template(
+      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+  gst_caps_unref(caps);
+  trans_class->start = publish_start;
+  trans_class->stop = publish_stop;
+  trans_class->set_caps = publish_set_caps;
+  trans_class->sink_event = publish_sink_event;
+  trans_class->transform_ip = publish_transform_ip;
+  trans_class->transform_ip_on_passthrough = TRUE;
+}
+
+static void gst_auto_assign_publish_init(GstAutoAssignPublish* self) {
+  self->state = new PublishState();
+  gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), TRUE);
+}
