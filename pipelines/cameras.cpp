@@ -92,8 +92,9 @@ std::string source_description(const std::string& source, bool* live) {
            " latency=200 protocols=tcp tcp-timeout=5000000 ! decodebin";
   }
   if (source.rfind("/dev/video", 0) == 0) return "v4l2src device=" + quote(source);
-  if (source.find("://") != std::string::npos) return "uridecodebin uri=" + quote(source);
+  // Other URIs (file://, http:// clips) end: their end of stream is the end, not a drop.
   *live = false;
+  if (source.find("://") != std::string::npos) return "uridecodebin uri=" + quote(source);
   return "filesrc location=" + quote(source) + " ! decodebin";
 }
 
@@ -171,16 +172,32 @@ gboolean on_bus(GstBus*, GstMessage* msg, gpointer data) {
       gst_message_parse_error(msg, &err, &dbg);
       const std::string why =
           std::string("error from ") + GST_OBJECT_NAME(msg->src) + ": " + err->message;
+      const std::string from = GST_MESSAGE_SRC(msg) ? GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)) : "";
+      // A model that cannot load (the detect element's RESOURCE or LIBRARY errors) will not
+      // load on a retry either, for any camera: stop everything. A frame that fails inference
+      // (STREAM) is this camera's problem: restart it like a drop.
+      const bool model_error = from.rfind("detect", 0) == 0 && (err->domain == GST_RESOURCE_ERROR ||
+                                                                err->domain == GST_LIBRARY_ERROR);
+      // An output that cannot be written (permissions, a missing folder) stays so: give up on
+      // this camera instead of retrying forever.
+      const bool output_error = from.rfind("json", 0) == 0 && err->domain == GST_RESOURCE_ERROR;
       g_error_free(err);
       g_free(dbg);
-      // A model that cannot load will not load on a retry either: stop everything.
-      if (GST_MESSAGE_SRC(msg) &&
-          g_str_has_prefix(GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), "detect")) {
+      if (model_error) {
         std::fprintf(stderr, "camera %d: %s\n", cam->index, shown(why).c_str());
         cam->gave_up = true;
         cam->last_error = why;
         stop_pipeline(cam);
         g_main_loop_quit(g_loop);
+        return G_SOURCE_REMOVE;
+      }
+      if (output_error) {
+        std::fprintf(stderr, "camera %d (%s): %s; giving up (the output cannot be written)\n",
+                     cam->index, shown(cam->source).c_str(), shown(why).c_str());
+        cam->gave_up = true;
+        cam->last_error = why;
+        stop_pipeline(cam);
+        maybe_quit();
         return G_SOURCE_REMOVE;
       }
       fail(cam, why);
@@ -208,8 +225,8 @@ void start_camera(Camera* cam) {
       " threshold=" + std::to_string(g_options.threshold) +
       " threads=" + std::to_string(g_options.threads) + " precision=" + quote(g_options.precision) +
       (g_options.drop_when_busy ? " drop-when-busy=true" : "") +
-      (g_options.track ? " ! autoassigntrack" : "") +
-      " ! autoassignjson append=true location=" + quote(json_location(*cam)) +
+      (g_options.track ? " ! autoassigntrack" : "") + " ! autoassignjson name=json" +
+      std::to_string(cam->index) + " append=true location=" + quote(json_location(*cam)) +
       " source=" + quote(shown(cam->source)) +
       (g_options.mqtt.empty()
            ? ""

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -329,6 +330,44 @@ TEST_F(Pipelines, CameraThatNeverReturnsEndsWithAClearError) {
   EXPECT_EQ(p.wait(60), 1) << p.err();
   EXPECT_NE(p.err().find("giving up after 3 attempt(s)"), std::string::npos) << p.err();
   EXPECT_NE(p.out().find("gave up"), std::string::npos) << p.out();
+}
+
+// A camera URL with credentials: they never reach the JSON lines, the logs or the summary.
+TEST_F(Pipelines, CameraCredentialsAreRedactedEverywhere) {
+  TestCamera camera(free_port(), images_);
+  std::string url = camera.url();
+  url.replace(url.find("://") + 3, 0, "admin:s3cret@");
+  Process p(cameras_cmd({"--duration", "6", url}), dir_);
+  ASSERT_EQ(p.wait(60), 0) << p.err();
+  std::ifstream in(dir_ + "/camera-0.jsonl");
+  const std::string lines((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.find("s3cret"), std::string::npos);
+  EXPECT_NE(lines.find("rtsp://***@127.0.0.1"), std::string::npos);
+  EXPECT_EQ(p.err().find("s3cret"), std::string::npos) << p.err();
+  EXPECT_EQ(p.out().find("s3cret"), std::string::npos) << p.out();
+  EXPECT_NE(p.out().find("rtsp://***@"), std::string::npos) << p.out();
+}
+
+// An output that cannot be written is given up on at once (it was retried forever); a clip
+// given as a file:// URI is not a live camera: it plays once and the program ends.
+TEST_F(Pipelines, UnwritableOutputAndClipUris) {
+  const std::string blocker = dir_ + "/not-a-folder";
+  std::ofstream(blocker) << "a file where the output folder should be";
+  Process bad({env("AUTOASSIGN_CAMERAS"), "--model", model_, "--output", blocker, "test"}, dir_);
+  EXPECT_EQ(bad.wait(60), 1) << bad.err();
+  EXPECT_NE(bad.err().find("the output cannot be written"), std::string::npos) << bad.err();
+  const std::string clip = dir_ + "/clip.mp4";
+  ASSERT_EQ(std::system(("gst-launch-1.0 -q videotestsrc num-buffers=15 ! "
+                         "video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux ! "
+                         "filesink location=" +
+                         clip)
+                            .c_str()),
+            0);
+  Process once(cameras_cmd({"file://" + clip}), dir_);
+  EXPECT_EQ(once.wait(60), 0) << once.err();
+  EXPECT_EQ(read_jsonl(dir_ + "/camera-0.jsonl").lines, 15) << once.err();
+  EXPECT_EQ(once.err().find("reconnecting"), std::string::npos) << once.err();
 }
 
 // An rtspsrc client of autoassign-rtsp-server's annotated stream: depayloads, decodes and
