@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <fstream>
 #include <map>
@@ -670,12 +671,19 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       s.device = v ? v : DEFAULT_DEVICE;
       break;
     }
+    // GLib's range check lets NaN through (every comparison with it is false): refuse it as
+    // GLib refuses an out-of-range value, with a warning, keeping the current value.
     case PROP_THRESHOLD:
-      s.threshold = g_value_get_double(value);
+    case PROP_IOU_THRESHOLD: {
+      const double v = g_value_get_double(value);
+      if (std::isnan(v)) {
+        g_warning("autoassigndetect: %s cannot be NaN; keeping %g", pspec->name,
+                  prop_id == PROP_THRESHOLD ? s.threshold : s.iou_threshold);
+        break;
+      }
+      (prop_id == PROP_THRESHOLD ? s.threshold : s.iou_threshold) = v;
       break;
-    case PROP_IOU_THRESHOLD:
-      s.iou_threshold = g_value_get_double(value);
-      break;
+    }
     case PROP_MAX_DETECTIONS:
       s.max_detections = g_value_get_int(value);
       break;

@@ -2,6 +2,7 @@
 #include "autoassign/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -47,7 +48,8 @@ bool parse_float(const std::string& token, double& out) {
   } catch (const std::exception&) {
     return false;
   }
-  return pos == token.size();
+  // "nan", "inf" and overflowing values parse as doubles but are no coordinates.
+  return pos == token.size() && std::isfinite(out);
 }
 
 Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,

@@ -233,8 +233,14 @@ std::vector<TrackedObject> Tracker::update(const std::vector<Detection>& detecti
     // competes with the real one and steals its id when the detector keeps only the loose box.
     bool duplicate = false;
     for (const auto& o : out) {
-      duplicate |=
-          o.box.label_id == d.label_id && box_iou(box_of(o.box), box_of(d)) >= kDuplicateIou;
+      if (o.box.label_id != d.label_id) continue;
+      const Box a = box_of(o.box), b = box_of(d);
+      // Mostly inside a kept box (a tight box within a loose one: IoU can be under 0.5) is a
+      // duplicate too.
+      const double iw = std::max(0.0, std::min(a[2], b[2]) - std::max(a[0], b[0]));
+      const double ih = std::max(0.0, std::min(a[3], b[3]) - std::max(a[1], b[1]));
+      const double area = std::max(1e-9, (b[2] - b[0]) * (b[3] - b[1]));
+      duplicate |= box_iou(a, b) >= kDuplicateIou || iw * ih / area >= kDuplicateInside;
     }
     if (duplicate) continue;
     tracks_.push_back(Track{next_id_++, BoxKalman(box_of(d)), d, 0, true});

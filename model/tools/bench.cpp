@@ -14,6 +14,7 @@
 #include "autoassign/checkpoint.h"
 #include "autoassign/detector.h"
 #include "autoassign/profile.h"
+#include "autoassign/tracker.h"
 #include "autoassign/types.h"
 #include "commands.h"
 
@@ -62,7 +63,7 @@ struct Options {
   std::vector<std::string> sizes = {"640x384"};
   std::vector<int> threads = {2};
   int runs = 30, warmup = 5, batch = 1;
-  bool json = false, profile = false;
+  bool json = false, profile = false, tracker = false;
   std::string peer_onnx, peer_name = "peer", peer_size = "640x480";
 };
 
@@ -76,7 +77,46 @@ std::vector<std::pair<std::string, std::string>> combinations(const std::vector<
   return out;
 }
 
+// Tracker cost per frame: N objects walking on a grid (each moving 2 px/frame, some missed
+// now and then, a few new each frame), update() timed over 300 frames after 30 of warm-up.
+void run_tracker_bench(const Options& o) {
+  std::printf("\n%8s %14s %14s %10s\n", "objects", "median us", "p90 us", "live tracks");
+  nlohmann::json rows = nlohmann::json::array();
+  for (int n : {5, 50, 200}) {
+    Tracker tracker;
+    std::vector<double> us;
+    size_t live = 0;
+    for (int f = 0; f < 330; ++f) {
+      std::vector<Detection> dets;
+      for (int i = 0; i < n; ++i) {
+        if ((i + f) % 17 == 0) continue;  // missed this frame
+        Detection d;
+        d.x1 = static_cast<float>((i % 20) * 60 + 2 * f % 40);
+        d.y1 = static_cast<float>((i / 20) * 60 + f % 7);
+        d.x2 = d.x1 + 40;
+        d.y2 = d.y1 + 40;
+        d.score = (i % 5 == 0) ? 0.3f : 0.9f;
+        dets.push_back(d);
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      tracker.update(dets);
+      const auto t1 = std::chrono::steady_clock::now();
+      if (f >= 30) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      live = tracker.live_tracks();
+    }
+    std::sort(us.begin(), us.end());
+    const double med = us[us.size() / 2], p90 = us[us.size() * 9 / 10];
+    std::printf("%8d %14.1f %14.1f %10zu\n", n, med, p90, live);
+    rows.push_back({{"objects", n}, {"median_us", med}, {"p90_us", p90}});
+  }
+  if (o.json) std::cout << rows.dump(2) << "\n";
+}
+
 void run(const Options& o) {
+  if (o.tracker) {
+    run_tracker_bench(o);
+    return;
+  }
   struct Entry {
     std::string label;
     ModelConfig config;
@@ -278,6 +318,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "images per forward pass")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "print rows as JSON (latency_ms_median, ...)");
   cmd->add_flag("--profile", o->profile, "print LibTorch's profile of one forward pass");
+  cmd->add_flag("--tracker", o->tracker,
+                "instead: the tracker's cost per frame (autoassigntrack) at 5, 50 and 200 objects");
   cmd->add_option("--peer-onnx", o->peer_onnx,
                   "an ONNX model to time through OpenCV DNN in the same run (e.g. "
                   "../shared/peers/version-RFB-640.onnx)");

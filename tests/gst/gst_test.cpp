@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -998,6 +999,151 @@ TEST_F(GstElements, CudaCapsOnlyWhereCudaRuns) {
 #else
   EXPECT_FALSE(offers_cuda);
 #endif
+}
+
+// ---- stress -----------------------------------------------------------------------------
+
+// detect_harness in synchronous or drop-when-busy mode (a boolean: not through its double).
+GstHarness* detect_harness_mode(bool drop_when_busy) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
+               "threads", 2, "drop-when-busy", drop_when_busy ? TRUE : FALSE, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  return h;
+}
+
+// A frame of `format` at w x h whose rows are padded to `stride_pad` extra bytes per plane row
+// (a GstVideoMeta carries the strides, as decoders and cameras produce them).
+GstBuffer* padded_frame(GstVideoFormat format, int w, int h, int stride_pad) {
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, format, static_cast<guint>(w), static_cast<guint>(h));
+  gsize offsets[GST_VIDEO_MAX_PLANES] = {};
+  gint strides[GST_VIDEO_MAX_PLANES] = {};
+  gsize size = 0;
+  for (guint p = 0; p < GST_VIDEO_INFO_N_PLANES(&info); ++p) {
+    strides[p] = GST_VIDEO_INFO_PLANE_STRIDE(&info, p) + stride_pad;
+    offsets[p] = size;
+    const int rows = GST_VIDEO_FORMAT_INFO_SCALE_HEIGHT(info.finfo, p, h);
+    size += static_cast<gsize>(strides[p]) * static_cast<gsize>(rows);
+  }
+  GstBuffer* b = gst_buffer_new_allocate(nullptr, size, nullptr);
+  gst_buffer_memset(b, 0, 0x80, size);
+  gst_buffer_add_video_meta_full(b, GST_VIDEO_FRAME_FLAG_NONE, format, static_cast<guint>(w),
+                                 static_cast<guint>(h), GST_VIDEO_INFO_N_PLANES(&info), offsets,
+                                 strides);
+  return b;
+}
+
+// Caps renegotiation storm: 1x1 to 3840x2160, odd sizes, three formats, padded strides, in
+// both modes; every frame is accepted and nothing crashes or leaks a mapping.
+TEST_F(GstElements, CapsRenegotiationStorm) {
+  const std::vector<std::pair<int, int>> sizes = {{1, 1},   {2, 2},     {3, 5},       {17, 9},
+                                                  {64, 48}, {641, 479}, {1921, 1079}, {3840, 2160}};
+  for (bool drop : {false, true}) {
+    GstHarness* h = detect_harness_mode(drop);
+    int pushed = 0;
+    for (auto format : {GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420}) {
+      for (const auto& [w, hgt] : sizes) {
+        gst_harness_set_src_caps_str(h, caps_for(format, w, hgt).c_str());
+        for (int pad : {0, 64}) {
+          ASSERT_EQ(gst_harness_push(h, padded_frame(format, w, hgt, pad)), GST_FLOW_OK)
+              << gst_video_format_to_string(format) << " " << w << "x" << hgt << " pad " << pad
+              << (drop ? " drop-when-busy" : "");
+          gst_buffer_unref(gst_harness_pull(h));
+          ++pushed;
+        }
+      }
+    }
+    EXPECT_EQ(pushed, 48);
+    gst_harness_teardown(h);
+  }
+}
+
+// Buffers pushed while another thread changes threshold, inference-interval and model-file
+// (a background reload each time), in both modes: every push succeeds, the element keeps
+// finding the square, and teardown waits for everything.
+TEST_F(GstElements, PropertyChangesWhileBuffersFlow) {
+  const std::string dir = testing::temp_dir();
+  fs::copy_file(testing::trained_square_model(), dir + "/b.pt");
+  for (bool drop : {false, true}) {
+    GstHarness* h = detect_harness_mode(drop);
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    std::atomic<bool> done{false};
+    int changes = 0;
+    std::thread changer([&] {
+      for (int i = 0; !done; ++i, ++changes) {
+        g_object_set(h->element, "threshold", 0.2 + 0.1 * (i % 3), "inference-interval",
+                     static_cast<guint>(1 + i % 4), nullptr);
+        if (i % 10 == 0) {
+          g_object_set(h->element, "model-file",
+                       (i % 20 ? dir + "/b.pt" : testing::trained_square_model()).c_str(), nullptr);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+    int found = 0;
+    for (int i = 0; i < 300; ++i) {
+      GstBuffer* in = make_frame(picture(), GST_VIDEO_FORMAT_BGR);
+      GST_BUFFER_PTS(in) = static_cast<GstClockTime>(i) * GST_SECOND / 30;
+      ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK) << "frame " << i;
+      GstBuffer* out = gst_harness_pull(h);
+      for (const auto& r : gst::read_rois(out)) found += iou(r, kSquare) > 0.5;
+      gst_buffer_unref(out);
+    }
+    done = true;
+    changer.join();
+    EXPECT_GE(changes, 5);  // each model-file set waits for the reload before it
+    // drop-when-busy attaches what the worker finished, which lags a fast pusher.
+    EXPECT_GT(found, drop ? 10 : 30) << (drop ? "drop-when-busy" : "synchronous");
+    gst_harness_teardown(h);
+  }
+}
+
+// The state cycled NULL/READY/PAUSED/PLAYING while a thread pushes: pushes outside PLAYING are
+// refused (FLUSHING and the like), never crash; the element works again afterwards.
+TEST_F(GstElements, StateCyclesWhileBuffersArePushed) {
+  for (bool drop : {false, true}) {
+    GstHarness* h = detect_harness_mode(drop);
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    std::atomic<bool> done{false};
+    std::atomic<int> ok{0};
+    std::thread pusher([&] {
+      while (!done) {
+        if (gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)) == GST_FLOW_OK) ++ok;
+        while (GstBuffer* b = gst_harness_try_pull(h)) gst_buffer_unref(b);
+      }
+    });
+    const GstState cycle[] = {GST_STATE_READY, GST_STATE_NULL, GST_STATE_READY, GST_STATE_PAUSED,
+                              GST_STATE_PLAYING};
+    for (int i = 0; i < 20; ++i) {
+      for (GstState s : cycle) {
+        gst_element_set_state(h->element, s);
+        gst_element_get_state(h->element, nullptr, nullptr, GST_CLOCK_TIME_NONE);
+      }
+    }
+    done = true;
+    pusher.join();
+    EXPECT_GT(ok.load(), 0);
+    // Back in PLAYING: caps again (a NULL state forgot them), and frames flow.
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    while (GstBuffer* b = gst_harness_try_pull(h)) gst_buffer_unref(b);
+    gst_harness_teardown(h);
+  }
+}
+
+// NaN passes GLib's range check for double properties: the element refuses it and keeps the
+// value it had (it used to be replaced silently by the model's default).
+TEST(DetectProperties, NaNThresholdsAreRefused) {
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  g_object_set(e, "threshold", 0.4, "iou-threshold", 0.5, nullptr);
+  g_object_set(e, "threshold", std::nan(""), "iou-threshold", std::nan(""), nullptr);
+  double t = 0, iou = 0;
+  g_object_get(e, "threshold", &t, "iou-threshold", &iou, nullptr);
+  EXPECT_DOUBLE_EQ(t, 0.4);
+  EXPECT_DOUBLE_EQ(iou, 0.5);
+  gst_object_unref(e);
 }
 
 // ---- autoassigntrack on real photos ----------------------------------------------------------

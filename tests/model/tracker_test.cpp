@@ -142,6 +142,12 @@ TEST(Tracker, DuplicateBoxesStartNoTrack) {
   out = t.update({det(72, 71, 107, 146, 0.73f)});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].id, 1);
+  // A tight box nested in the tracked loose one (IoU 0.47, but all of it inside): no new track.
+  Tracker u;
+  EXPECT_EQ(u.update({det(55, 49, 130, 172)})[0].id, 1);
+  out = u.update({det(55, 49, 130, 172), det(81, 97, 92, 115, 0.6f)});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(u.live_tracks(), 1u);
 }
 
 TEST(Tracker, LabelsNeverMatchAcrossClasses) {

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -120,11 +121,13 @@ class Process {
 // so it can be stopped and started again on the same port while a client is connected.
 class TestCamera {
  public:
-  TestCamera(int port, const std::string& images_dir) : port_(port) {
+  TestCamera(int port, const std::string& images_dir, int width = 640, int height = 360)
+      : port_(port) {
     launch_ = "( multifilesrc location=" + images_dir +
               "/img%03d.jpg index=0 loop=true caps=image/jpeg,framerate=10/1 ! jpegdec ! "
-              "videoconvert ! videoscale add-borders=true ! "
-              "video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1,format=I420 ! "
+              "videoconvert ! videoscale add-borders=true ! video/x-raw,width=" +
+              std::to_string(width) + ",height=" + std::to_string(height) +
+              ",pixel-aspect-ratio=1/1,format=I420 ! "
               "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! "
               "rtph264pay name=pay0 pt=96 config-interval=1 )";
     context_ = g_main_context_new();
@@ -549,4 +552,107 @@ TEST_F(Pipelines, WiderFolderThroughTheElementEqualsTheCli) {
   EXPECT_GT(a["easy"]["ap"].get<double>(), 0.3);
 }
 
+// The test camera in a process of its own (this binary with --serve-camera), so it can be
+// SIGKILLed (a camera that dies) or SIGSTOPped (a half-open connection: TCP up, no data).
+std::unique_ptr<Process> camera_process(int port, const std::string& images, const char* size,
+                                        const std::string& dir) {
+  std::vector<char> self(4096);
+  const ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  return std::make_unique<Process>(
+      std::vector<std::string>{std::string(self.data(), n > 0 ? n : 0), "--serve-camera",
+                               std::to_string(port), images, size},
+      dir);
+}
+
+int count_entries(const std::string& path) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator(); ++it) ++n;
+  return n;
+}
+
+// RTSP chaos against autoassign-cameras: a camera SIGKILLed mid-stream, a half-open connection
+// (camera SIGSTOPped), a resolution change, then 100 drop/reconnect cycles with resident
+// memory, open file descriptors and threads flat.
+TEST_F(Pipelines, RtspChaos) {
+  const int port = free_port();
+  const std::string url = "rtsp://127.0.0.1:" + std::to_string(port) + "/cam";
+  auto cam = camera_process(port, images_, "640x360", dir_);
+  Process p(cameras_cmd({"--stall-seconds", "3", "--retry-max-seconds", "1", url}), dir_);
+  const std::string file = dir_ + "/camera-0.jsonl";
+  auto wait_lines = [&](int more, double seconds) {
+    const int target = read_jsonl(file).lines + more;
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (read_jsonl(file).lines >= target) return true;
+      g_usleep(100000);
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_lines(10, 60)) << p.err();
+  // 1. The camera process dies (SIGKILL): no goodbye on the connection.
+  cam->signal(SIGKILL);
+  cam->wait(5);
+  g_usleep(2 * G_USEC_PER_SEC);
+  cam = camera_process(port, images_, "640x360", dir_);
+  EXPECT_TRUE(wait_lines(10, 60)) << "no frames after the camera was killed and restarted\n"
+                                  << p.err();
+  // 2. Half-open: the camera hangs (SIGSTOP), the connection stays up and silent; the stall
+  // watchdog notices, and once the camera wakes frames flow again.
+  cam->signal(SIGSTOP);
+  g_usleep(6 * G_USEC_PER_SEC);
+  EXPECT_NE(p.err().find("no frame for 3 s"), std::string::npos) << p.err();
+  cam->signal(SIGCONT);
+  EXPECT_TRUE(wait_lines(10, 60)) << "no frames after a half-open connection\n" << p.err();
+  // 3. The camera comes back at another resolution: the lines say so.
+  cam->signal(SIGKILL);
+  cam->wait(5);
+  cam = camera_process(port, images_, "320x240", dir_);
+  ASSERT_TRUE(wait_lines(10, 60)) << p.err();
+  {
+    std::ifstream in(file);
+    std::string line, last;
+    while (std::getline(in, line)) last = line;
+    EXPECT_EQ(nlohmann::json::parse(last)["resolution"]["width"], 320) << last;
+  }
+  // 4. 100 drops and reconnections; resources measured after 10 and after 100.
+  const std::string proc = "/proc/" + std::to_string(p.pid());
+  long rss10 = 0;
+  int fds10 = 0, threads10 = 0;
+  for (int cycle = 1; cycle <= 100; ++cycle) {
+    cam->signal(SIGKILL);
+    cam->wait(5);
+    cam = camera_process(port, images_, "320x240", dir_);
+    ASSERT_TRUE(wait_lines(2, 60)) << "cycle " << cycle << "\n" << p.err();
+    if (cycle == 10) {
+      rss10 = rss_kb(p.pid());
+      fds10 = count_entries(proc + "/fd");
+      threads10 = count_entries(proc + "/task");
+    }
+  }
+  const long rss100 = rss_kb(p.pid());
+  const int fds100 = count_entries(proc + "/fd"), threads100 = count_entries(proc + "/task");
+  std::printf("after 10 / 100 reconnections: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n",
+              rss10, rss100, fds10, fds100, threads10, threads100);
+  EXPECT_LT(rss100 - rss10, 20 * 1024) << "resident memory grew by " << (rss100 - rss10) << " kB";
+  EXPECT_LE(fds100, fds10 + 2);
+  EXPECT_LE(threads100, threads10 + 2);
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+  EXPECT_TRUE(read_jsonl(file).well_formed);
+}
+
 }  // namespace
+
+// `pipelines_test --serve-camera PORT IMAGES WxH` serves the test camera until killed (for
+// RtspChaos); anything else runs the tests.
+int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--serve-camera") {
+    gst_init(nullptr, nullptr);
+    int w = 640, h = 360;
+    std::sscanf(argv[4], "%dx%d", &w, &h);
+    TestCamera camera(std::atoi(argv[2]), argv[3], w, h);
+    for (;;) pause();
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

@@ -153,6 +153,19 @@ TEST(Datasets, BadCocoAndVoc) {
               std::string::npos)
         << e.what();
   }
+  // nan and inf parse as doubles but are no coordinates: named like any bad number.
+  for (const char* bad : {"nan", "inf", "-inf", "1e999"}) {
+    std::ofstream(dir + "/voc/annotations/a.xml")
+        << "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin>"
+           "<ymin>2</ymin><xmax>"
+        << bad << "</xmax><ymax>9</ymax></bndbox></object></annotation>";
+    try {
+      load_voc(dir + "/voc", {});
+      FAIL() << bad << " accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("bad or missing <xmax>"), std::string::npos) << e.what();
+    }
+  }
   // A truncated file (an <object> never closed), its line counted from the top.
   std::ofstream(dir + "/voc/annotations/a.xml")
       << "<annotation>\n<filename>a.jpg</filename>\n\n<object><name>cat</name>\n";

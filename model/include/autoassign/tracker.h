@@ -7,7 +7,8 @@
 // greedy: the pair of highest IoU first, then the next among the rest (for the few objects of
 // a camera frame it agrees with the Hungarian optimum except in contrived ties). A track that
 // finds no detection is kept, predicted, for track_buffer frames; only an unmatched high-score
-// detection starts a new track (new id), unless it duplicates a box kept this frame. Torch-free and
+// detection starts a new track (new id), unless it duplicates a box kept this frame (IoU >= 0.5
+// with it, or 80% inside it). Torch-free and
 // GStreamer-free: the element autoassigntrack is a thin shell over this.
 #pragma once
 
@@ -73,6 +74,9 @@ class Tracker {
   /// An unmatched high-score box overlapping a box kept this frame at least this much is a
   /// duplicate of that object (dropped), not a new one.
   static constexpr double kDuplicateIou = 0.5;
+  /// ... or lying this much inside it (intersection over its own area): a tight box nested in a
+  /// loose box around the same face.
+  static constexpr double kDuplicateInside = 0.8;
 
   explicit Tracker(TrackerOptions options = {});
   /// A frame whose detector ran: predict, associate, update. Returns the objects to show:
