@@ -83,10 +83,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   if (j.contains("head")) {
     const json& h = j["head"];
-    check_keys(h,
-               {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam",
-                "norm_per_level"},
-               source, "head.");
+    check_keys(
+        h,
+        {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam", "norm_per_level"},
+        source, "head.");
     get(h, "channels", c.head.channels, source, "head.");
     get(h, "num_convs", c.head.num_convs, source, "head.");
     get(h, "norm", c.head.norm, source, "head.");
@@ -140,10 +140,13 @@ std::string ModelConfig::to_json(int indent) const {
                    {"freeze_at", backbone.freeze_at}, {"channels", backbone.channels},
                    {"blocks", backbone.blocks},       {"reparam", backbone.reparam}};
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
-  j["head"] = {
-      {"channels", head.channels},   {"num_convs", head.num_convs},     {"norm", head.norm},
-      {"gn_groups", head.gn_groups}, {"share_tower", head.share_tower}, {"reparam", head.reparam},
-      {"norm_per_level", head.norm_per_level}};
+  j["head"] = {{"channels", head.channels},
+               {"num_convs", head.num_convs},
+               {"norm", head.norm},
+               {"gn_groups", head.gn_groups},
+               {"share_tower", head.share_tower},
+               {"reparam", head.reparam},
+               {"norm_per_level", head.norm_per_level}};
   j["input"] = {{"resize", input.resize},
                 {"short_side", input.short_side},
                 {"long_side", input.long_side},
