@@ -251,12 +251,7 @@ static void gst_auto_assign_json_class_init(GstAutoAssignJsonClass* klass) {
       element_class, "AutoAssign JSON writer", "Filter/Analyzer/Video",
       "Writes regions of interest as JSON lines (gvametaconvert shape)",
       "autoassign-gst developers");
-  GstCaps* caps = gst_caps_from_string("video/x-raw; video/x-raw(ANY)");
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
-  gst_caps_unref(caps);
+  autoassign::gst::add_any_video_pads(element_class);
   trans_class->start = json_start;
   trans_class->stop = json_stop;
   trans_class->set_caps = json_set_caps;

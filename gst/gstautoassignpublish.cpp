@@ -511,12 +511,7 @@ static void gst_auto_assign_publish_class_init(GstAutoAssignPublishClass* klass)
       element_class, "AutoAssign metadata publisher", "Filter/Analyzer/Video",
       "Publishes each frame's regions of interest as JSON to MQTT or a file (gvametapublish)",
       "autoassign-gst developers");
-  GstCaps* caps = gst_caps_from_string("video/x-raw; video/x-raw(ANY)");
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
-  gst_caps_unref(caps);
+  autoassign::gst::add_any_video_pads(element_class);
   trans_class->start = publish_start;
   trans_class->stop = publish_stop;
   trans_class->set_caps = publish_set_caps;

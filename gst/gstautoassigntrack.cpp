@@ -248,12 +248,7 @@ static void gst_auto_assign_track_class_init(GstAutoAssignTrackClass* klass) {
       "Gives every region of interest a stable object id (ByteTrack association, Kalman "
       "prediction)",
       "autoassign-gst developers");
-  GstCaps* caps = gst_caps_from_string("video/x-raw; video/x-raw(ANY)");
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, caps));
-  gst_element_class_add_pad_template(
-      element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
-  gst_caps_unref(caps);
+  autoassign::gst::add_any_video_pads(element_class);
   trans_class->start = track_start;
   trans_class->stop = track_stop;
   trans_class->set_caps = track_set_caps;

@@ -61,6 +61,10 @@ nlohmann::json frame_to_json(GstBuffer* buffer, const std::vector<Roi>& rois, in
 /// JSON text that never throws: invalid UTF-8 (already cleaned by read_rois) is replaced.
 std::string json_text(const nlohmann::json& j);
 
+/// The always sink and src pads of the metadata elements (json, track, publish): any raw video,
+/// in any memory, since they touch metadata only.
+void add_any_video_pads(GstElementClass* element_class);
+
 /// GstVideoFormat -> the library's PixelFormat; false for formats the library does not take.
 bool to_pixel_format(GstVideoFormat format, PixelFormat* out);
 /// A mapped frame as an ImageView (no copy).

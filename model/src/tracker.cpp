@@ -167,6 +167,13 @@ void Tracker::reset() {
   next_id_ = 1;
 }
 
+void Tracker::drop_lost() {
+  tracks_.erase(
+      std::remove_if(tracks_.begin(), tracks_.end(),
+                     [&](const Track& t) { return t.lost_frames > options_.track_buffer; }),
+      tracks_.end());
+}
+
 std::vector<TrackedObject> Tracker::update(const std::vector<Detection>& detections) {
   for (auto& t : tracks_) t.filter.predict();
   std::vector<int> high, low;
@@ -222,10 +229,7 @@ std::vector<TrackedObject> Tracker::update(const std::vector<Detection>& detecti
     tracks_[i].shown = matched[i];
     if (!matched[i]) ++tracks_[i].lost_frames;
   }
-  tracks_.erase(
-      std::remove_if(tracks_.begin(), tracks_.end(),
-                     [&](const Track& t) { return t.lost_frames > options_.track_buffer; }),
-      tracks_.end());
+  drop_lost();
   for (int i : high) {
     const auto& d = detections[i];
     // A second box on an object already tracked this frame (a looser box around the same face
@@ -265,10 +269,7 @@ std::vector<TrackedObject> Tracker::predict() {
     d.y2 = static_cast<float>(b[3]);
     out.push_back({t.id, d, true});
   }
-  tracks_.erase(
-      std::remove_if(tracks_.begin(), tracks_.end(),
-                     [&](const Track& t) { return t.lost_frames > options_.track_buffer; }),
-      tracks_.end());
+  drop_lost();
   return out;
 }
 

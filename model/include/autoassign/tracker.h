@@ -99,6 +99,8 @@ class Tracker {
     int lost_frames = 0;  // frames since it was last shown; dropped past track_buffer
     bool shown = true;    // matched on the last inferred frame
   };
+  // Forgets the tracks unseen for more than track_buffer frames.
+  void drop_lost();
   TrackerOptions options_;
   std::vector<Track> tracks_;
   int64_t next_id_ = 1;
