@@ -53,7 +53,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(source, std::string("not valid JSON: ") + e.what());
   }
   check_keys(j,

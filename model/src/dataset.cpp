@@ -180,7 +180,7 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(annotation_json));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(annotation_json + ": not valid JSON: " + e.what());
   }
   for (const char* key : {"images", "annotations", "categories"}) {

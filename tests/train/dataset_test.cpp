@@ -131,6 +131,9 @@ TEST(Datasets, BadCocoAndVoc) {
   const std::string dir = testing::temp_dir();
   std::ofstream(dir + "/bad.json") << "{\"images\": [], \"annotations\": [";
   EXPECT_THROW(load_coco(dir + "/bad.json", dir), std::runtime_error);
+  // Out-of-range numbers are nlohmann's out_of_range, not a parse_error: still a named error.
+  std::ofstream(dir + "/huge.json") << "{\"images\": [1e999]}";
+  EXPECT_THROW(load_coco(dir + "/huge.json", dir), std::runtime_error);
   std::ofstream(dir + "/noimages.json") << "{\"annotations\": [], \"categories\": []}";
   try {
     load_coco(dir + "/noimages.json", dir);
