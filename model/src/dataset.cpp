@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -198,13 +200,31 @@ Dataset load_coco(const std::string& annotation_json, const std::string& images_
 
 namespace {
 
+// A COCO id: a JSON integer that fits int64. nlohmann's get<int64_t> casts a float (1e300) or a
+// larger unsigned number without a check, which is undefined behaviour.
+int64_t coco_id(const nlohmann::json& v, const char* what) {
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() &&
+       v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+    throw nlohmann::json::other_error::create(
+        501, std::string(what) + " must be an integer, got " + v.dump(), &v);
+  }
+  return v.get<int64_t>();
+}
+
+// An annotation's own id for messages ("?" if it has none or it is not an integer).
+std::string annotation_id(const nlohmann::json& a) {
+  return a.contains("id") && a["id"].is_number_integer() ? a["id"].dump() : "?";
+}
+
 Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,
                        const std::string& images_dir) {
   Dataset ds;
   ds.name = fs::path(annotation_json).stem().string();
   std::map<int64_t, int> label_of;
   std::vector<std::pair<int64_t, std::string>> cats;
-  for (const auto& c : j["categories"]) cats.emplace_back(c.at("id").get<int64_t>(), c.at("name"));
+  for (const auto& c : j["categories"])
+    cats.emplace_back(coco_id(c.at("id"), "categories[].id"), c.at("name"));
   std::sort(cats.begin(), cats.end());
   for (const auto& [id, name] : cats) {
     label_of[id] = static_cast<int>(ds.class_names.size());
@@ -214,7 +234,7 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
   std::vector<std::pair<double, double>> sizes;
   for (const auto& im : j["images"]) {
     Sample s;
-    s.image_id = im.at("id").get<int64_t>();
+    s.image_id = coco_id(im.at("id"), "images[].id");
     const std::string file = im.at("file_name");
     s.image = images_dir + "/" + file;
     s.key = fs::path(file).stem().string();
@@ -227,23 +247,20 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
     ds.samples.push_back(std::move(s));
   }
   for (const auto& a : j["annotations"]) {
-    const int64_t image_id = a.at("image_id").get<int64_t>();
+    const int64_t image_id = coco_id(a.at("image_id"), "annotations[].image_id");
     auto it = index_of.find(image_id);
     if (it == index_of.end()) {
-      throw std::runtime_error(annotation_json + ": annotation " +
-                               std::to_string(a.value("id", int64_t{-1})) +
+      throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
                                " refers to unknown image " + std::to_string(image_id));
     }
-    const auto cat = label_of.find(a.at("category_id").get<int64_t>());
+    const auto cat = label_of.find(coco_id(a.at("category_id"), "annotations[].category_id"));
     if (cat == label_of.end()) {
-      throw std::runtime_error(annotation_json + ": annotation " +
-                               std::to_string(a.value("id", int64_t{-1})) +
+      throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
                                " has an unknown category_id");
     }
     const auto& bbox = a.at("bbox");
     if (!bbox.is_array() || bbox.size() != 4) {
-      throw std::runtime_error(annotation_json + ": annotation " +
-                               std::to_string(a.value("id", int64_t{-1})) +
+      throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
                                ": bbox must be [x, y, w, h]");
     }
     const double x = bbox[0], y = bbox[1], w = bbox[2], h = bbox[3];

@@ -298,6 +298,14 @@ TEST(Config, ErrorsNameTheKey) {
   // config_json fuzz target in CI, it escaped the parser's catch and aborted the process.
   expect_msg("2e" + std::string(90, '2') + "e", "not valid JSON");
   expect_msg("{\"num_classes\": 1e999}", "not valid JSON");
+  // Numbers an int field cannot hold: nlohmann would cast them without a check (undefined;
+  // found by the fuzz target with an input height of 3.8e47).
+  expect_msg("{\"input\": {\"height\": 3.8e47}}", "'input.height' holds a number out of range");
+  expect_msg("{\"input\": {\"height\": 384.5}}", "not an integer");
+  expect_msg("{\"num_classes\": 18446744073709551615}", "'num_classes' holds a number");
+  expect_msg("{\"num_classes\": -9223372036854775808}", "'num_classes' holds a number");
+  expect_msg("{\"backbone\": {\"channels\": [16, 1e20, 48, 96, 160]}}",
+             "'backbone.channels' holds a number");
   for (const auto& name : ModelConfig::preset_names()) {
     auto c = ModelConfig::preset(name);
     EXPECT_EQ(ModelConfig::from_json(c.to_json(), name).to_json(), c.to_json());

@@ -134,6 +134,17 @@ TEST(Datasets, BadCocoAndVoc) {
   // Out-of-range numbers are nlohmann's out_of_range, not a parse_error: still a named error.
   std::ofstream(dir + "/huge.json") << "{\"images\": [1e999]}";
   EXPECT_THROW(load_coco(dir + "/huge.json", dir), std::runtime_error);
+  // Ids must be integers: a float id was cast to int64 without a check (undefined behaviour).
+  std::ofstream(dir + "/float-id.json")
+      << "{\"images\": [{\"id\": 1e300, \"file_name\": \"a.jpg\"}], \"annotations\": [], "
+         "\"categories\": []}";
+  try {
+    load_coco(dir + "/float-id.json", dir);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("images[].id must be an integer"), std::string::npos)
+        << e.what();
+  }
   std::ofstream(dir + "/noimages.json") << "{\"annotations\": [], \"categories\": []}";
   try {
     load_coco(dir + "/noimages.json", dir);
