@@ -8,8 +8,16 @@
 //      (synchronous, then drop-when-busy) and autoassignjson into a synchronised sink: frames/s
 //      and inferences/s per stream, whether that is real time, the buffers' latency (clock
 //      time at the sink, just after the JSON is written, minus the capture running time) and
-//      the age of the boxes they carry.
+//      the age of the boxes they carry, and the process's CPU use;
+//   3. with --mqtt HOST:PORT (a running broker): the messages per second autoassignpublish
+//      sustains to it (QoS 0 and 1, counted by a subscriber in this process), and the live runs
+//      again with autoassigntrack and autoassignpublish added to every stream, for the cost of
+//      tracking and publishing next to the same run without them.
+#include <mosquitto.h>
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -30,7 +38,17 @@ struct Args {
   std::string format = "NV12";
   std::vector<int> streams = {1};
   int rounds = 5;
+  std::string mqtt;           // HOST:PORT of a broker: adds the MQTT and analytics tables
+  int mqtt_messages = 20000;  // per QoS in the throughput table
+  bool skip_overhead = false;
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -121,7 +139,9 @@ double percentile(std::vector<double> v, double q) {
 // N live 30 fps streams in one pipeline (one clock), each through its own autoassigndetect
 // (one shared model) and autoassignjson into a synchronised sink. A stream is real time when it
 // delivers ~30 frames/s: in synchronous mode a live source that waits on inference skips frames.
-void live_run(const Args& a, int streams, bool drop) {
+// `analytics`: autoassigntrack after the detector and autoassignpublish (to --mqtt) after the
+// JSON writer, as autoassign-cameras --track --mqtt runs them.
+void live_run(const Args& a, int streams, bool drop, bool analytics = false) {
   std::string d;
   for (int i = 0; i < streams; ++i) {
     d += "videotestsrc is-live=true pattern=ball num-buffers=" +
@@ -129,8 +149,11 @@ void live_run(const Args& a, int streams, bool drop) {
          ",width=" + std::to_string(a.width) + ",height=" + std::to_string(a.height) +
          ",framerate=30/1 ! autoassigndetect threshold=0.0 model-file=" + a.model +
          " threads=" + std::to_string(a.threads) + (drop ? " drop-when-busy=true" : "") +
-         " ! autoassignjson location=/dev/null ! fakesink name=sink" + std::to_string(i) +
-         " sync=true ";
+         (analytics ? " ! autoassigntrack" : "") + " ! autoassignjson location=/dev/null" +
+         (analytics
+              ? " ! autoassignpublish address=" + a.mqtt + " topic=bench/stream" + std::to_string(i)
+              : "") +
+         " ! fakesink name=sink" + std::to_string(i) + " sync=true ";
   }
   GError* err = nullptr;
   GstElement* pipeline = gst_parse_launch(d.c_str(), &err);
@@ -148,12 +171,14 @@ void live_run(const Args& a, int streams, bool drop) {
     gst_object_unref(sink);
   }
   const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = cpu_seconds();
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
   GstBus* bus = gst_element_get_bus(pipeline);
   GstMessage* m =
       gst_bus_timed_pop_filtered(bus, (a.live_seconds + 60) * GST_SECOND,
                                  static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
   const double s = seconds_since(t0);
+  const double cpu = 100 * (cpu_seconds() - cpu0) / s;  // percent of one core
   if (m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
     gst_message_parse_error(m, &err, nullptr);
     std::fprintf(stderr, "error: %s\n", err->message);
@@ -170,62 +195,86 @@ void live_run(const Args& a, int streams, bool drop) {
     all.box_age_ms.insert(all.box_age_ms.end(), x.box_age_ms.begin(), x.box_age_ms.end());
   }
   const double fps = frames / s / streams;
-  std::printf("%-15s %7d %13.1f %10.1f %10.1f %8.1f %12.1f %8.1f %s\n",
-              drop ? "drop-when-busy" : "synchronous", streams, fps, inferences / s / streams,
-              percentile(all.latency_ms, 0.5), percentile(all.latency_ms, 0.9),
-              percentile(all.box_age_ms, 0.5), percentile(all.box_age_ms, 0.9),
-              fps >= 29 ? "yes" : "no");
+  const std::string mode =
+      std::string(drop ? "drop-when-busy" : "synchronous") + (analytics ? "+track+mqtt" : "");
+  std::printf("%-26s %7d %13.1f %10.1f %10.1f %8.1f %12.1f %8.1f %6.0f%% %s\n", mode.c_str(),
+              streams, fps, inferences / s / streams, percentile(all.latency_ms, 0.5),
+              percentile(all.latency_ms, 0.9), percentile(all.box_age_ms, 0.5),
+              percentile(all.box_age_ms, 0.9), cpu, fps >= 29 ? "yes" : "no");
   gst_object_unref(bus);
   gst_object_unref(pipeline);
 }
 
-}  // namespace
-
-int run(int argc, char** argv) {
-  gst_init(&argc, &argv);
-  autoassign_gst_register_static();
-  Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model")
-      a.model = v;
-    else if (k == "--image")
-      a.image = v;
-    else if (k == "--frames")
-      a.frames = std::stoi(v);
-    else if (k == "--threads")
-      a.threads = std::stoi(v);
-    else if (k == "--format")
-      a.format = v;
-    else if (k == "--live-seconds")
-      a.live_seconds = std::stoi(v);
-    else if (k == "--rounds")
-      a.rounds = std::max(1, std::stoi(v));
-    else if (k == "--streams") {
-      a.streams.clear();
-      for (size_t pos = 0; pos < v.size();) {
-        const size_t comma = v.find(',', pos);
-        a.streams.push_back(std::stoi(v.substr(pos, comma - pos)));
-        pos = comma == std::string::npos ? v.size() : comma + 1;
-      }
-    } else if (k == "--size") {
-      if (!autoassign::parse_size(v, &a.width, &a.height)) {
-        std::fprintf(stderr, "--size: expected WxH, got '%s'\n", v.c_str());
-        return 2;
-      }
-    } else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      return 2;
+// A subscriber in this process that counts what the broker delivers on a topic.
+class Subscriber {
+ public:
+  Subscriber(const std::string& address, const std::string& topic) {
+    const size_t colon = address.rfind(':');
+    const std::string host = address.substr(0, colon);
+    const int port = colon == std::string::npos ? 1883 : std::stoi(address.substr(colon + 1));
+    mosquitto_lib_init();
+    client_ = mosquitto_new(nullptr, true, this);
+    mosquitto_message_callback_set(client_, [](mosquitto*, void* self, const mosquitto_message*) {
+      ++static_cast<Subscriber*>(self)->received;
+    });
+    if (mosquitto_connect(client_, host.c_str(), port, 30) != MOSQ_ERR_SUCCESS ||
+        mosquitto_subscribe(client_, nullptr, topic.c_str(), 1) != MOSQ_ERR_SUCCESS ||
+        mosquitto_loop_start(client_) != MOSQ_ERR_SUCCESS) {
+      throw std::runtime_error("cannot subscribe at the broker " + address);
     }
   }
-  if (a.model.empty()) {
-    std::fprintf(
-        stderr,
-        "usage: autoassign-gst-bench --model M [--image JPG] [--size 640x360] [--format NV12]\n"
-        "                            [--frames 100] [--threads 2] [--live-seconds 10]\n"
-        "                            [--streams 1,2,4] [--rounds 5]\n");
-    return 2;
+  ~Subscriber() {
+    mosquitto_disconnect(client_);
+    mosquitto_loop_stop(client_, true);
+    mosquitto_destroy(client_);
   }
+  std::atomic<int64_t> received{0};
+
+ private:
+  mosquitto* client_ = nullptr;
+};
+
+// Small frames as fast as they come, each one JSON document to the broker: what the element
+// sustains end to end (received by the subscriber), and what its queue had to drop.
+void mqtt_run(const Args& a, int qos) {
+  const std::string topic = "bench/rate" + std::to_string(qos);
+  Subscriber sub(a.mqtt, topic);
+  g_usleep(300000);  // the subscription is in place before the first message
+  const std::string d =
+      "videotestsrc num-buffers=" + std::to_string(a.mqtt_messages) +
+      " ! video/x-raw,width=64,height=64 ! autoassignpublish name=pub address=" + a.mqtt +
+      " topic=" + topic + " qos=" + std::to_string(qos) +
+      " max-queue=1000 drain-timeout=30000 ! fakesink sync=false";
+  GstElement* pipeline = gst_parse_launch(d.c_str(), nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = cpu_seconds();
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  GstMessage* m = gst_bus_timed_pop_filtered(
+      bus, 120 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  // EOS comes after the element drained its queue; the last messages may still be in flight.
+  guint64 published = 0, dropped = 0;
+  GstElement* pub = gst_bin_get_by_name(GST_BIN(pipeline), "pub");
+  g_object_get(pub, "published", &published, "dropped", &dropped, nullptr);
+  gst_object_unref(pub);
+  for (int i = 0; i < 50 && sub.received < static_cast<int64_t>(published); ++i) g_usleep(100000);
+  const double s = seconds_since(t0);
+  const double cpu = 100 * (cpu_seconds() - cpu0) / s;
+  const bool error = m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR;
+  if (m) gst_message_unref(m);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  std::printf("%4d %9d %10llu %8llu %9lld %9.2f %12.0f %6.0f%%%s\n", qos, a.mqtt_messages,
+              static_cast<unsigned long long>(published), static_cast<unsigned long long>(dropped),
+              static_cast<long long>(sub.received.load()), s, sub.received / s, cpu,
+              error ? "  (pipeline error)" : "");
+}
+
+}  // namespace
+
+// Table 1: the same frame through the bare Detector and through the element, in rounds.
+int overhead_table(const Args& a) {
   // The frame, once, through the same front part of the pipeline.
   GstElement* grab = gst_parse_launch((source(a) + " ! appsink name=out").c_str(), nullptr);
   if (a.image.empty()) {
@@ -294,13 +343,82 @@ int run(int argc, char** argv) {
   const double overhead = 100 * (percentile(ratio, 0.5) - 1);
   std::printf("element overhead (median of per-round ratios): %+.1f%% (target < 5%%: %s)\n",
               overhead, overhead < 5 ? "met" : "NOT met");
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  autoassign_gst_register_static();
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--model")
+      a.model = v;
+    else if (k == "--image")
+      a.image = v;
+    else if (k == "--frames")
+      a.frames = std::stoi(v);
+    else if (k == "--threads")
+      a.threads = std::stoi(v);
+    else if (k == "--format")
+      a.format = v;
+    else if (k == "--live-seconds")
+      a.live_seconds = std::stoi(v);
+    else if (k == "--rounds")
+      a.rounds = std::max(1, std::stoi(v));
+    else if (k == "--mqtt")
+      a.mqtt = v;
+    else if (k == "--mqtt-messages")
+      a.mqtt_messages = std::max(1, std::stoi(v));
+    else if (k == "--skip-overhead")
+      a.skip_overhead = v == "1" || v == "true" || v == "yes";
+    else if (k == "--streams") {
+      a.streams.clear();
+      for (size_t pos = 0; pos < v.size();) {
+        const size_t comma = v.find(',', pos);
+        a.streams.push_back(std::stoi(v.substr(pos, comma - pos)));
+        pos = comma == std::string::npos ? v.size() : comma + 1;
+      }
+    } else if (k == "--size") {
+      if (!autoassign::parse_size(v, &a.width, &a.height)) {
+        std::fprintf(stderr, "--size: expected WxH, got '%s'\n", v.c_str());
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (a.model.empty()) {
+    std::fprintf(
+        stderr,
+        "usage: autoassign-gst-bench --model M [--image JPG] [--size 640x360] [--format NV12]\n"
+        "                            [--frames 100] [--threads 2] [--live-seconds 10]\n"
+        "                            [--streams 1,2,4] [--rounds 5]\n"
+        "                            [--mqtt HOST:PORT [--mqtt-messages 20000]]\n"
+        "                            [--skip-overhead yes]\n");
+    return 2;
+  }
+  if (!a.skip_overhead) {
+    if (const int status = overhead_table(a); status != 0) return status;
+  }
   std::printf("\nlive 30 fps %dx%d videotestsrc streams, %d s, one pipeline, sinks sync=true\n",
               a.width, a.height, a.live_seconds);
-  std::printf("%-15s %7s %13s %10s %10s %8s %12s %8s %s\n", "mode", "streams", "frames/s/str",
-              "infer/s/str", "buf p50 ms", "p90", "box age p50", "p90", "real time");
+  std::printf("%-26s %7s %13s %10s %10s %8s %12s %8s %7s %s\n", "mode", "streams", "frames/s/str",
+              "infer/s/str", "buf p50 ms", "p90", "box age p50", "p90", "CPU", "real time");
   for (int n : a.streams) {
     live_run(a, n, false);
     live_run(a, n, true);
+    if (!a.mqtt.empty()) live_run(a, n, true, true);
+  }
+  if (!a.mqtt.empty()) {
+    std::printf(
+        "\nautoassignpublish to the broker at %s: 64x64 frames as fast as they come, "
+        "max-queue 1000\n",
+        a.mqtt.c_str());
+    std::printf("%4s %9s %10s %8s %9s %9s %12s %7s\n", "qos", "frames", "published", "dropped",
+                "received", "seconds", "received/s", "CPU");
+    for (int qos : {0, 1}) mqtt_run(a, qos);
   }
   return 0;
 }

@@ -100,6 +100,7 @@ struct Settings {
 struct Result {
   std::vector<Detection> detections;       // boxes divided by the frame size
   GstClockTime pts = GST_CLOCK_TIME_NONE;  // of the frame they were computed on
+  double ms = 0;                           // how long the model took on it
   bool valid = false;
   bool attached = false;  // drop-when-busy: already attached to an earlier buffer
 };
@@ -248,6 +249,9 @@ void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
 // weights. Thresholds are per element (passed per call), so sharing changes no behaviour.
 std::mutex g_models_lock;
 std::map<std::string, std::weak_ptr<Detector>> g_models;
+// autoassign_detect_keep_models: strong references that keep models loaded with no element.
+bool g_keep_models = false;
+std::map<std::string, std::shared_ptr<Detector>> g_kept_models;
 
 std::string model_key(const Settings& s) {
   return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file +
@@ -277,6 +281,7 @@ std::shared_ptr<Detector> acquire_detector(const Settings& s, std::vector<std::s
     if (auto other = slot.lock()) return other;  // another element loaded it meanwhile
   }
   slot = det;
+  if (g_keep_models) g_kept_models[key] = det;  // a fresh load replaces the kept copy
   return det;
 }
 
@@ -301,8 +306,10 @@ bool map_frame(GstVideoFrame* frame, const GstVideoInfo* info, GstBuffer* buffer
 }
 
 // Runs the detector on a mapped frame with the thresholds of the moment; boxes normalised.
+// `elapsed_ms` receives the time the model took (it travels on the buffer's inference mark).
 std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
-                                    const GstVideoFrame* frame, const autoassign::ImageView& view) {
+                                    const GstVideoFrame* frame, const autoassign::ImageView& view,
+                                    double* elapsed_ms) {
   const Settings s = settings_of(self);
   autoassign::DetectParams params;
   params.threshold = static_cast<float>(s.threshold);
@@ -312,6 +319,7 @@ std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
   auto found = det.detect(view, params);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  *elapsed_ms = ms;
   // Exponential average: what the LATENCY query reports in synchronous mode.
   const double prev = self->priv->inference_ms.load();
   const double now = prev == 0 ? ms : 0.9 * prev + 0.1 * ms;
@@ -370,11 +378,13 @@ void worker_loop(GstAutoAssignDetect* self) {
       if (!mapped) throw std::runtime_error("cannot map the video frame for reading");
       auto det = current_detector(self);
       if (det) {
-        auto found = run_detector(self, *det, &frame, view);
+        double ms = 0;
+        auto found = run_detector(self, *det, &frame, view, &ms);
         std::lock_guard<std::mutex> lock(p->result_lock);
         if (p->generation.load() == generation) {
           p->last.detections = std::move(found);
           p->last.pts = pts;
+          p->last.ms = ms;
           p->last.valid = true;
           p->last.attached = false;
         }
@@ -550,7 +560,8 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
       // Fresh for a tracker downstream only on the first buffer that carries a new result.
       std::lock_guard<std::mutex> lock(p->result_lock);
       if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
-      autoassign::gst::mark_inference(buffer, p->last.valid && !p->last.attached);
+      const bool fresh = p->last.valid && !p->last.attached;
+      autoassign::gst::mark_inference(buffer, fresh, fresh ? p->last.ms : 0);
       p->last.attached = true;
     }
     {
@@ -592,10 +603,11 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     return GST_FLOW_ERROR;
   }
   std::vector<Detection> found;
+  double ms = 0;
   try {
     auto det = current_detector(self);
     if (!det) throw std::runtime_error("no model loaded");
-    found = run_detector(self, *det, &frame, view);
+    found = run_detector(self, *det, &frame, view, &ms);
   } catch (const std::exception& e) {
     gst_video_frame_unmap(&frame);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
@@ -607,10 +619,11 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   }
   gst_video_frame_unmap(&frame);
   attach_normalised(buffer, found, w, h, GST_BUFFER_PTS(buffer));
-  autoassign::gst::mark_inference(buffer, true);
+  autoassign::gst::mark_inference(buffer, true, ms);
   std::lock_guard<std::mutex> lock(p->result_lock);
   p->last.detections = std::move(found);
   p->last.pts = GST_BUFFER_PTS(buffer);
+  p->last.ms = ms;
   p->last.valid = true;
   return GST_FLOW_OK;
 }
@@ -898,6 +911,18 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
 static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
   self->priv = new GstAutoAssignDetectPrivate();
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
+}
+
+void autoassign_detect_keep_models(gboolean keep) {
+  std::lock_guard<std::mutex> lock(g_models_lock);
+  g_keep_models = keep;
+  if (keep) {
+    for (const auto& [key, model] : g_models) {
+      if (auto det = model.lock()) g_kept_models[key] = det;
+    }
+  } else {
+    g_kept_models.clear();
+  }
 }
 
 size_t autoassign_detect_loaded_models() {

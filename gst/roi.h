@@ -45,9 +45,11 @@ void remove_rois(GstBuffer* buffer);
 /// a structure with boolean "fresh"): fresh = the buffer's ROI metas are a detection result no
 /// earlier buffer carried (the model ran on this frame, or with drop-when-busy a new result
 /// arrived); not fresh = repeated or no detections this frame. A tracker predicts on those.
-void mark_inference(GstBuffer* buffer, bool fresh);
+/// A fresh mark also carries "inference-ms" (double): how long the model took on that result.
+void mark_inference(GstBuffer* buffer, bool fresh, double inference_ms = 0);
 /// 1 fresh, 0 not fresh, -1 no mark (another detector: every frame counts as fresh).
-int read_inference_mark(GstBuffer* buffer);
+/// `inference_ms` (if given) receives the fresh result's model time, 0 when not known.
+int read_inference_mark(GstBuffer* buffer, double* inference_ms = nullptr);
 /// All ROI metas of a buffer, in the order they were added.
 std::vector<Roi> read_rois(GstBuffer* buffer);
 

@@ -14,12 +14,22 @@
 // while the other cameras keep running. Its JSON file is appended to, so lines from before
 // and after the drop stay in one file. --retries N gives up on a camera after N failed
 // attempts in a row (the exit status is then 1, with the last error printed).
+//
+// --http ADDR:PORT adds the control and metrics endpoint (http_api.h): GET /metrics in the
+// Prometheus format, GET/POST /streams and GET/DELETE /streams/N to list, add and remove cameras
+// while the others run. With it the program is a service: it runs until Ctrl-C (or --duration)
+// even when no camera is left. Models stay loaded for the life of the process (one read of the
+// model file however often cameras come and go or reconnect).
 #include <glib-unix.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +37,8 @@
 #include <gst/gst.h>
 
 #include "gstautoassigndetect.h"
+#include "http_api.h"
+#include "metrics.h"
 #include "options.h"
 #include "plugin.h"
 #include "roi.h"
@@ -47,6 +59,7 @@ struct Settings {
   int retry_max_seconds = 30;
   int stall_seconds = 10;
   double duration = 0;  // seconds; 0 = until Ctrl-C or every camera has finished
+  std::string http, http_token;
   std::vector<std::string> sources;
 };
 
@@ -58,8 +71,14 @@ struct Camera {
   guint bus_watch = 0;
   guint restart_timer = 0;
   std::atomic<int64_t> frames{0}, frames_with_objects{0};
+  std::atomic<int64_t> inferences{0};  // frames whose boxes are a new result of the model
+  std::atomic<int64_t> skipped{0};     // frames that passed on without one (drop-when-busy)
+  std::atomic<int64_t> detections{0};  // objects on the frames written, as the JSON lines hold
+  autoassign::pipelines::LatencyHistogram latency;  // model time per inference, seconds
   std::atomic<int64_t> last_frame_ms{0};  // Clock time of the last frame, for the stall watch
   int64_t frames_at_start = 0;
+  int64_t frames_at_sample = 0, sample_ms = 0;  // for the frame rate GET /streams shows
+  double fps = 0;
   int failures = 0;  // in a row
   int reconnects = 0;
   int backoff_s = 1;
@@ -103,16 +122,29 @@ std::string json_location(const Camera& cam) {
   return g_options.output + "/camera-" + std::to_string(cam.index) + ".jsonl";
 }
 
+// On the sink's pad, after autoassignjson: what is counted here is what the JSON lines hold.
 GstPadProbeReturn on_frame(GstPad*, GstPadProbeInfo* info, gpointer data) {
   auto* cam = static_cast<Camera*>(data);
+  GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
   ++cam->frames;
-  if (!autoassign::gst::read_rois(GST_PAD_PROBE_INFO_BUFFER(info)).empty())
-    ++cam->frames_with_objects;
+  const size_t objects = autoassign::gst::read_rois(buffer).size();
+  if (objects > 0) ++cam->frames_with_objects;
+  cam->detections += static_cast<int64_t>(objects);
+  double ms = 0;
+  if (autoassign::gst::read_inference_mark(buffer, &ms) == 0) {
+    ++cam->skipped;
+  } else {
+    ++cam->inferences;
+    if (ms > 0) cam->latency.observe(ms / 1000.0);
+  }
   cam->last_frame_ms = now_ms();
   return GST_PAD_PROBE_OK;
 }
 
+// Without --http the program ends when every camera has ended or been given up on; with it,
+// it is a service that waits for cameras to be added.
 void maybe_quit() {
+  if (!g_options.http.empty()) return;
   for (const auto& c : g_cameras) {
     if (!c->finished && !c->gave_up) return;
   }
@@ -261,9 +293,19 @@ void start_camera(Camera* cam) {
   }
 }
 
-// Every second: a camera that delivered nothing for --stall-seconds is restarted.
+// Every second: a camera that delivered nothing for --stall-seconds is restarted; the frame
+// rates are sampled over windows of at least two seconds.
 gboolean on_watchdog(gpointer) {
   const int64_t now = now_ms();
+  for (auto& cam : g_cameras) {
+    if (now - cam->sample_ms >= 2000) {
+      const int64_t frames = cam->frames;
+      cam->fps =
+          cam->sample_ms ? (frames - cam->frames_at_sample) * 1000.0 / (now - cam->sample_ms) : 0.0;
+      cam->frames_at_sample = frames;
+      cam->sample_ms = now;
+    }
+  }
   for (auto& cam : g_cameras) {
     if (cam->pipeline && cam->live &&
         now - cam->last_frame_ms > 1000LL * std::max(1, g_options.stall_seconds)) {
@@ -272,6 +314,140 @@ gboolean on_watchdog(gpointer) {
   }
   return G_SOURCE_CONTINUE;
 }
+
+// ---- the --http endpoint's view of the cameras (all on the main loop's thread) ----
+
+int g_next_id = 0;
+
+Camera* new_camera(const std::string& source) {
+  auto cam = std::make_unique<Camera>();
+  cam->index = g_next_id++;
+  cam->source = source;
+  g_cameras.push_back(std::move(cam));
+  return g_cameras.back().get();
+}
+
+std::string state_of(const Camera& cam) {
+  if (cam.gave_up) return "failed";
+  if (cam.finished) return "finished";
+  if (cam.restart_timer) return "reconnecting";
+  if (cam.pipeline && cam.frames > cam.frames_at_start) return "running";
+  return "starting";
+}
+
+long resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  in >> pages_total >> pages_resident;
+  return pages_resident * sysconf(_SC_PAGESIZE);
+}
+
+class CameraService : public autoassign::pipelines::StreamService {
+ public:
+  std::vector<autoassign::pipelines::StreamInfo> streams() override {
+    std::vector<autoassign::pipelines::StreamInfo> list;
+    for (const auto& c : g_cameras) {
+      autoassign::pipelines::StreamInfo s;
+      s.id = c->index;
+      s.uri = shown(c->source);
+      s.state = state_of(*c);
+      s.fps = c->fps;
+      s.frames = c->frames;
+      s.reconnects = c->reconnects;
+      s.output = json_location(*c);
+      s.last_error = shown(c->last_error);
+      list.push_back(std::move(s));
+    }
+    return list;
+  }
+
+  int add(const std::string& uri) override {
+    if (g_stopping) throw autoassign::pipelines::BadSource("the service is stopping");
+    // Anything that is not a URI, a device or the test pattern is a local file: it must exist
+    // now, or the camera would only retry a name that cannot work.
+    const bool is_file =
+        uri != "test" && uri.find("://") == std::string::npos && uri.rfind("/dev/video", 0) != 0;
+    struct stat st {};
+    if (is_file && (stat(uri.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
+      throw autoassign::pipelines::BadSource("'" + uri +
+                                             "' is not a URI, a /dev/video device, 'test' or an "
+                                             "existing file");
+    }
+    Camera* cam = new_camera(uri);
+    std::fprintf(stderr, "camera %d (%s): added\n", cam->index, shown(uri).c_str());
+    start_camera(cam);
+    return cam->index;
+  }
+
+  bool remove(int id) override {
+    for (auto it = g_cameras.begin(); it != g_cameras.end(); ++it) {
+      Camera* cam = it->get();
+      if (cam->index != id) continue;
+      if (cam->restart_timer) g_source_remove(cam->restart_timer);
+      cam->restart_timer = 0;
+      stop_pipeline(cam);  // NULL: no streaming thread touches the camera after this
+      std::fprintf(stderr, "camera %d (%s): removed after %lld frames\n", cam->index,
+                   shown(cam->source).c_str(), static_cast<long long>(cam->frames.load()));
+      g_cameras.erase(it);
+      return true;
+    }
+    return false;
+  }
+
+  std::string metrics() override {
+    autoassign::pipelines::Exposition m;
+    using L = autoassign::pipelines::Exposition::Labels;
+    struct Counter {
+      const char* name;
+      const char* help;
+      double (*value)(const Camera&);
+    };
+    const Counter counters[] = {
+        {"autoassign_frames_total", "Frames that went through the camera's pipeline.",
+         [](const Camera& c) { return static_cast<double>(c.frames); }},
+        {"autoassign_inferences_total", "Frames whose boxes are a new result of the model.",
+         [](const Camera& c) { return static_cast<double>(c.inferences); }},
+        {"autoassign_dropped_frames_total",
+         "Frames passed on without an inference of their own (drop-when-busy).",
+         [](const Camera& c) { return static_cast<double>(c.skipped); }},
+        {"autoassign_detections_total", "Objects on the frames written (as in the JSON lines).",
+         [](const Camera& c) { return static_cast<double>(c.detections); }},
+        {"autoassign_reconnects_total", "Times the camera was restarted after a drop.",
+         [](const Camera& c) { return static_cast<double>(c.reconnects); }},
+    };
+    for (const auto& counter : counters) {
+      m.family(counter.name, "counter", counter.help);
+      for (const auto& c : g_cameras) {
+        m.sample(counter.name, L{{"camera", std::to_string(c->index)}}, counter.value(*c));
+      }
+    }
+    m.family("autoassign_inference_latency_seconds", "histogram",
+             "Time the model took per inference.");
+    for (const auto& c : g_cameras) {
+      m.histogram("autoassign_inference_latency_seconds", L{{"camera", std::to_string(c->index)}},
+                  c->latency.snapshot());
+    }
+    m.family("autoassign_camera_up", "gauge", "1 while the camera delivers frames, else 0.");
+    m.family("autoassign_camera_info", "gauge", "The camera's source (credentials redacted).");
+    for (const auto& c : g_cameras) {
+      const L id{{"camera", std::to_string(c->index)}};
+      m.sample("autoassign_camera_up", id, state_of(*c) == "running" ? 1 : 0);
+      m.sample("autoassign_camera_info",
+               L{{"camera", std::to_string(c->index)},
+                 {"uri", shown(c->source)},
+                 {"state", state_of(*c)}},
+               1);
+    }
+    m.family("autoassign_cameras", "gauge", "Cameras configured.");
+    m.sample("autoassign_cameras", {}, static_cast<double>(g_cameras.size()));
+    m.family("autoassign_models_loaded", "gauge", "Models held in memory by the process.");
+    m.sample("autoassign_models_loaded", {},
+             static_cast<double>(autoassign_detect_loaded_models()));
+    m.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    m.sample("process_resident_memory_bytes", {}, static_cast<double>(resident_bytes()));
+    return m.text();
+  }
+};
 
 gboolean on_stop(gpointer) {
   g_stopping = true;
@@ -289,6 +465,7 @@ gboolean on_quit_signal(gpointer) {
 
 const char* kUsage =
     "usage: autoassign-cameras --model MODEL [options] SOURCE...\n"
+    "       autoassign-cameras --model MODEL --http 127.0.0.1:8080 [options] [SOURCE...]\n"
     "Runs every SOURCE through autoassigndetect ! autoassignjson in one process, sharing one\n"
     "loaded model, and restarts a camera that drops.\n"
     "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n"
@@ -304,7 +481,12 @@ const char* kUsage =
     "                          (default: never)\n"
     "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
     "  --stall-seconds S       restart a live camera that sends nothing for S s (default 10)\n"
-    "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n";
+    "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n"
+    "  --http HOST:PORT        control and metrics endpoint (port 0: any free port); runs\n"
+    "                          until Ctrl-C. GET /metrics (Prometheus), GET /streams,\n"
+    "                          POST /streams {\"uri\": ...}, GET and DELETE /streams/N\n"
+    "  --http-token T          require 'Authorization: Bearer T' (needed for any address\n"
+    "                          but loopback; or set AUTOASSIGN_HTTP_TOKEN)\n";
 
 }  // namespace
 
@@ -326,16 +508,38 @@ int main(int argc, char** argv) {
   cli.flag("--track", &o.track);
   cli.value("--mqtt", &o.mqtt);
   cli.value("--topic", &o.topic);
+  cli.value("--http", &o.http);
+  cli.value("--http-token", &o.http_token);
   if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
-  if (o.model.empty() || o.sources.empty()) return cli.fail("--model and a SOURCE are required");
-  if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);
-  g_loop = g_main_loop_new(nullptr, FALSE);
-  for (size_t i = 0; i < o.sources.size(); ++i) {
-    auto cam = std::make_unique<Camera>();
-    cam->index = static_cast<int>(i);
-    cam->source = o.sources[i];
-    g_cameras.push_back(std::move(cam));
+  if (o.model.empty()) return cli.fail("--model is required");
+  if (o.sources.empty() && o.http.empty()) {
+    return cli.fail("give a SOURCE, or --http to add cameras at run time");
   }
+  if (o.http_token.empty() && std::getenv("AUTOASSIGN_HTTP_TOKEN")) {
+    o.http_token = std::getenv("AUTOASSIGN_HTTP_TOKEN");
+  }
+  if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);
+  // Cameras come and go (reconnections, DELETE and POST /streams): load each model once.
+  autoassign_detect_keep_models(TRUE);
+  g_loop = g_main_loop_new(nullptr, FALSE);
+  CameraService service;
+  std::unique_ptr<autoassign::pipelines::HttpServer> http;
+  if (!o.http.empty()) {
+    try {
+      http = std::make_unique<autoassign::pipelines::HttpServer>(service, o.http_token);
+      http->listen(o.http);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "autoassign-cameras: %s\n", e.what());
+      return 2;
+    }
+    std::string host;
+    int port = 0;
+    autoassign::pipelines::parse_listen_address(o.http, &host, &port);
+    const bool v6 = host.find(':') != std::string::npos;
+    std::fprintf(stderr, "http: listening on http://%s%s%s:%d/\n", v6 ? "[" : "", host.c_str(),
+                 v6 ? "]" : "", http->port());
+  }
+  for (const auto& source : o.sources) new_camera(source);
   for (auto& cam : g_cameras) start_camera(cam.get());
   std::fprintf(stderr, "%zu camera(s), models loaded: %zu\n", g_cameras.size(),
                autoassign_detect_loaded_models());
@@ -363,6 +567,7 @@ int main(int argc, char** argv) {
                 cam->gave_up ? ", gave up: " : "", cam->gave_up ? cam->last_error.c_str() : "");
     if (cam->gave_up) status = 1;
   }
+  http.reset();
   g_main_loop_unref(g_loop);
   return status;
 }

@@ -896,6 +896,46 @@ TEST_F(GstElements, ElementsShareOneLoadedModelWithTheirOwnThresholds) {
   EXPECT_EQ(autoassign_detect_loaded_models(), before);  // released with the last user
 }
 
+// autoassign_detect_keep_models (what autoassign-cameras sets): a model stays loaded with no
+// element using it, and the next element to start gets that same copy.
+TEST_F(GstElements, KeptModelsOutliveTheirElements) {
+  const size_t before = autoassign_detect_loaded_models();
+  autoassign_detect_keep_models(TRUE);
+  for (int round = 0; round < 2; ++round) {
+    GstHarness* h = detect_harness(testing::trained_square_model());
+    gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+    gst_harness_teardown(h);
+    EXPECT_EQ(autoassign_detect_loaded_models(), before + 1) << "round " << round;
+  }
+  autoassign_detect_keep_models(FALSE);
+  EXPECT_EQ(autoassign_detect_loaded_models(), before);
+}
+
+// The inference mark carries the model's time on fresh results only (the cameras' latency
+// histogram is built from it).
+TEST_F(GstElements, FreshMarksCarryTheInferenceTime) {
+  GstHarness* h = detect_harness(testing::trained_square_model());
+  g_object_set(h->element, "inference-interval", 2u, nullptr);
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    double ms = -1;
+    const int mark = gst::read_inference_mark(out, &ms);
+    EXPECT_EQ(mark, i % 2 == 0 ? 1 : 0) << "frame " << i;
+    if (mark == 1) {
+      EXPECT_GT(ms, 0.0) << "frame " << i;
+      EXPECT_LT(ms, 60000.0) << "frame " << i;
+    } else {
+      EXPECT_EQ(ms, 0.0) << "frame " << i;
+    }
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+
 TEST_F(GstElements, DropWhenBusyNeverWaitsForInference) {
   GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
   g_object_set(e, "model-file", testing::trained_square_model().c_str(), "threshold", 0.3,
