@@ -4,10 +4,10 @@
 //
 //   1. the same frame N times: the bare Detector, then `... ! autoassigndetect ! fakesink`
 //      (frames/s each, and the element's overhead in percent);
-//   2. N live 30 fps videotestsrc streams (--streams 1,2,4), each through autoassigndetect
-//      (synchronous, then drop-when-busy) and autoassignjson into a synchronised sink: frames/s
-//      and inferences/s per stream, whether that is real time, the buffers' latency (clock
-//      time at the sink, just after the JSON is written, minus the capture running time) and
+//   2. N live 30 fps streams (--streams 1,2,4; videotestsrc, or --image held), each through
+//      autoassigndetect (synchronous, then drop-when-busy) and autoassignjson into a synchronised
+//      sink: frames/s and inferences/s per stream, whether that is real time, the buffers' latency
+//      (clock time at the sink, just after the JSON is written, minus the capture running time) and
 //      the age of the boxes they carry, and the process's CPU use;
 //   3. with --mqtt HOST:PORT (a running broker): the messages per second autoassignpublish
 //      sustains to it (QoS 0 and 1, counted by a subscriber in this process), and the live runs
@@ -102,6 +102,7 @@ struct LiveStats {
   std::vector<double> box_age_ms;     // buffer PTS - PTS of the frame its boxes were computed on
   std::vector<GstClockTime> sources;  // distinct source PTS seen: the inferences delivered
   int frames = 0, with_detections = 0;
+  int fresh = 0;  // buffers marked with a new inference result (counts with or without boxes)
   GstElement* pipeline = nullptr;
 };
 
@@ -116,6 +117,7 @@ GstPadProbeReturn on_sink_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) 
   }
   if (clock) gst_object_unref(clock);
   ++st->frames;
+  if (autoassign::gst::read_inference_mark(b) == 1) ++st->fresh;
   const auto rois = autoassign::gst::read_rois(b);
   if (!rois.empty()) {
     ++st->with_detections;
@@ -141,15 +143,25 @@ double percentile(std::vector<double> v, double q) {
 // delivers ~30 frames/s: in synchronous mode a live source that waits on inference skips frames.
 // `analytics`: autoassigntrack after the detector and autoassignpublish (to --mqtt) after the
 // JSON writer, as autoassign-cameras --track --mqtt runs them.
+// With --image, each stream is that photo held as a live 30 fps source (real faces for the
+// tracker and real documents to publish) at threshold 0.5; otherwise a moving test pattern at
+// threshold 0 (boxes on every frame, for the box ages).
 void live_run(const Args& a, int streams, bool drop, bool analytics = false) {
   std::string d;
+  const std::string caps = "video/x-raw,format=" + a.format + ",width=" + std::to_string(a.width) +
+                           ",height=" + std::to_string(a.height);
+  const std::string count = std::to_string(30 * a.live_seconds);
   for (int i = 0; i < streams; ++i) {
-    d += "videotestsrc is-live=true pattern=ball num-buffers=" +
-         std::to_string(30 * a.live_seconds) + " ! video/x-raw,format=" + a.format +
-         ",width=" + std::to_string(a.width) + ",height=" + std::to_string(a.height) +
-         ",framerate=30/1 ! autoassigndetect threshold=0.0 model-file=" + a.model +
-         " threads=" + std::to_string(a.threads) + (drop ? " drop-when-busy=true" : "") +
-         (analytics ? " ! autoassigntrack" : "") + " ! autoassignjson location=/dev/null" +
+    d += (a.image.empty()
+              ? "videotestsrc is-live=true pattern=ball num-buffers=" + count + " ! " + caps +
+                    ",framerate=30/1"
+              : "filesrc location=" + a.image + " ! decodebin ! videoconvert ! videoscale ! " +
+                    caps + " ! imagefreeze is-live=true num-buffers=" + count + " ! " + caps +
+                    ",framerate=30/1") +
+         " ! autoassigndetect threshold=" + (a.image.empty() ? "0.0" : "0.5") +
+         " model-file=" + a.model + " threads=" + std::to_string(a.threads) +
+         (drop ? " drop-when-busy=true" : "") + (analytics ? " ! autoassigntrack" : "") +
+         " ! autoassignjson location=/dev/null" +
          (analytics
               ? " ! autoassignpublish address=" + a.mqtt + " topic=bench/stream" + std::to_string(i)
               : "") +
@@ -190,7 +202,7 @@ void live_run(const Args& a, int streams, bool drop, bool analytics = false) {
   int frames = 0, inferences = 0;
   for (const auto& x : st) {
     frames += x.frames;
-    inferences += static_cast<int>(x.sources.size());
+    inferences += x.fresh > 0 ? x.fresh : static_cast<int>(x.sources.size());
     all.latency_ms.insert(all.latency_ms.end(), x.latency_ms.begin(), x.latency_ms.end());
     all.box_age_ms.insert(all.box_age_ms.end(), x.box_age_ms.begin(), x.box_age_ms.end());
   }
@@ -402,8 +414,8 @@ int run(int argc, char** argv) {
   if (!a.skip_overhead) {
     if (const int status = overhead_table(a); status != 0) return status;
   }
-  std::printf("\nlive 30 fps %dx%d videotestsrc streams, %d s, one pipeline, sinks sync=true\n",
-              a.width, a.height, a.live_seconds);
+  std::printf("\nlive 30 fps %dx%d %s streams, %d s, one pipeline, sinks sync=true\n", a.width,
+              a.height, a.image.empty() ? "videotestsrc" : a.image.c_str(), a.live_seconds);
   std::printf("%-26s %7s %13s %10s %10s %8s %12s %8s %7s %s\n", "mode", "streams", "frames/s/str",
               "infer/s/str", "buf p50 ms", "p90", "box age p50", "p90", "CPU", "real time");
   for (int n : a.streams) {
