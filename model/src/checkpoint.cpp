@@ -317,3 +317,22 @@ AutoAssign load_legacy_model(const std::string& path) {
 }
 
 }  // namespace autoassign
+
+namespace autoassign {
+
+torch::Tensor torch_tensor(const TorchCheckpoint& checkpoint, const TorchTensorRef& ref) {
+  static const std::map<TorchDtype, torch::ScalarType> types = {
+      {TorchDtype::kF32, torch::kFloat}, {TorchDtype::kF64, torch::kDouble},
+      {TorchDtype::kF16, torch::kHalf},  {TorchDtype::kBF16, torch::kBFloat16},
+      {TorchDtype::kI64, torch::kLong},  {TorchDtype::kI32, torch::kInt},
+      {TorchDtype::kI16, torch::kShort}, {TorchDtype::kI8, torch::kChar},
+      {TorchDtype::kU8, torch::kByte},   {TorchDtype::kBool, torch::kBool}};
+  const std::string_view bytes = checkpoint.tensor_bytes(ref);
+  if (ref.numel() == 0) return torch::empty(ref.shape, torch::TensorOptions(types.at(ref.dtype)));
+  // The storage is little-endian, as this host: a strided view over the record, then a copy.
+  auto view = torch::from_blob(const_cast<char*>(bytes.data()), ref.shape, ref.stride,
+                               torch::TensorOptions(types.at(ref.dtype)));
+  return view.clone(torch::MemoryFormat::Contiguous);
+}
+
+}  // namespace autoassign

@@ -18,6 +18,7 @@
 #include "autoassign/config.h"
 #include "autoassign/model.h"
 #include "autoassign/tensor_file.h"
+#include "autoassign/torch_checkpoint.h"
 
 namespace autoassign {
 
@@ -64,5 +65,9 @@ std::vector<std::string> read_module_tensors(TensorFileReader& reader, torch::nn
 /// The parameters and buffers of `module`, named prefix + name, for write_tensor_file.
 std::vector<std::pair<std::string, torch::Tensor>> module_tensors(torch::nn::Module& module,
                                                                   const std::string& prefix = "");
+
+/// A tensor of a PyTorch checkpoint (torch_checkpoint.h) as a LibTorch tensor: a contiguous
+/// copy in the dtype it was saved in. The view was checked against its storage when parsed.
+torch::Tensor torch_tensor(const TorchCheckpoint& checkpoint, const TorchTensorRef& ref);
 
 }  // namespace autoassign
