@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: MIT
 // autoassign: the command-line front end of the model library (info, init, bench; train,
 // eval and detect share the same library).
+#include <algorithm>
+#include <chrono>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <torch/torch.h>
 
 #include "autoassign/checkpoint.h"
 #include "autoassign/detector.h"
+#include "autoassign/import.h"
 #include "autoassign/types.h"
 #include "commands.h"
 
@@ -136,6 +141,66 @@ void add_convert(CLI::App& app) {
   });
 }
 
+void add_import(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "import",
+      "Write a model file from a published PyTorch checkpoint (read as data: no code runs): "
+      "MMDetection's or the authors' (cvpods) AutoAssign R-50 FPN, or torchvision ResNet "
+      "ImageNet weights (backbone only, with --allow-missing, to start training from)");
+  auto from = std::make_shared<std::string>();
+  auto in = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto config = std::make_shared<std::string>("r50-fpn");
+  auto classes = std::make_shared<std::string>();
+  auto allow_missing = std::make_shared<bool>(false);
+  cmd->add_option("--from", *from, "mmdet, cvpods or torchvision")->required();
+  cmd->add_option("checkpoint", *in, "the .pth file (torch.save, PyTorch 1.6 or later)")
+      ->required();
+  cmd->add_option("-o,--output", *out, "model file to write")->required();
+  cmd->add_option("--config", *config,
+                  "preset name or config JSON of the architecture to fill (default r50-fpn)");
+  cmd->add_option("--classes", *classes,
+                  "file with one class name per line (default: COCO's 80 for an 80-class head)");
+  cmd->add_flag("--allow-missing", *allow_missing,
+                "keep the initialisation of model tensors the checkpoint lacks (and list them)");
+  cmd->callback([=] {
+    ImportOptions o;
+    o.from = parse_import_source(*from);
+    const auto presets = ModelConfig::preset_names();
+    o.config = std::find(presets.begin(), presets.end(), *config) != presets.end()
+                   ? ModelConfig::preset(*config)
+                   : ModelConfig::from_file(*config);
+    if (!classes->empty()) {
+      std::ifstream f(*classes);
+      if (!f) throw CLI::ValidationError("--classes", "cannot open '" + *classes + "'");
+      std::ostringstream text;
+      text << f.rdbuf();
+      std::vector<std::string> warnings;
+      o.class_names = parse_labels(text.str(), *classes, &warnings);
+      for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
+    }
+    o.allow_missing = *allow_missing;
+    const auto t0 = std::chrono::steady_clock::now();
+    ImportReport report;
+    auto model = import_checkpoint(*in, o, &report);
+    save_model(*out, model);
+    auto back = load_model(*out);  // what every loader accepts
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "imported " << report.keys << " keys of " << *in << " (" << *from << ") -> "
+              << *out << ": " << back->config().name << ", " << back->config().num_classes
+              << " classes, " << count_parameters(*back) << " parameters, " << s << " s\n";
+    if (!report.dropped.empty()) {
+      std::cout << "  dropped by design: " << report.dropped.size()
+                << " keys (BatchNorm batch counters, the ImageNet classifier)\n";
+    }
+    if (!report.left_initialised.empty()) {
+      std::cout << "  left initialised (not in the checkpoint): " << report.left_initialised.size()
+                << " tensors, e.g. " << report.left_initialised.front() << "\n";
+    }
+    for (const auto& n : report.notes) std::cout << "  note: " << n << "\n";
+  });
+}
+
 }  // namespace autoassign::cli
 
 int main(int argc, char** argv) {
@@ -150,6 +215,7 @@ int main(int argc, char** argv) {
   autoassign::cli::add_eval(app);
   autoassign::cli::add_bench(app);
   autoassign::cli::add_convert(app);
+  autoassign::cli::add_import(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
