@@ -54,7 +54,10 @@ HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> s
       torch::nn::init::normal_(unit->weight, 0.0, 0.01);
       if (unit->bias.defined()) unit->bias.zero_();
       // A reparam unit's 1x1 branch starts like its 3x3 (the paper's std 0.01).
-      if (auto* w1 = unit->named_parameters(false).find("weight_1x1")) {
+      // The dict must outlive the pointer find() returns into it (ASan found the temporary's
+      // use after free).
+      const auto params = unit->named_parameters(false);
+      if (const auto* w1 = params.find("weight_1x1")) {
         torch::nn::init::normal_(*w1, 0.0, 0.01);
       }
     }

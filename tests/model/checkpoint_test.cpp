@@ -171,10 +171,13 @@ TEST_F(ModelFile, LibTorchArchivesAreRefusedUnlessConverted) {
   const std::string v2 = dir + "/v2.pt";
   save_model(v2, legacy);
   auto converted = load_model(v2);
+  const auto params = converted->named_parameters();
+  const auto buffers = converted->named_buffers();
   for (const auto& [name, t] : module_tensors(*model)) {
-    EXPECT_TRUE(torch::equal(t, *converted->named_parameters().find(name)) ||
-                torch::equal(t, *converted->named_buffers().find(name)))
-        << name;
+    const torch::Tensor* back = params.find(name);
+    if (!back) back = buffers.find(name);
+    ASSERT_NE(back, nullptr) << name;
+    EXPECT_TRUE(torch::equal(t, *back)) << name;
   }
   write_v1(dir + "/v7.pt", model, 7);
   EXPECT_THROW(load_legacy_model(dir + "/v7.pt"), ModelFileError);
