@@ -532,12 +532,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "autoassign-cameras: %s\n", e.what());
       return 2;
     }
-    std::string host;
-    int port = 0;
-    autoassign::pipelines::parse_listen_address(o.http, &host, &port);
-    const bool v6 = host.find(':') != std::string::npos;
-    std::fprintf(stderr, "http: listening on http://%s%s%s:%d/\n", v6 ? "[" : "", host.c_str(),
-                 v6 ? "]" : "", http->port());
+    std::fprintf(stderr, "http: listening on %s\n", http->url().c_str());
   }
   for (const auto& source : o.sources) new_camera(source);
   for (auto& cam : g_cameras) start_camera(cam.get());

@@ -286,6 +286,8 @@ void HttpServer::listen(const std::string& address) {
   GSList* uris = soup_server_get_uris(impl_->server);
   port_ = uris ? g_uri_get_port(static_cast<GUri*>(uris->data)) : port;
   g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+  const bool v6 = host.find(':') != std::string::npos;
+  url_ = "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port_) + "/";
 }
 
 }  // namespace autoassign::pipelines

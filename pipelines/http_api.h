@@ -86,13 +86,15 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
   /// Binds and listens; throws std::runtime_error with the reason on failure.
   void listen(const std::string& address);
-  /// The port actually bound (after listen).
+  /// The port actually bound, and the endpoint's base URL "http://HOST:PORT/" (after listen).
   int port() const { return port_; }
+  const std::string& url() const { return url_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int port_ = 0;
+  std::string url_;
 };
 
 }  // namespace autoassign::pipelines

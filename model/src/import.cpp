@@ -183,17 +183,23 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
   const std::string architecture = config.name;
   *report = ImportReport{};
   report->keys = state.size();
-  // The class count from the classifier, when the checkpoint has one.
-  for (const auto& [key, ref] : state) {
+  // Each key's library name, once: an empty name is dropped by design, an unknown key keeps its
+  // error for the problem list below.
+  struct Mapped {
+    std::string name, error;
     int level = -1;
-    std::string name;
+  };
+  std::vector<Mapped> mapped(state.size());
+  for (size_t i = 0; i < state.size(); ++i) {
     try {
-      name = import_key(options.from, key, &level);
-    } catch (const std::invalid_argument&) {
-      continue;  // reported below, with the others
+      mapped[i].name = import_key(options.from, state[i].first, &mapped[i].level);
+    } catch (const std::invalid_argument& e) {
+      mapped[i].error = e.what();
     }
-    if (name == "head.cls_pred.weight" && !ref.shape.empty()) {
-      config.num_classes = static_cast<int>(ref.shape[0]);
+    // The class count from the classifier, when the checkpoint has one.
+    const auto& shape = state[i].second.shape;
+    if (mapped[i].name == "head.cls_pred.weight" && !shape.empty()) {
+      config.num_classes = static_cast<int>(shape[0]);
     }
   }
   if (!options.class_names.empty()) {
@@ -249,13 +255,12 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
   std::vector<std::string> problems;
   std::map<int, torch::Tensor> scales;
   torch::NoGradGuard no_grad;
-  for (const auto& [key, ref] : state) {
-    int level = -1;
-    std::string name;
-    try {
-      name = import_key(options.from, key, &level);
-    } catch (const std::invalid_argument& e) {
-      problems.push_back(std::string(e.what()) + " (not part of a " +
+  for (size_t i = 0; i < state.size(); ++i) {
+    const auto& [key, ref] = state[i];
+    const std::string& name = mapped[i].name;
+    const int level = mapped[i].level;
+    if (!mapped[i].error.empty()) {
+      problems.push_back(mapped[i].error + " (not part of a " +
                          (options.from == ImportSource::kTorchvision ? "ResNet" : "AutoAssign") +
                          " checkpoint of this layout)");
       continue;

@@ -186,8 +186,7 @@ const char* PickleValue::kind_name() const {
 // stored in the memo and filled afterwards is the same object, as in Python).
 class PickleMachine {
  public:
-  PickleMachine(TorchCheckpoint& ck, std::string_view pickle, std::string prefix)
-      : ck_(ck), p_(pickle), prefix_(std::move(prefix)) {}
+  PickleMachine(TorchCheckpoint& ck, std::string_view pickle) : ck_(ck), p_(pickle) {}
 
   const PickleValue* run() {
     for (;;) {
@@ -503,7 +502,7 @@ class PickleMachine {
     t.storage = pid->items[2]->text;
     t.storage_numel = int_item(pid, 4, "a storage's element count");
     if (t.storage_numel < 0) fail("a negative storage size");
-    const auto* record = find_record("data/" + t.storage);
+    const auto* record = ck_.record(t.storage);
     if (!record) fail("storage '" + t.storage + "' has no data/" + t.storage + " record");
     const uint64_t need = static_cast<uint64_t>(t.storage_numel) * torch_dtype_size(t.dtype);
     if (static_cast<uint64_t>(t.storage_numel) > (uint64_t{1} << 40) || record->size < need) {
@@ -515,12 +514,6 @@ class PickleMachine {
     v->tensor = t;
     storages_.insert(v);
     return v;
-  }
-  const TorchCheckpoint::Record* find_record(const std::string& name) const {
-    for (const auto& r : ck_.records_) {
-      if (r.name == name) return &r;
-    }
-    return nullptr;
   }
   std::vector<int64_t> ints(const PickleValue* t, const char* what) {
     if (t->kind != PickleValue::Kind::kTuple) fail(std::string(what) + " is not a tuple");
@@ -585,7 +578,6 @@ class PickleMachine {
 
   TorchCheckpoint& ck_;
   std::string_view p_;
-  std::string prefix_;
   size_t pos_ = 0;
   std::vector<const PickleValue*> stack_;
   std::vector<size_t> marks_;
@@ -641,21 +633,25 @@ TorchCheckpoint TorchCheckpoint::parse(std::string bytes, const std::string& nam
     if (r.name == "data.pkl") pickle = std::string_view(b).substr(e.begin, e.size);
     ck.records_.push_back(std::move(r));
   }
-  PickleMachine machine(ck, pickle, prefix);
+  PickleMachine machine(ck, pickle);
   ck.root_ = machine.run();
   return ck;
 }
 
-std::string_view TorchCheckpoint::tensor_bytes(const TorchTensorRef& t) const {
+const TorchCheckpoint::Record* TorchCheckpoint::record(const std::string& storage) const {
+  const std::string name = "data/" + storage;
   for (const auto& r : records_) {
-    if (r.name == "data/" + t.storage) {
-      const uint64_t item = torch_dtype_size(t.dtype);
-      const uint64_t begin = static_cast<uint64_t>(t.offset) * item;
-      if (begin > r.size) bad(name_, "tensor offset past its storage");
-      return std::string_view(bytes_).substr(r.begin + begin, r.size - begin);
-    }
+    if (r.name == name) return &r;
   }
-  bad(name_, "no storage record '" + t.storage + "'");
+  return nullptr;
+}
+
+std::string_view TorchCheckpoint::tensor_bytes(const TorchTensorRef& t) const {
+  const Record* r = record(t.storage);
+  if (!r) bad(name_, "no storage record '" + t.storage + "'");
+  const uint64_t begin = static_cast<uint64_t>(t.offset) * torch_dtype_size(t.dtype);
+  if (begin > r->size) bad(name_, "tensor offset past its storage");
+  return std::string_view(bytes_).substr(r->begin + begin, r->size - begin);
 }
 
 std::vector<std::pair<std::string, TorchTensorRef>> TorchCheckpoint::state_dict() const {

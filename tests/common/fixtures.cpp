@@ -5,7 +5,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
@@ -76,6 +78,21 @@ std::string temp_dir() {
   if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
   dirs.paths.push_back(buf.data());
   return buf.data();
+}
+
+std::string run_torch_script(const char* env_var, const std::string& out_dir) {
+  const char* script = std::getenv(env_var);
+  if (!script) return std::string(env_var) + " is not set (meson test sets it)";
+  const std::string cmd = std::string("/usr/bin/python3 ") + script + " " + out_dir;
+  if (std::system(cmd.c_str()) != 0) return cmd + " failed (is python3-torch installed?)";
+  return "";
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
 }
 
 namespace {

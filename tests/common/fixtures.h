@@ -27,4 +27,12 @@ const std::string& trained_square_model();
 /// A fresh temporary directory removed at exit.
 std::string temp_dir();
 
+/// Runs the Python script named by environment variable `env_var` (meson test sets it) with
+/// Debian's /usr/bin/python3 (the one python3-torch is installed for) and `out_dir` as its
+/// argument. Returns "" on success, else what went wrong.
+std::string run_torch_script(const char* env_var, const std::string& out_dir);
+
+/// A whole file's bytes ("" if it cannot be read).
+std::string read_file_bytes(const std::string& path);
+
 }  // namespace autoassign::testing

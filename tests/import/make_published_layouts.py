@@ -60,12 +60,17 @@ def tv_conv(sd, prefix, unit, shape):
     sd[prefix + tv_name(unit, "conv") + ".weight"] = torch.randn(shape) * 0.05
 
 
-def tv_bn(sd, prefix, unit, c):
-    n = prefix + tv_name(unit, "bn")
+def bn_tensors(sd, n, c):
+    """A BatchNorm's affine parameters and running statistics under the module name n."""
     sd[n + ".weight"] = torch.rand(c) + 0.5
     sd[n + ".bias"] = torch.randn(c) * 0.1
     sd[n + ".running_mean"] = torch.randn(c) * 0.1
     sd[n + ".running_var"] = torch.rand(c) + 0.5
+
+
+def tv_bn(sd, prefix, unit, c):
+    n = prefix + tv_name(unit, "bn")
+    bn_tensors(sd, n, c)
     sd[n + ".num_batches_tracked"] = torch.tensor(0, dtype=torch.int64)
 
 
@@ -157,11 +162,7 @@ def cv_conv(sd, prefix, unit, shape):
 
 
 def cv_bn(sd, prefix, unit, c):
-    n = cv_name(unit) + ".norm"
-    sd[n + ".weight"] = torch.rand(c) + 0.5
-    sd[n + ".bias"] = torch.randn(c) * 0.1
-    sd[n + ".running_mean"] = torch.randn(c) * 0.1
-    sd[n + ".running_var"] = torch.rand(c) + 0.5
+    bn_tensors(sd, cv_name(unit) + ".norm", c)
 
 
 cv = resnet("", cv_conv, cv_bn)

@@ -5,9 +5,7 @@
 // must refuse, by name: the pre-1.6 format, a pickle that calls code, broken zips and pickles.
 #include "autoassign/torch_checkpoint.h"
 
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -19,22 +17,12 @@
 namespace autoassign {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class TorchCheckpointFiles : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = testing::temp_dir();
-    const char* script = std::getenv("AUTOASSIGN_MAKE_CHECKPOINTS");
-    ASSERT_NE(script, nullptr) << "AUTOASSIGN_MAKE_CHECKPOINTS is not set (meson test sets it)";
-    // Debian's python3-torch lives in /usr/bin/python3's packages (not a pyenv's).
-    const std::string cmd = std::string("/usr/bin/python3 ") + script + " " + dir_;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " failed (is python3-torch installed?)";
+    const std::string error = testing::run_torch_script("AUTOASSIGN_MAKE_CHECKPOINTS", dir_);
+    ASSERT_TRUE(error.empty()) << error;
   }
   static std::string path(const std::string& name) { return dir_ + "/" + name; }
   static inline std::string dir_;
@@ -70,7 +58,7 @@ void expect_same_tensors(const TorchCheckpoint& ck, const nlohmann::json& expect
 
 TEST_F(TorchCheckpointFiles, MmdetLayoutTensorsViewsAndMeta) {
   const auto ck = TorchCheckpoint::load(path("mmdet.pth"));
-  const auto expected = nlohmann::json::parse(slurp(path("mmdet.json")));
+  const auto expected = nlohmann::json::parse(testing::read_file_bytes(path("mmdet.json")));
   expect_same_tensors(ck, expected);
   // File order is kept (the first key written is the conv weight).
   EXPECT_EQ(ck.state_dict().front().first, "0.weight");
@@ -104,7 +92,8 @@ TEST_F(TorchCheckpointFiles, CvpodsAndTorchvisionLayouts) {
   for (const char* name : {"cvpods", "torchvision"}) {
     SCOPED_TRACE(name);
     const auto ck = TorchCheckpoint::load(path(std::string(name) + ".pth"));
-    expect_same_tensors(ck, nlohmann::json::parse(slurp(path(std::string(name) + ".json"))));
+    expect_same_tensors(
+        ck, nlohmann::json::parse(testing::read_file_bytes(path(std::string(name) + ".json"))));
   }
   EXPECT_EQ(TorchCheckpoint::load(path("cvpods.pth")).root().get("iteration")->integer, 90000);
 }
@@ -130,7 +119,7 @@ TEST_F(TorchCheckpointFiles, RefusesThePre16FormatAndCode) {
 // Every truncation and every single-byte change of a real checkpoint: an error or a parse,
 // never a crash (the fuzz target goes further; this runs in every CI build).
 TEST_F(TorchCheckpointFiles, DamagedFilesAreErrorsNotCrashes) {
-  const std::string good = slurp(path("torchvision.pth"));
+  const std::string good = testing::read_file_bytes(path("torchvision.pth"));
   int refused = 0, parsed = 0;
   auto attempt = [&](std::string bytes) {
     try {

@@ -573,6 +573,30 @@ int count_entries(const std::string& path) {
   return n;
 }
 
+// A process's resident memory, open file descriptors and threads, for soaks that repeat an
+// action and check that none of the three grows with it.
+struct Resources {
+  long rss_kb = 0;
+  int fds = 0, threads = 0;
+};
+
+Resources resources_of(int pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  return {rss_kb(pid), count_entries(proc + "/fd"), count_entries(proc + "/task")};
+}
+
+// Prints both snapshots ("after 10 / 100 reconnections: ...") and checks the growth from
+// `before` to `after`: resident memory under `rss_bound_kb`, fds and threads within 2.
+void expect_flat(const Resources& before, const Resources& after, long rss_bound_kb,
+                 const std::string& what) {
+  std::printf("after %s: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n", what.c_str(),
+              before.rss_kb, after.rss_kb, before.fds, after.fds, before.threads, after.threads);
+  EXPECT_LT(after.rss_kb - before.rss_kb, rss_bound_kb)
+      << "resident memory grew by " << (after.rss_kb - before.rss_kb) << " kB";
+  EXPECT_LE(after.fds, before.fds + 2);
+  EXPECT_LE(after.threads, before.threads + 2);
+}
+
 // RTSP chaos against autoassign-cameras: a camera SIGKILLed mid-stream, a half-open connection
 // (camera SIGSTOPped), a resolution change, then 100 drop/reconnect cycles with resident
 // memory, open file descriptors and threads flat.
@@ -617,34 +641,22 @@ TEST_F(Pipelines, RtspChaos) {
     EXPECT_EQ(nlohmann::json::parse(last)["resolution"]["width"], 320) << last;
   }
   // 4. 100 drops and reconnections; resources measured after 10 and after 100.
-  const std::string proc = "/proc/" + std::to_string(p.pid());
-  long rss10 = 0;
-  int fds10 = 0, threads10 = 0;
+  Resources at10;
   for (int cycle = 1; cycle <= 100; ++cycle) {
     cam->signal(SIGKILL);
     cam->wait(5);
     cam = camera_process(port, images_, "320x240", dir_);
     ASSERT_TRUE(wait_lines(2, 60)) << "cycle " << cycle << "\n" << p.err();
     if (cycle % 10 == 0) std::printf("cycle %d RSS %ld kB\n", cycle, rss_kb(p.pid()));
-    if (cycle == 10) {
-      rss10 = rss_kb(p.pid());
-      fds10 = count_entries(proc + "/fd");
-      threads10 = count_entries(proc + "/task");
-    }
+    if (cycle == 10) at10 = resources_of(p.pid());
   }
-  const long rss100 = rss_kb(p.pid());
-  const int fds100 = count_entries(proc + "/fd"), threads100 = count_entries(proc + "/task");
-  std::printf("after 10 / 100 reconnections: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n",
-              rss10, rss100, fds10, fds100, threads10, threads100);
   // Measured here over these 90 reconnections: +6, +42 and +65 MB in three runs, not monotonic
   // (the per-10-cycle figures printed above go down as well as up), fds and threads flat. The
   // model no longer reloads at each reconnection (autoassign_detect_keep_models), so that is not
   // the cause; glibc's per-thread malloc arenas are: under MALLOC_ARENA_MAX=2 the same test
   // measured +4 MB, flat within 245-265 MB throughout. The bound catches a leak of 1.4 MB a
   // reconnection.
-  EXPECT_LT(rss100 - rss10, 128 * 1024) << "resident memory grew by " << (rss100 - rss10) << " kB";
-  EXPECT_LE(fds100, fds10 + 2);
-  EXPECT_LE(threads100, threads10 + 2);
+  expect_flat(at10, resources_of(p.pid()), 128 * 1024, "10 / 100 reconnections");
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(30), 0) << p.err();
   EXPECT_TRUE(read_jsonl(file).well_formed);
@@ -813,7 +825,6 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
   Process p(cameras_cmd({"--http", "127.0.0.1:0", "--drop-when-busy", "test"}), dir_);
   const int port = http_port(p);
   ASSERT_GT(port, 0) << p.err();
-  const std::string proc = "/proc/" + std::to_string(p.pid());
   // Keep-alive requests, as curl sends them: libsoup 3.2 leaked one socket per such request
   // before the server answered with "Connection: close" (the fd count below pins it).
   auto frames_of = [&](int id) -> int64_t {
@@ -822,8 +833,7 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
     const auto j = nlohmann::json::parse(a.body, nullptr, false);
     return j.is_object() && j.contains("frames") ? j["frames"].get<int64_t>() : -1;
   };
-  long rss5 = 0;
-  int fds5 = 0, threads5 = 0;
+  Resources at5;
   for (int cycle = 1; cycle <= 20; ++cycle) {
     const int64_t keeper_before = frames_of(0);
     const HttpAnswer added = http(port, "POST", "/streams", R"({"uri": "test"})");
@@ -840,26 +850,16 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
     ASSERT_EQ(removed.status, 200) << removed.body;
     EXPECT_EQ(http(port, "GET", "/streams/" + std::to_string(id)).status, 404);
     EXPECT_GT(frames_of(0), keeper_before) << "cycle " << cycle;
-    if (cycle == 5) {
-      rss5 = rss_kb(p.pid());
-      fds5 = count_entries(proc + "/fd");
-      threads5 = count_entries(proc + "/task");
-    }
+    if (cycle == 5) at5 = resources_of(p.pid());
   }
   const auto list = nlohmann::json::parse(http(port, "GET", "/streams").body);
   ASSERT_EQ(list.size(), 1u) << list.dump();
   EXPECT_EQ(list[0]["reconnects"], 0);
   EXPECT_EQ(list[0]["state"], "running");
-  const long rss20 = rss_kb(p.pid());
-  const int fds20 = count_entries(proc + "/fd"), threads20 = count_entries(proc + "/task");
-  std::printf("after 5 / 20 add+remove cycles: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n",
-              rss5, rss20, fds5, fds20, threads5, threads20);
   // Measured from cycle 5 to 20 in five runs: -15 to +13 MB (allocator noise; 100 cycles by hand
   // stay flat after cycle 20). The bound catches a leak of 2 MB a cycle; fds and threads, exact
   // counts, are the sharp checks.
-  EXPECT_LT(rss20 - rss5, 32 * 1024) << "resident memory grew by " << (rss20 - rss5) << " kB";
-  EXPECT_LE(fds20, fds5 + 2);
-  EXPECT_LE(threads20, threads5 + 2);
+  expect_flat(at5, resources_of(p.pid()), 32 * 1024, "5 / 20 add+remove cycles");
   const auto m = parse_metrics(http(port, "GET", "/metrics").body);
   EXPECT_EQ(m.at("autoassign_models_loaded"), 1);
   EXPECT_EQ(m.count("autoassign_frames_total{camera=\"20\"}"), 0u);  // removed: not reported

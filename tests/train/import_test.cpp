@@ -7,8 +7,6 @@
 #include "autoassign/import.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -24,15 +22,12 @@ class Import : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = testing::temp_dir();
-    const char* script = std::getenv("AUTOASSIGN_MAKE_LAYOUTS");
-    ASSERT_NE(script, nullptr) << "AUTOASSIGN_MAKE_LAYOUTS is not set (meson test sets it)";
-    const std::string cmd = std::string("/usr/bin/python3 ") + script + " " + dir_;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " failed (is python3-torch installed?)";
+    const std::string error = testing::run_torch_script("AUTOASSIGN_MAKE_LAYOUTS", dir_);
+    ASSERT_TRUE(error.empty()) << error;
   }
   static std::string path(const std::string& name) { return dir_ + "/" + name; }
   static nlohmann::json expected(const std::string& name) {
-    std::ifstream in(path(name + ".json"));
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(testing::read_file_bytes(path(name + ".json")));
   }
   static inline std::string dir_;
 };
@@ -115,8 +110,9 @@ TEST_F(Import, TorchvisionBackboneNeedsAllowMissing) {
     auto want = expected("torchvision");
     // The total covers the backbone only: add what the model initialised itself.
     double init = 0;
+    auto all = tensors_of(model);
     for (const auto& name : report.left_initialised) {
-      init += tensors_of(model)[name].to(torch::kDouble).sum().item<double>();
+      init += all[name].to(torch::kDouble).sum().item<double>();
     }
     want["total"] = want["total"].get<double>() + init;
     return want;
@@ -155,10 +151,8 @@ TEST_F(Import, CommandWritesALoadableModel) {
   const std::string cmd = std::string(cli) + " import --from mmdet " + path("mmdet.pth") + " -o " +
                           out + " > " + log + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_NE(text.str().find("imported 379 keys"), std::string::npos) << text.str();
+  const std::string text = testing::read_file_bytes(log);
+  EXPECT_NE(text.find("imported 379 keys"), std::string::npos) << text;
   auto model = load_model(out);
   EXPECT_EQ(model->config().name, "r50-fpn-mmdet");
   const std::string bad = std::string(cli) + " import --from caffe " + path("mmdet.pth") + " -o " +

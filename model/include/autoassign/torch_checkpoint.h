@@ -75,6 +75,8 @@ class TorchCheckpoint {
     std::string name;
     uint64_t begin = 0, size = 0;
   };
+  /// The record "data/STORAGE", or nullptr.
+  const Record* record(const std::string& storage) const;
   std::string name_;
   std::string bytes_;
   std::vector<Record> records_;  // the zip's entries under the archive prefix
