@@ -50,8 +50,11 @@ bool parse_float(const std::string& token, double& out) {
   } catch (const std::exception&) {
     return false;
   }
-  // "nan", "inf" and overflowing values parse as doubles but are no coordinates.
-  return pos == token.size() && std::isfinite(out);
+  // "nan", "inf" and overflowing values parse as doubles but are no coordinates; nor is a
+  // finite double beyond float's range (boxes are stored as float, and the cast would be
+  // undefined: found by the voc fuzz target with "<xmax>1e39</xmax>").
+  return pos == token.size() && std::isfinite(out) &&
+         std::abs(out) <= static_cast<double>(std::numeric_limits<float>::max());
 }
 
 Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,
@@ -212,6 +215,22 @@ int64_t coco_id(const nlohmann::json& v, const char* what) {
   return v.get<int64_t>();
 }
 
+// A COCO coordinate, size or area: a JSON number within float's range (boxes are stored as
+// float; nlohmann's get<float> of 1e39 is an unchecked, undefined cast).
+double coco_number(const nlohmann::json& v, const char* what) {
+  if (!v.is_number() || !std::isfinite(v.get<double>()) ||
+      std::abs(v.get<double>()) > static_cast<double>(std::numeric_limits<float>::max())) {
+    throw nlohmann::json::other_error::create(
+        501, std::string(what) + " must be a number within float range, got " + v.dump(), &v);
+  }
+  return v.get<double>();
+}
+
+// An optional COCO number: `fallback` where the key is absent.
+double coco_number(const nlohmann::json& obj, const char* key, double fallback, const char* what) {
+  return obj.contains(key) ? coco_number(obj[key], what) : fallback;
+}
+
 // An annotation's own id for messages ("?" if it has none or it is not an integer).
 std::string annotation_id(const nlohmann::json& a) {
   return a.contains("id") && a["id"].is_number_integer() ? a["id"].dump() : "?";
@@ -243,7 +262,8 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
                                ": file not found: " + s.image);
     }
     index_of[s.image_id] = ds.samples.size();
-    sizes.emplace_back(im.value("width", 0.0), im.value("height", 0.0));
+    sizes.emplace_back(coco_number(im, "width", 0.0, "images[].width"),
+                       coco_number(im, "height", 0.0, "images[].height"));
     ds.samples.push_back(std::move(s));
   }
   for (const auto& a : j["annotations"]) {
@@ -263,10 +283,16 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
       throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
                                ": bbox must be [x, y, w, h]");
     }
-    const double x = bbox[0], y = bbox[1], w = bbox[2], h = bbox[3];
+    const double x = coco_number(bbox[0], "bbox[0]"), y = coco_number(bbox[1], "bbox[1]");
+    const double w = coco_number(bbox[2], "bbox[2]"), h = coco_number(bbox[3], "bbox[3]");
     if (w <= 0 || h <= 0) {
       ++ds.skipped["boxes with zero width or height"];
       continue;
+    }
+    if (std::abs(x + w) > std::numeric_limits<float>::max() ||
+        std::abs(y + h) > std::numeric_limits<float>::max()) {
+      throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
+                               ": bbox corner beyond float range");
     }
     Annotation an;
     an.x1 = static_cast<float>(x);
@@ -274,9 +300,9 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
     an.x2 = static_cast<float>(x + w);
     an.y2 = static_cast<float>(y + h);
     an.label = cat->second;
-    an.ignore = a.value("iscrowd", 0) != 0;
+    an.ignore = coco_number(a, "iscrowd", 0.0, "annotations[].iscrowd") != 0;
     // COCO's area is the segment's, not the box's: pycocotools ranks S/M/L by it.
-    an.area = a.value("area", -1.0f);
+    an.area = static_cast<float>(coco_number(a, "area", -1.0, "annotations[].area"));
     if (!fit_to_image(an, sizes[it->second].first, sizes[it->second].second, ds)) continue;
     ds.samples[it->second].objects.push_back(an);
   }

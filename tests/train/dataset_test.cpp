@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -145,6 +147,26 @@ TEST(Datasets, BadCocoAndVoc) {
     EXPECT_NE(std::string(e.what()).find("images[].id must be an integer"), std::string::npos)
         << e.what();
   }
+  // Coordinates, sizes and areas must fit float, which boxes are stored in (the cast of 1e39
+  // is undefined behaviour); a corner x + w beyond it too.
+  std::ofstream(dir + "/a.jpg") << "x";
+  for (const auto& [image, box, what] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"\"width\": 1e39", "[1, 2, 3, 4]", "images[].width must be a number within float"},
+           {"\"width\": 9", "[1, 2, 1e39, 4]", "bbox[2] must be a number within float"},
+           {"\"width\": 9", "[3e38, 2, 3e38, 4]", "bbox corner beyond float range"},
+           {"\"width\": 9", "[1, 2, 3, \"4\"]", "bbox[3] must be a number"}}) {
+    std::ofstream(dir + "/range.json")
+        << "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\", " << image
+        << "}], \"annotations\": [{\"id\": 7, \"image_id\": 1, \"category_id\": 1, \"bbox\": "
+        << box << "}], \"categories\": [{\"id\": 1, \"name\": \"face\"}]}";
+    try {
+      load_coco(dir + "/range.json", dir);
+      FAIL() << box << " accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  }
   std::ofstream(dir + "/noimages.json") << "{\"annotations\": [], \"categories\": []}";
   try {
     load_coco(dir + "/noimages.json", dir);
@@ -167,8 +189,9 @@ TEST(Datasets, BadCocoAndVoc) {
               std::string::npos)
         << e.what();
   }
-  // nan and inf parse as doubles but are no coordinates: named like any bad number.
-  for (const char* bad : {"nan", "inf", "-inf", "1e999"}) {
+  // nan and inf parse as doubles but are no coordinates: named like any bad number; nor a
+  // finite double beyond float's range, which boxes are stored in.
+  for (const char* bad : {"nan", "inf", "-inf", "1e999", "1e39", "-3.5e38"}) {
     std::ofstream(dir + "/voc/annotations/a.xml")
         << "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin>"
            "<ymin>2</ymin><xmax>"
