@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/postprocess.h"
 
+#include <cmath>
 #include <numeric>
 
 #include "autoassign/box_coder.h"
@@ -95,9 +96,75 @@ torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores
   return torch::tensor(keep, torch::kLong).to(boxes.device());
 }
 
+namespace {
+
+// MMDetection 2.12-2.17's order (FCOSHead._get_bboxes + multiclass_nms, which AutoAssignHead
+// inherits): see PostprocessConfig::order. Kept apart from the authors' order below so that each
+// reads as its source does.
+ImageDetections postprocess_mmdet(const HeadOutput& out, int64_t b, const std::vector<int>& strides,
+                                  const PostprocessConfig& config,
+                                  const ImageGeometry& geometry) {
+  // The resized image before padding: distance2bbox's max_shape.
+  const double img_w = std::round(geometry.orig_width * geometry.scale_x);
+  const double img_h = std::round(geometry.orig_height * geometry.scale_y);
+  std::vector<torch::Tensor> all_boxes, all_pi, all_omega;
+  for (size_t l = 0; l < out.cls_logits.size(); ++l) {
+    auto cls = out.cls_logits[l][b].to(torch::kFloat);  // [K, H, W]
+    const int64_t num_classes = cls.size(0), w = cls.size(2);
+    auto pi = torch::sigmoid(cls).permute({1, 2, 0}).reshape({-1, num_classes});  // [HW, K]
+    auto omega = torch::sigmoid(out.obj_logits[l][b].to(torch::kFloat)).reshape(-1);  // [HW]
+    auto ltrb = out.distances[l][b].to(torch::kFloat).permute({1, 2, 0}).reshape({-1, 4});
+    auto loc = torch::arange(pi.size(0), torch::TensorOptions().dtype(torch::kLong).device(
+                                             pi.device()));
+    if (pi.size(0) > config.topk_per_level) {
+      // Locations (all their classes kept) ranked by their best class's pi * omega.
+      auto best = std::get<0>((pi * omega.unsqueeze(1)).max(1));
+      loc = std::get<1>(best.topk(config.topk_per_level));
+      pi = pi.index_select(0, loc);
+      omega = omega.index_select(0, loc);
+      ltrb = ltrb.index_select(0, loc);
+    }
+    const float s = static_cast<float>(strides[l]);
+    auto points = torch::stack(
+        {loc.remainder(w).to(torch::kFloat) * s, loc.div(w, "floor").to(torch::kFloat) * s}, 1);
+    auto boxes = decode_boxes(points, ltrb);
+    boxes.select(1, 0).clamp_(0, img_w);
+    boxes.select(1, 2).clamp_(0, img_w);
+    boxes.select(1, 1).clamp_(0, img_h);
+    boxes.select(1, 3).clamp_(0, img_h);
+    all_boxes.push_back(boxes);
+    all_pi.push_back(pi);
+    all_omega.push_back(omega);
+  }
+  auto boxes = torch::cat(all_boxes, 0);
+  auto scale = torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
+                             torch::kFloat)
+                   .to(boxes.device());
+  boxes = boxes / scale;  // mmdet rescales before NMS
+  auto pi = torch::cat(all_pi, 0), omega = torch::cat(all_omega, 0);
+  const int64_t num_classes = pi.size(1);
+  // (location, class) pairs whose pi alone passes the threshold; omega multiplies afterwards.
+  auto pairs = (pi > config.score_threshold).reshape(-1).nonzero().squeeze(1);
+  auto loc = pairs.div(num_classes, "floor");
+  ImageDetections det;
+  det.labels = pairs.remainder(num_classes);
+  det.scores = pi.reshape(-1).index_select(0, pairs) * omega.index_select(0, loc);
+  det.boxes = boxes.index_select(0, loc);
+  auto keep = nms(det.boxes, det.scores, config.nms_iou, det.labels);
+  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
+  keep = keep.to(det.boxes.device());
+  det.boxes = det.boxes.index_select(0, keep);
+  det.scores = det.scores.index_select(0, keep);
+  det.labels = det.labels.index_select(0, keep);
+  return det;
+}
+
+}  // namespace
+
 ImageDetections postprocess(const HeadOutput& out, int64_t b, const std::vector<int>& strides,
                             const PostprocessConfig& config, const ImageGeometry& geometry) {
   torch::NoGradGuard no_grad;
+  if (config.order == "mmdet") return postprocess_mmdet(out, b, strides, config, geometry);
   std::vector<torch::Tensor> all_boxes, all_scores, all_labels;
   for (size_t l = 0; l < out.cls_logits.size(); ++l) {
     auto cls = out.cls_logits[l][b].to(torch::kFloat);  // [K, H, W]

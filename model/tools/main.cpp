@@ -153,6 +153,7 @@ void add_import(CLI::App& app) {
   auto config = std::make_shared<std::string>("r50-fpn");
   auto classes = std::make_shared<std::string>();
   auto allow_missing = std::make_shared<bool>(false);
+  auto post = std::make_shared<std::string>();
   cmd->add_option("--from", *from, "mmdet, cvpods or torchvision")->required();
   cmd->add_option("checkpoint", *in, "the .pth file (torch.save, PyTorch 1.6 or later)")
       ->required();
@@ -163,8 +164,14 @@ void add_import(CLI::App& app) {
                   "file with one class name per line (default: COCO's 80 for an 80-class head)");
   cmd->add_flag("--allow-missing", *allow_missing,
                 "keep the initialisation of model tensors the checkpoint lacks (and list them)");
+  cmd->add_option("--post", *post,
+                  "post-processing order written into the model: cvpods (the authors': top-k on "
+                  "cls x obj, then the threshold) or mmdet (MMDetection 2.12's: top-k locations, "
+                  "threshold on cls alone); default: the source's own (mmdet for --from mmdet)")
+      ->check(CLI::IsMember({"cvpods", "mmdet"}));
   cmd->callback([=] {
     ImportOptions o;
+    o.post = *post;
     o.from = parse_import_source(*from);
     const auto presets = ModelConfig::preset_names();
     o.config = std::find(presets.begin(), presets.end(), *config) != presets.end()

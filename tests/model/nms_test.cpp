@@ -166,5 +166,74 @@ TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
   EXPECT_EQ(det.scores.numel(), 0);
 }
 
+// MMDetection 2.12's order (postprocess.order = "mmdet"), each difference from the authors' order
+// checked against hand-computed values.
+TEST(PostprocessMmdet, ThresholdOnPiAloneThenTimesOmega) {
+  auto out = one_level(-10.f);
+  // pi = 0.09, omega = 0.5: pi passes 0.05 although pi * omega = 0.045 does not.
+  out.cls_logits[0][0][0][0][3] = std::log(0.09f / 0.91f);
+  // pi = 0.04, omega ~ 1: pi fails, so it is dropped although omega is high.
+  out.cls_logits[0][0][1][1][1] = std::log(0.04f / 0.96f);
+  out.obj_logits[0][0][0][1][1] = 20.f;
+  PostprocessConfig cfg;
+  ImageGeometry geo{1000, 1000, 1.0, 1.0};
+  EXPECT_EQ(postprocess(out, 0, {8}, cfg, geo).scores.numel(), 0);  // cvpods: 0.045 < 0.05
+  cfg.order = "mmdet";
+  auto det = postprocess(out, 0, {8}, cfg, geo);
+  ASSERT_EQ(det.scores.numel(), 1);
+  EXPECT_NEAR(det.scores[0].item<float>(), 0.045f, 1e-6);
+  EXPECT_EQ(det.labels[0].item<int64_t>(), 0);
+  EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({20.f, -4.f, 28.f, 4.f}).clamp_min(0)));
+}
+
+TEST(PostprocessMmdet, TopKCountsLocationsWithAllTheirClasses) {
+  // Every location: class 0 pi = 0.9, class 1 pi = 0.6 (both pass); omega = 0.5. Location 5
+  // ranks first and location 10 second by their best class's pi * omega.
+  auto out = one_level(0.f);
+  out.cls_logits[0].select(1, 0).fill_(std::log(9.f));
+  out.cls_logits[0].select(1, 1).fill_(std::log(1.5f));
+  out.obj_logits[0][0][0][1][1] = 1.f;  // location 5 = (u=1, v=1)
+  out.obj_logits[0][0][0][2][2] = 0.5f;  // location 10 = (u=2, v=2)
+  out.distances[0].fill_(1.0f);          // tiny boxes: NMS keeps both classes' boxes anyway
+  PostprocessConfig cfg;
+  cfg.topk_per_level = 2;
+  ImageGeometry geo{1000, 1000, 1.0, 1.0};
+  EXPECT_EQ(postprocess(out, 0, {8}, cfg, geo).scores.numel(), 2);  // cvpods: 2 pairs
+  cfg.order = "mmdet";
+  auto det = postprocess(out, 0, {8}, cfg, geo);
+  ASSERT_EQ(det.scores.numel(), 4);  // 2 locations x 2 classes
+  const float o5 = 1.f / (1.f + std::exp(-1.f)), o10 = 1.f / (1.f + std::exp(-0.5f));
+  const std::vector<float> want = {0.9f * o5, 0.9f * o10, 0.6f * o5, 0.6f * o10};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(det.scores[i].item<float>(), want[i], 1e-6) << i;
+  EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({7.f, 7.f, 9.f, 9.f})));
+  EXPECT_TRUE(torch::allclose(det.boxes[1], torch::tensor({15.f, 15.f, 17.f, 17.f})));
+}
+
+TEST(PostprocessMmdet, ClipsToTheResizedImageBeforeNmsAndKeepsEmptyBoxes) {
+  // A at point (8, 8): x 0..40; B at (16, 8): x 6..20; both y 4..12. The resized image is 20
+  // wide (10 px at scale 2). Unclipped IoU = 14/40 = 0.35, so the authors' order keeps both;
+  // clipped to 20, IoU = 14/20 = 0.7 > 0.6, so MMDetection's suppresses B.
+  auto out = one_level(-10.f);
+  out.cls_logits[0][0][0][1][1] = std::log(9.f);                 // A: pi 0.9
+  out.cls_logits[0][0][0][1][2] = std::log(4.f);                 // B: pi 0.8
+  out.distances[0][0].select(1, 1).select(1, 1).copy_(torch::tensor({8.f, 4.f, 32.f, 4.f}));
+  out.distances[0][0].select(1, 1).select(1, 2).copy_(torch::tensor({10.f, 4.f, 4.f, 4.f}));
+  PostprocessConfig cfg;
+  ImageGeometry geo{/*orig_width=*/10, /*orig_height=*/100, /*scale_x=*/2.0, /*scale_y=*/1.0};
+  EXPECT_EQ(postprocess(out, 0, {8}, cfg, geo).scores.numel(), 2);
+  cfg.order = "mmdet";
+  auto det = postprocess(out, 0, {8}, cfg, geo);
+  ASSERT_EQ(det.scores.numel(), 1);
+  EXPECT_NEAR(det.scores[0].item<float>(), 0.45f, 1e-6);
+  EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({0.f, 4.f, 10.f, 12.f})));  // / 2 in x
+  // A box entirely right of the image clips to zero width and is kept (mmdet has no filter).
+  out = one_level(-10.f);
+  out.cls_logits[0][0][0][3][3] = 5.f;  // point (24, 24)
+  out.distances[0].fill_(3.0f);         // x 21..27: right of the 20-px frame
+  det = postprocess(out, 0, {8}, cfg, ImageGeometry{20, 100, 1.0, 1.0});
+  ASSERT_EQ(det.scores.numel(), 1);
+  EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({20.f, 21.f, 20.f, 27.f})));
+}
+
 }  // namespace
 }  // namespace autoassign

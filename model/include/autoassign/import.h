@@ -30,6 +30,9 @@ struct ImportOptions {
   std::vector<std::string> class_names;
   /// Parameters the checkpoint lacks keep their initialisation (backbone-only imports).
   bool allow_missing = false;
+  /// postprocess.order of the written model: "" = the source's own ("mmdet" for MMDetection's
+  /// checkpoints, whose published AP was measured with it; "cvpods" otherwise).
+  std::string post;
 };
 
 struct ImportReport {
