@@ -30,12 +30,16 @@ class BasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
-// ResNet-50 bottleneck, MSRA/caffe style: the stride sits in the first 1x1 (STRIDE_IN_1X1).
+// ResNet-50 bottleneck. MSRA/caffe style (the paper's) puts the stride in the first 1x1
+// (STRIDE_IN_1X1), torchvision's in the 3x3.
 class BottleneckImpl : public torch::nn::Module {
  public:
-  BottleneckImpl(int64_t in, int64_t mid, int64_t out, int64_t stride, const std::string& norm) {
-    conv1_ = register_module("conv1", conv(in, mid, 1, stride, norm, /*relu=*/true));
-    conv2_ = register_module("conv2", conv(mid, mid, 3, 1, norm, /*relu=*/true));
+  BottleneckImpl(int64_t in, int64_t mid, int64_t out, int64_t stride, const std::string& norm,
+                 bool stride_in_1x1) {
+    conv1_ = register_module("conv1",
+                             conv(in, mid, 1, stride_in_1x1 ? stride : 1, norm, /*relu=*/true));
+    conv2_ = register_module("conv2",
+                             conv(mid, mid, 3, stride_in_1x1 ? 1 : stride, norm, /*relu=*/true));
     conv3_ = register_module("conv3", conv(mid, out, 1, 1, norm, /*relu=*/false));
     if (in != out || stride != 1) {
       shortcut_ = register_module("shortcut", conv(in, out, 1, stride, norm, /*relu=*/false));
@@ -90,7 +94,7 @@ BackboneImpl::BackboneImpl(const BackboneConfig& config, int num_outputs)
       for (int b = 0; b < depth[s]; ++b) {
         const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
         if (bottleneck) {
-          stage->push_back(Bottleneck(in, width, out, stride, norm));
+          stage->push_back(Bottleneck(in, width, out, stride, norm, config.stride_in_1x1));
         } else {
           stage->push_back(BasicBlock(in, out, stride, norm));
         }

@@ -112,14 +112,15 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   get(j, "class_names", c.class_names, source, "");
   if (j.contains("backbone")) {
     const json& b = j["backbone"];
-    check_keys(b, {"type", "norm", "freeze_at", "channels", "blocks", "reparam"}, source,
-               "backbone.");
+    check_keys(b, {"type", "norm", "freeze_at", "channels", "blocks", "reparam", "stride_in_1x1"},
+               source, "backbone.");
     get(b, "type", c.backbone.type, source, "backbone.");
     get(b, "norm", c.backbone.norm, source, "backbone.");
     get(b, "freeze_at", c.backbone.freeze_at, source, "backbone.");
     get(b, "channels", c.backbone.channels, source, "backbone.");
     get(b, "blocks", c.backbone.blocks, source, "backbone.");
     get(b, "reparam", c.backbone.reparam, source, "backbone.");
+    get(b, "stride_in_1x1", c.backbone.stride_in_1x1, source, "backbone.");
   }
   if (j.contains("fpn")) {
     const json& f = j["fpn"];
@@ -185,7 +186,8 @@ std::string ModelConfig::to_json(int indent) const {
   j["class_names"] = class_names;
   j["backbone"] = {{"type", backbone.type},           {"norm", backbone.norm},
                    {"freeze_at", backbone.freeze_at}, {"channels", backbone.channels},
-                   {"blocks", backbone.blocks},       {"reparam", backbone.reparam}};
+                   {"blocks", backbone.blocks},       {"reparam", backbone.reparam},
+                   {"stride_in_1x1", backbone.stride_in_1x1}};
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
   j["head"] = {{"channels", head.channels},
                {"num_convs", head.num_convs},

@@ -243,12 +243,8 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
       config.name += "-torchvision";
       if (!options.post.empty()) config.postprocess.order = options.post;
       if (config.backbone.norm == "gn") config.backbone.norm = "frozen_bn";
-      if (config.backbone.type == "resnet50") {
-        report->notes.push_back(
-            "torchvision's ResNet-50 strides in its 3x3 conv, this library's (caffe style) in "
-            "the 1x1: the weights fit and make a good start for fine-tuning, not the same "
-            "network");
-      }
+      // torchvision's bottleneck strides in its 3x3: the same network only with that choice.
+      config.backbone.stride_in_1x1 = false;
       break;
   }
   config.validate();

@@ -56,13 +56,19 @@ def tv_name(unit, kind):
     return "layer%d.%d.%s%d" % (s + 1, b, "conv" if kind == "conv" else "bn", k)
 
 
+def conv_weight(shape):
+    """Variance-preserving (1 / fan-in), so that activations through 16 blocks stay in range."""
+    return torch.randn(shape) * (shape[1] * shape[2] * shape[3]) ** -0.5
+
+
 def tv_conv(sd, prefix, unit, shape):
-    sd[prefix + tv_name(unit, "conv") + ".weight"] = torch.randn(shape) * 0.05
+    sd[prefix + tv_name(unit, "conv") + ".weight"] = conv_weight(shape)
 
 
-def bn_tensors(sd, n, c):
-    """A BatchNorm's affine parameters and running statistics under the module name n."""
-    sd[n + ".weight"] = torch.rand(c) + 0.5
+def bn_tensors(sd, n, c, last=False):
+    """A BatchNorm's affine parameters and running statistics under the module name n; the
+    last of a residual branch small, as trained ResNets have it, so the sum stays in range."""
+    sd[n + ".weight"] = torch.rand(c) * 0.2 + 0.1 if last else torch.rand(c) + 0.5
     sd[n + ".bias"] = torch.randn(c) * 0.1
     sd[n + ".running_mean"] = torch.randn(c) * 0.1
     sd[n + ".running_var"] = torch.rand(c) + 0.5
@@ -70,19 +76,23 @@ def bn_tensors(sd, n, c):
 
 def tv_bn(sd, prefix, unit, c):
     n = prefix + tv_name(unit, "bn")
-    bn_tensors(sd, n, c)
+    bn_tensors(sd, n, c, last=unit != "stem" and unit[2] == 3)
     sd[n + ".num_batches_tracked"] = torch.tensor(0, dtype=torch.int64)
 
 
 def head(sd, names, scale_shape):
     for tower in ("cls", "reg"):
         for i in range(4):
-            for part, shape in (("conv.weight", [256, 256, 3, 3]), ("conv.bias", [256]),
-                                ("gn.weight", [256]), ("gn.bias", [256])):
-                sd[names[tower](i, part)] = torch.randn(shape) * 0.01
-    for pred, k in (("cls", 80), ("reg", 4), ("obj", 1)):
-        sd[names["pred"][pred] + ".weight"] = torch.randn(k, 256, 3, 3) * 0.01
-        sd[names["pred"][pred] + ".bias"] = torch.randn(k)
+            sd[names[tower](i, "conv.weight")] = conv_weight([256, 256, 3, 3]) * 2 ** 0.5
+            sd[names[tower](i, "conv.bias")] = torch.randn(256) * 0.01
+            sd[names[tower](i, "gn.weight")] = torch.rand(256) + 0.5
+            sd[names[tower](i, "gn.bias")] = torch.randn(256) * 0.1
+    # Predictor biases shaped like a trained model's, so that the parity test's forward pass
+    # gives what a real one gives: few classes over the 0.05 threshold (prior around 0.02, as
+    # the head's initialisation), positive distances of a few strides, objectness about 0.5.
+    for pred, k, mean in (("cls", 80, -4.0), ("reg", 4, 2.0), ("obj", 1, 0.0)):
+        sd[names["pred"][pred] + ".weight"] = torch.randn(k, 256, 3, 3) * 0.03
+        sd[names["pred"][pred] + ".bias"] = torch.randn(k) * 0.5 + mean
     for i in range(5):
         sd[names["scale"](i)] = torch.full(scale_shape, 1.0 + 0.1 * i)
 
@@ -158,11 +168,11 @@ def cv_name(unit):
 
 
 def cv_conv(sd, prefix, unit, shape):
-    sd[cv_name(unit) + ".weight"] = torch.randn(shape) * 0.05
+    sd[cv_name(unit) + ".weight"] = conv_weight(shape)
 
 
 def cv_bn(sd, prefix, unit, c):
-    bn_tensors(sd, cv_name(unit) + ".norm", c)
+    bn_tensors(sd, cv_name(unit) + ".norm", c, last=unit != "stem" and unit[2] == 3)
 
 
 cv = resnet("", cv_conv, cv_bn)

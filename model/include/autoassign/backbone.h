@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Backbones: ResNet-18/34/50 (caffe-style stride in the 1x1 for the bottleneck) and a plain
-// 3x3-conv network for CPU real time. Each returns C3, C4, C5 (strides 8, 16, 32).
+// Backbones: ResNet-18/34/50 (the bottleneck's stride in the 1x1, caffe style, or in the 3x3)
+// and a plain 3x3-conv network for CPU real time. Each returns C3, C4, C5 (strides 8, 16, 32).
 #pragma once
 
 #include <vector>

@@ -10,9 +10,12 @@
 namespace autoassign {
 
 struct BackboneConfig {
-  /// "resnet18", "resnet34", "resnet50" (caffe-style: stride in the first 1x1) or "fast"
-  /// (plain 3x3 conv stages for CPU real time).
+  /// "resnet18", "resnet34", "resnet50" or "fast" (plain 3x3 conv stages for CPU real time).
   std::string type = "resnet50";
+  /// resnet50 only: where a bottleneck's stride sits. true: the first 1x1 (MSRA / caffe style,
+  /// the paper's backbone, cvpods' STRIDE_IN_1X1 and MMDetection's style='caffe'); false: the
+  /// 3x3 (torchvision's, MMDetection's style='pytorch'). Same weights' shapes, other outputs.
+  bool stride_in_1x1 = true;
   /// "frozen_bn" (the paper's), "bn" or "gn" (trains from scratch).
   std::string norm = "frozen_bn";
   /// Stages whose parameters are frozen: 0 none, 1 the stem, 2 stem + res2 (the paper's).
