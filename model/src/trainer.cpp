@@ -372,6 +372,45 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
   return iteration;
 }
 
+}  // namespace
+
+std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path) {
+  AutoAssign source = load_model(path);
+  std::map<std::string, torch::Tensor> from;
+  for (const auto& p : source->named_parameters()) from[p.key()] = p.value();
+  for (const auto& b : source->named_buffers()) from[b.key()] = b.value();
+  const bool classes_differ = source->config().num_classes != model->config().num_classes;
+  auto follows_classes = [](const std::string& name) {
+    return name.rfind("head.cls_pred.", 0) == 0 || name.rfind("center_prior.", 0) == 0;
+  };
+  std::vector<std::string> left;
+  torch::NoGradGuard no_grad;
+  auto fill = [&](const std::string& name, torch::Tensor& to) {
+    auto it = from.find(name);
+    if (it == from.end()) {
+      throw std::runtime_error(path + ": --init model has no tensor '" + name +
+                               "': its architecture is not this run's (" + source->config().name +
+                               " against " + model->config().name + ")");
+    }
+    if (it->second.sizes() != to.sizes()) {
+      if (classes_differ && follows_classes(name)) {
+        left.push_back(name);
+        return;
+      }
+      std::ostringstream m;
+      m << path << ": --init tensor '" << name << "' has shape " << it->second.sizes()
+        << ", this run's model " << to.sizes();
+      throw std::runtime_error(m.str());
+    }
+    to.copy_(it->second);
+  };
+  for (auto& p : model->named_parameters()) fill(p.key(), p.value());
+  for (auto& b : model->named_buffers()) fill(b.key(), b.value());
+  return left;
+}
+
+namespace {
+
 nlohmann::json options_to_json(const TrainOptions& o) {
   return {{"iterations", o.iterations},
           {"batch_size", o.batch_size},
@@ -444,6 +483,18 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   // the device.
   const torch::Device device = torch_device(Device::parse(o.device));
   AutoAssign model(config);
+  // Before the weights move or the optimiser exists; a resumed run's checkpoint overrides it.
+  if (!o.init.empty()) {
+    const auto left = init_from_model(model, o.init);
+    if (main_rank && !o.quiet) {
+      std::printf("init: weights from %s", o.init.c_str());
+      if (!left.empty()) {
+        std::printf(" (the class count differs: %zu classifier tensors re-initialised)",
+                    left.size());
+      }
+      std::printf("\n");
+    }
+  }
   model->to(device);
   model->train();
   // Before the optimiser exists: its momentum buffers then take the same layout.

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "autoassign/checkpoint.h"
 #include "autoassign/dataset.h"
 #include "autoassign/trainer.h"
 #include "commands.h"
@@ -88,6 +89,11 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (weights, order, augmentation)");
   cmd->add_flag("--resume", o->resume, "continue from OUTPUT/checkpoint.pt");
+  cmd->add_option("--init", o->init,
+                  "start from this model file's weights (fine-tuning: an `autoassign import`ed "
+                  "published model or ImageNet backbone, or an earlier model.pt). Without "
+                  "--preset/--config its architecture, input normalisation and frozen stages "
+                  "are the run's; a different class count re-initialises the classifier");
   cmd->add_option("--stop-after", o->stop_after,
                   "stop (with a checkpoint) after N iterations of this run");
   cmd->add_option("--crop-min", o->crop_min,
@@ -113,12 +119,21 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--colour-jitter", o->colour_jitter, "random brightness and contrast");
   cmd->add_flag("--quiet", o->quiet, "no progress output (the JSON log is still written)");
   cmd->callback([=] {
-    if (!src->preset.empty() == !src->config.empty()) {
-      throw CLI::ValidationError("train", "give exactly one of --preset or --config");
+    if (!src->preset.empty() && !src->config.empty()) {
+      throw CLI::ValidationError("train", "give one of --preset or --config, not both");
     }
-    ModelConfig config = src->preset.empty() ? ModelConfig::from_file(src->config)
-                                             : ModelConfig::preset(src->preset);
+    if (src->preset.empty() && src->config.empty() && o->init.empty()) {
+      throw CLI::ValidationError("train", "give --preset, --config or --init");
+    }
+    ModelConfig config = !src->preset.empty()   ? ModelConfig::preset(src->preset)
+                         : !src->config.empty() ? ModelConfig::from_file(src->config)
+                                                : read_model_config(o->init);
     Dataset ds = load_datasets(*data, "train");
+    if (!o->init.empty() && static_cast<int>(ds.class_names.size()) != config.num_classes) {
+      // Fine-tuning for other classes: the classifier takes the dataset's count (and is
+      // re-initialised by init_from_model).
+      config.num_classes = static_cast<int>(ds.class_names.size());
+    }
     if (static_cast<int>(ds.class_names.size()) != config.num_classes) {
       throw std::runtime_error("the dataset has " + std::to_string(ds.class_names.size()) +
                                " classes but the model has " + std::to_string(config.num_classes));

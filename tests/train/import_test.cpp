@@ -23,6 +23,7 @@
 #include "autoassign/detector.h"
 #include "autoassign/model.h"
 #include "autoassign/preprocess.h"
+#include "autoassign/trainer.h"
 #include "fixtures.h"
 
 namespace autoassign {
@@ -208,8 +209,7 @@ void expect_reference_parity(const std::string& layout, ImportSource from,
   d.threads = 2;
   d.precision = "fp32";
   Detector detector(file, d);
-  const auto got =
-      detector.detect(ImageView::packed(PixelFormat::kBGR, picture.data, 1216, 800));
+  const auto got = detector.detect(ImageView::packed(PixelFormat::kBGR, picture.data, 1216, 800));
   ASSERT_EQ(got.size(), 100u);
   std::vector<bool> used(got.size(), false);
   double max_score_diff = 0, min_iou = 1;
@@ -229,8 +229,8 @@ void expect_reference_parity(const std::string& layout, ImportSource from,
       const double uni = (g.x2 - g.x1) * (g.y2 - g.y1) + (wx2 - wx1) * (wy2 - wy1) - inter;
       // A box with no area (ReLU zeroed both distances; MMDetection keeps those) has no IoU:
       // its corners must agree to 1e-3 px instead.
-      const double corners = std::max({std::abs(g.x1 - wx1), std::abs(g.y1 - wy1),
-                                       std::abs(g.x2 - wx2), std::abs(g.y2 - wy2)});
+      const double corners = std::max(
+          {std::abs(g.x1 - wx1), std::abs(g.y1 - wy1), std::abs(g.x2 - wx2), std::abs(g.y2 - wy2)});
       const double iou = uni > 0 ? inter / uni : (corners < 1e-3 ? 1.0 : 0.0);
       if (iou > 0.999 && iou > match_iou) {
         match = static_cast<int>(j);
@@ -301,6 +301,75 @@ TEST_F(Import, TorchvisionBackboneEqualsItsReferenceForward) {
     std::cout << "[ parity   ] torchvision " << names[i] << " " << got.sizes()
               << ": max |difference| " << diff << " of max |value| " << scale << "\n";
     EXPECT_LT(diff, 1e-4 * scale);
+  }
+}
+
+// train --init: fine-tuning an imported ImageNet backbone for a few iterations on the shared
+// COCO128 images, at a small input so it takes seconds. The frozen stages (freeze_at 2: stem and
+// res2) keep the imported weights bit for bit, the trained ones move.
+TEST_F(Import, TrainInitFineTunesAnImportedBackbone) {
+  const char* cli = std::getenv("AUTOASSIGN_CLI");
+  const char* data = std::getenv("AUTOASSIGN_DATA");
+  ASSERT_TRUE(cli && data);
+  const std::string tv = path("tv-backbone.pt"), run = path("finetune"), log = path("ft.txt");
+  std::string cmd = std::string(cli) + " import --from torchvision " + path("torchvision.pth") +
+                    " --allow-missing -o " + tv + " > " + log + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << testing::read_file_bytes(log);
+  ModelConfig small = read_model_config(tv);
+  small.input.resize = "fit";
+  small.input.width = 256;
+  small.input.height = 192;
+  std::ofstream(path("small.json")) << small.to_json();
+  const std::string coco = std::string(data) + "/coco128";
+  cmd = std::string(cli) + " train --init " + tv + " --config " + path("small.json") + " --coco " +
+        coco + "/annotations/instances_train2017.json --coco-images " + coco +
+        "/train2017 --max-images 2 --batch 1 --iterations 2 --warmup 1 --lr 0.001 --threads 2 " +
+        "-o " + run + " > " + log + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << testing::read_file_bytes(log);
+  EXPECT_NE(testing::read_file_bytes(log).find("init: weights from " + tv), std::string::npos);
+  auto before = load_model(tv), after = load_model(run + "/model.pt");
+  auto b = tensors_of(before), a = tensors_of(after);
+  for (const char* frozen :
+       {"backbone.stem.0.weight", "backbone.res2.0.conv1.weight", "backbone.res2.2.conv3.weight",
+        "backbone.res4.1.conv2.norm.running_var"}) {
+    EXPECT_TRUE(torch::equal(a.at(frozen), b.at(frozen))) << frozen;
+  }
+  for (const char* trained : {"backbone.res3.0.conv1.weight", "backbone.res5.2.conv3.weight",
+                              "fpn.lateral3.weight", "head.cls_pred.weight"}) {
+    const double moved = (a.at(trained) - b.at(trained)).abs().max().item<double>();
+    EXPECT_GT(moved, 0) << trained << " did not train";
+    EXPECT_LT(moved, 0.05) << trained << " moved far from the imported weights in 2 steps";
+  }
+}
+
+// init_from_model by itself: another class count re-initialises the classifier only; another
+// architecture is an error naming the tensor.
+TEST_F(Import, InitFromModelKeepsOnlyWhatFits) {
+  ImportOptions o;
+  o.from = ImportSource::kMmdet;
+  ImportReport report;
+  auto imported = import_checkpoint(path("mmdet.pth"), o, &report);
+  const std::string file = path("mmdet-init.pt");
+  save_model(file, imported);
+  ModelConfig faces = report.config;
+  faces.num_classes = 1;
+  faces.class_names = {"face"};
+  AutoAssign model(faces);
+  const auto left = init_from_model(model, file);
+  EXPECT_EQ(left, (std::vector<std::string>{"head.cls_pred.weight", "head.cls_pred.bias",
+                                            "center_prior.mu", "center_prior.sigma"}));
+  EXPECT_TRUE(torch::equal(model->named_parameters()["head.reg_pred.weight"],
+                           imported->named_parameters()["head.reg_pred.weight"]));
+  ModelConfig other = ModelConfig::preset("r18-fpn");
+  AutoAssign r18(other);
+  try {
+    init_from_model(r18, file);
+    FAIL() << "an R-18 took R-50 weights";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "mmdet-init.pt: --init tensor 'backbone.res2.0.conv1.weight' has shape"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -42,6 +42,10 @@ struct TrainOptions {
   int loader_threads = 1;  ///< decoding/augmentation workers
   uint64_t seed = 0;
   bool resume = false;  ///< continue from output_dir/checkpoint.pt
+  /// A model file to start from (fine-tuning: an imported published model or ImageNet
+  /// backbone, or an earlier run's model.pt); see init_from_model. A resumed run takes its
+  /// weights from the checkpoint instead.
+  std::string init;
   /// Stop (with a checkpoint) after this many iterations of this run, 0 = run to the end.
   int stop_after = 0;
   // Augmentation.
@@ -118,6 +122,14 @@ struct TrainResult {
   double loss_share = 0;  ///< forward time of the assignment/loss over the step time
   double peak_rss_mb = 0;
 };
+
+/// Fills `model` from the model file at `path` by tensor name (fine-tuning). Every tensor must
+/// exist there with the same shape, except those whose shape follows the number of classes
+/// (head.cls_pred.*, center_prior.*): where the class count differs they keep their
+/// initialisation, as detection frameworks re-initialise a classifier for new classes. Returns
+/// the names left initialised; anything else that does not fit is std::runtime_error naming the
+/// file and the tensor.
+std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path);
 
 /// Set by SIGINT/SIGTERM handlers the CLI installs: the trainer checkpoints and returns.
 extern std::atomic<bool> g_stop_training;
