@@ -36,8 +36,8 @@ class BottleneckImpl : public torch::nn::Module {
  public:
   BottleneckImpl(int64_t in, int64_t mid, int64_t out, int64_t stride, const std::string& norm,
                  bool stride_in_1x1) {
-    conv1_ = register_module("conv1",
-                             conv(in, mid, 1, stride_in_1x1 ? stride : 1, norm, /*relu=*/true));
+    conv1_ =
+        register_module("conv1", conv(in, mid, 1, stride_in_1x1 ? stride : 1, norm, /*relu=*/true));
     conv2_ = register_module("conv2",
                              conv(mid, mid, 3, stride_in_1x1 ? 1 : stride, norm, /*relu=*/true));
     conv3_ = register_module("conv3", conv(mid, out, 1, 1, norm, /*relu=*/false));

@@ -184,9 +184,12 @@ std::string ModelConfig::to_json(int indent) const {
   j["name"] = name;
   j["num_classes"] = num_classes;
   j["class_names"] = class_names;
-  j["backbone"] = {{"type", backbone.type},           {"norm", backbone.norm},
-                   {"freeze_at", backbone.freeze_at}, {"channels", backbone.channels},
-                   {"blocks", backbone.blocks},       {"reparam", backbone.reparam},
+  j["backbone"] = {{"type", backbone.type},
+                   {"norm", backbone.norm},
+                   {"freeze_at", backbone.freeze_at},
+                   {"channels", backbone.channels},
+                   {"blocks", backbone.blocks},
+                   {"reparam", backbone.reparam},
                    {"stride_in_1x1", backbone.stride_in_1x1}};
   j["fpn"] = {{"channels", fpn.channels}, {"levels", fpn.levels}};
   j["head"] = {{"channels", head.channels},

@@ -102,8 +102,7 @@ namespace {
 // inherits): see PostprocessConfig::order. Kept apart from the authors' order below so that each
 // reads as its source does.
 ImageDetections postprocess_mmdet(const HeadOutput& out, int64_t b, const std::vector<int>& strides,
-                                  const PostprocessConfig& config,
-                                  const ImageGeometry& geometry) {
+                                  const PostprocessConfig& config, const ImageGeometry& geometry) {
   // The resized image before padding: distance2bbox's max_shape.
   const double img_w = std::round(geometry.orig_width * geometry.scale_x);
   const double img_h = std::round(geometry.orig_height * geometry.scale_y);
@@ -111,11 +110,11 @@ ImageDetections postprocess_mmdet(const HeadOutput& out, int64_t b, const std::v
   for (size_t l = 0; l < out.cls_logits.size(); ++l) {
     auto cls = out.cls_logits[l][b].to(torch::kFloat);  // [K, H, W]
     const int64_t num_classes = cls.size(0), w = cls.size(2);
-    auto pi = torch::sigmoid(cls).permute({1, 2, 0}).reshape({-1, num_classes});  // [HW, K]
+    auto pi = torch::sigmoid(cls).permute({1, 2, 0}).reshape({-1, num_classes});      // [HW, K]
     auto omega = torch::sigmoid(out.obj_logits[l][b].to(torch::kFloat)).reshape(-1);  // [HW]
     auto ltrb = out.distances[l][b].to(torch::kFloat).permute({1, 2, 0}).reshape({-1, 4});
-    auto loc = torch::arange(pi.size(0), torch::TensorOptions().dtype(torch::kLong).device(
-                                             pi.device()));
+    auto loc =
+        torch::arange(pi.size(0), torch::TensorOptions().dtype(torch::kLong).device(pi.device()));
     if (pi.size(0) > config.topk_per_level) {
       // Locations (all their classes kept) ranked by their best class's pi * omega.
       auto best = std::get<0>((pi * omega.unsqueeze(1)).max(1));
@@ -137,9 +136,10 @@ ImageDetections postprocess_mmdet(const HeadOutput& out, int64_t b, const std::v
     all_omega.push_back(omega);
   }
   auto boxes = torch::cat(all_boxes, 0);
-  auto scale = torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
-                             torch::kFloat)
-                   .to(boxes.device());
+  auto scale =
+      torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
+                    torch::kFloat)
+          .to(boxes.device());
   boxes = boxes / scale;  // mmdet rescales before NMS
   auto pi = torch::cat(all_pi, 0), omega = torch::cat(all_omega, 0);
   const int64_t num_classes = pi.size(1);

@@ -299,9 +299,9 @@ TEST(Config, ErrorsNameTheKey) {
   expect_msg("{not json", "not valid JSON");
   expect_msg("{\"postprocess\": {\"order\": \"yolo\"}}",
              "postprocess.order 'yolo' is not one of cvpods, mmdet");
-  EXPECT_EQ(ModelConfig::from_json("{\"postprocess\": {\"order\": \"mmdet\"}}", "t")
-                .postprocess.order,
-            "mmdet");
+  EXPECT_EQ(
+      ModelConfig::from_json("{\"postprocess\": {\"order\": \"mmdet\"}}", "t").postprocess.order,
+      "mmdet");
   // A number beyond double's range is nlohmann's out_of_range, not a parse_error; found by the
   // config_json fuzz target in CI, it escaped the parser's catch and aborted the process.
   expect_msg("2e" + std::string(90, '2') + "e", "not valid JSON");

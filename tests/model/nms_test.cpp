@@ -192,7 +192,7 @@ TEST(PostprocessMmdet, TopKCountsLocationsWithAllTheirClasses) {
   auto out = one_level(0.f);
   out.cls_logits[0].select(1, 0).fill_(std::log(9.f));
   out.cls_logits[0].select(1, 1).fill_(std::log(1.5f));
-  out.obj_logits[0][0][0][1][1] = 1.f;  // location 5 = (u=1, v=1)
+  out.obj_logits[0][0][0][1][1] = 1.f;   // location 5 = (u=1, v=1)
   out.obj_logits[0][0][0][2][2] = 0.5f;  // location 10 = (u=2, v=2)
   out.distances[0].fill_(1.0f);          // tiny boxes: NMS keeps both classes' boxes anyway
   PostprocessConfig cfg;
@@ -214,8 +214,8 @@ TEST(PostprocessMmdet, ClipsToTheResizedImageBeforeNmsAndKeepsEmptyBoxes) {
   // wide (10 px at scale 2). Unclipped IoU = 14/40 = 0.35, so the authors' order keeps both;
   // clipped to 20, IoU = 14/20 = 0.7 > 0.6, so MMDetection's suppresses B.
   auto out = one_level(-10.f);
-  out.cls_logits[0][0][0][1][1] = std::log(9.f);                 // A: pi 0.9
-  out.cls_logits[0][0][0][1][2] = std::log(4.f);                 // B: pi 0.8
+  out.cls_logits[0][0][0][1][1] = std::log(9.f);  // A: pi 0.9
+  out.cls_logits[0][0][0][1][2] = std::log(4.f);  // B: pi 0.8
   out.distances[0][0].select(1, 1).select(1, 1).copy_(torch::tensor({8.f, 4.f, 32.f, 4.f}));
   out.distances[0][0].select(1, 1).select(1, 2).copy_(torch::tensor({10.f, 4.f, 4.f, 4.f}));
   PostprocessConfig cfg;
