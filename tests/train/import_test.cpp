@@ -384,6 +384,20 @@ TEST_F(Import, CommandWritesALoadableModel) {
   EXPECT_NE(text.find("imported 379 keys"), std::string::npos) << text;
   auto model = load_model(out);
   EXPECT_EQ(model->config().name, "r50-fpn-mmdet");
+  // The file goes back to Python as it is (the safetensors layout; no export step): read there
+  // without this project's code, it holds every tensor with the same values.
+  const char* reader = std::getenv("AUTOASSIGN_READ_MODEL_FILE");
+  ASSERT_NE(reader, nullptr);
+  const std::string summary = path("imported.json");
+  const std::string read = std::string("/usr/bin/python3 ") + reader + " " + out + " " + summary;
+  ASSERT_EQ(std::system(read.c_str()), 0) << read;
+  const auto python = nlohmann::json::parse(testing::read_file_bytes(summary));
+  const auto all = tensors_of(model);
+  double sum = 0;
+  for (const auto& [name, t] : all) sum += t.to(torch::kDouble).sum().item<double>();
+  EXPECT_EQ(python["tensors"].get<size_t>(), all.size());
+  EXPECT_NEAR(python["sum"].get<double>(), sum, 1e-9 * std::abs(sum));
+  EXPECT_EQ(python["config_name"], "r50-fpn-mmdet");
   const std::string bad = std::string(cli) + " import --from caffe " + path("mmdet.pth") + " -o " +
                           out + " > " + log + " 2>&1";
   EXPECT_NE(std::system(bad.c_str()), 0);
