@@ -21,12 +21,9 @@
 #include "gstautoassigndetect.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -35,6 +32,8 @@
 #include <vector>
 
 #include "autoassign/detector.h"
+#include "autoassign/scheduler.h"
+#include "autoassign/shared_cache.h"
 #include "roi.h"
 #ifdef AUTOASSIGN_WITH_CUDA
 #include "cuda_frame.h"
@@ -95,16 +94,6 @@ struct Settings {
   std::string precision = DEFAULT_PRECISION;
 };
 
-// Detections kept for repeat-metadata and drop-when-busy, in normalised coordinates so they
-// survive a resolution change.
-struct Result {
-  std::vector<Detection> detections;       // boxes divided by the frame size
-  GstClockTime pts = GST_CLOCK_TIME_NONE;  // of the frame they were computed on
-  double ms = 0;                           // how long the model took on it
-  bool valid = false;
-  bool attached = false;  // drop-when-busy: already attached to an earlier buffer
-};
-
 }  // namespace
 
 struct GstAutoAssignDetectPrivate {
@@ -116,32 +105,11 @@ struct GstAutoAssignDetectPrivate {
   std::mutex detector_lock;  // guards detector
   std::shared_ptr<Detector> detector;
 
-  // Streaming-thread state.
-  guint64 frame_count = 0;
-  std::mutex result_lock;  // guards last
-  Result last;
-  std::atomic<double> inference_ms{0.0};
-  // The latency last answered, so a large change in the inference time can ask the pipeline
-  // to query again (a LATENCY message).
-  std::atomic<double> reported_ms{0.0};
-  // drop-when-busy as it was at start(): the worker exists only if it was set then, so the
-  // streaming path and the LATENCY answer must not follow a later change of the property.
-  bool drop_mode = false;
-
-  // drop-when-busy worker: infers on the newest frame; frames keep flowing meanwhile.
-  std::thread worker;
-  std::mutex work_lock;  // guards pending, stop_worker
-  std::condition_variable work_cv;
-  GstBuffer* pending = nullptr;
-  GstVideoInfo pending_info;
-  GstClockTime pending_pts = GST_CLOCK_TIME_NONE;
-  bool stop_worker = false;
-  // Incremented by a flush: a result the worker computed on a frame from before the flush is
-  // thrown away instead of becoming the boxes of the frames after it.
-  std::atomic<guint64> generation{0};
-  // The first error of the worker's inference, raised as an element error by the streaming
-  // thread (which can return GST_FLOW_ERROR; the worker cannot).
-  std::string worker_error;
+  // Which frames are inferred on and which boxes each carries (autoassign/scheduler.h):
+  // built in start() with drop-when-busy as it was then (the worker exists only if it was set
+  // then, so the streaming path and the LATENCY answer do not follow a later change of the
+  // property), stopped in stop(). Guarded by detector_lock; users hold their own reference.
+  std::shared_ptr<autoassign::InferenceScheduler> scheduler;
 
   std::mutex loader_lock;  // guards loader: property sets and stop() may race
   std::thread loader;      // background model reload
@@ -247,11 +215,10 @@ void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
 
 // The process's loaded models, shared: N camera pipelines in one process hold one copy of the
 // weights. Thresholds are per element (passed per call), so sharing changes no behaviour.
-std::mutex g_models_lock;
-std::map<std::string, std::weak_ptr<Detector>> g_models;
-// autoassign_detect_keep_models: strong references that keep models loaded with no element.
-bool g_keep_models = false;
-std::map<std::string, std::shared_ptr<Detector>> g_kept_models;
+autoassign::SharedCache<Detector>& model_pool() {
+  static autoassign::SharedCache<Detector> pool;
+  return pool;
+}
 
 std::string model_key(const Settings& s) {
   return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file +
@@ -263,26 +230,8 @@ std::string model_key(const Settings& s) {
 // disk, and then becomes the shared copy for elements that load after it.
 std::shared_ptr<Detector> acquire_detector(const Settings& s, std::vector<std::string>* warnings,
                                            bool fresh = false) {
-  const std::string key = model_key(s);
-  if (!fresh) {
-    std::lock_guard<std::mutex> lock(g_models_lock);
-    auto it = g_models.find(key);
-    if (it != g_models.end()) {
-      if (auto det = it->second.lock()) return det;
-    }
-  }
-  auto det = make_detector(s, warnings);  // outside the lock: loading takes a while
-  std::lock_guard<std::mutex> lock(g_models_lock);
-  for (auto it = g_models.begin(); it != g_models.end();) {
-    it = it->second.expired() ? g_models.erase(it) : std::next(it);
-  }
-  auto& slot = g_models[key];
-  if (!fresh) {
-    if (auto other = slot.lock()) return other;  // another element loaded it meanwhile
-  }
-  slot = det;
-  if (g_keep_models) g_kept_models[key] = det;  // a fresh load replaces the kept copy
-  return det;
+  return model_pool().acquire(
+      model_key(s), [&] { return make_detector(s, warnings); }, fresh);
 }
 
 std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
@@ -290,132 +239,95 @@ std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
   return self->priv->detector;
 }
 
-// Maps a frame for reading: system memory through its CPU pointers, CUDA memory (when built
-// with the cuda option) through its device pointers, never copying pixels.
-bool map_frame(GstVideoFrame* frame, const GstVideoInfo* info, GstBuffer* buffer,
-               autoassign::ImageView* view) {
-#ifdef AUTOASSIGN_WITH_CUDA
-  if (autoassign::gst::is_cuda_buffer(buffer)) {
-    return autoassign::gst::map_cuda_frame(frame, info, buffer, view);
-  }
-#endif
-  if (!gst_video_frame_map(frame, const_cast<GstVideoInfo*>(info), buffer, GST_MAP_READ))
-    return false;
-  *view = autoassign::gst::frame_view(frame);
-  return true;
+std::shared_ptr<autoassign::InferenceScheduler> scheduler_of(GstAutoAssignDetect* self) {
+  std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+  return self->priv->scheduler;
 }
 
-// Runs the detector on a mapped frame with the thresholds of the moment; boxes normalised.
-// `elapsed_ms` receives the time the model took (it travels on the buffer's inference mark).
-std::vector<Detection> run_detector(GstAutoAssignDetect* self, Detector& det,
-                                    const GstVideoFrame* frame, const autoassign::ImageView& view,
-                                    double* elapsed_ms) {
+// A frame mapped for reading for as long as the object lives: system memory through its CPU
+// pointers, CUDA memory (when built with the cuda option) through its device pointers, never
+// copying pixels. Throws std::runtime_error when the buffer cannot be mapped or described.
+class MappedFrame {
+ public:
+  MappedFrame(const GstVideoInfo* info, GstBuffer* buffer) {
+#ifdef AUTOASSIGN_WITH_CUDA
+    if (autoassign::gst::is_cuda_buffer(buffer)) {
+      mapped_ = autoassign::gst::map_cuda_frame(&frame_, info, buffer, &view_);
+      if (!mapped_) throw std::runtime_error("cannot map the CUDA video frame");
+      return;
+    }
+#endif
+    mapped_ = gst_video_frame_map(&frame_, const_cast<GstVideoInfo*>(info), buffer, GST_MAP_READ);
+    if (!mapped_) throw std::runtime_error("cannot map the video frame for reading");
+    view_ = autoassign::gst::frame_view(&frame_);  // may throw: the destructor does not run
+  }
+  ~MappedFrame() {
+    if (mapped_) gst_video_frame_unmap(&frame_);
+  }
+  MappedFrame(const MappedFrame&) = delete;
+  MappedFrame& operator=(const MappedFrame&) = delete;
+  const autoassign::ImageView& view() const { return view_; }
+  int width() const { return GST_VIDEO_FRAME_WIDTH(&frame_); }
+  int height() const { return GST_VIDEO_FRAME_HEIGHT(&frame_); }
+
+ private:
+  GstVideoFrame frame_{};  // zeroed: frame_view reads its map table
+  autoassign::ImageView view_;
+  bool mapped_ = false;
+};
+
+// Runs the detector on a frame with the thresholds of the moment; boxes normalised by the frame
+// size, the time the model took in `ms` (it travels on the buffer's inference mark).
+autoassign::InferenceResult run_detector(GstAutoAssignDetect* self, const GstVideoInfo* info,
+                                         GstBuffer* buffer) {
+  auto det = current_detector(self);
+  if (!det) throw std::runtime_error("no model loaded");
   const Settings s = settings_of(self);
   autoassign::DetectParams params;
   params.threshold = static_cast<float>(s.threshold);
   params.iou_threshold = static_cast<float>(s.iou_threshold);
   params.max_detections = s.max_detections;
+  MappedFrame frame(info, buffer);
+  autoassign::InferenceResult r;
   const auto t0 = std::chrono::steady_clock::now();
-  auto found = det.detect(view, params);
-  const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  *elapsed_ms = ms;
-  // Exponential average: what the LATENCY query reports in synchronous mode.
-  const double prev = self->priv->inference_ms.load();
-  const double now = prev == 0 ? ms : 0.9 * prev + 0.1 * ms;
-  self->priv->inference_ms.store(now);
-  const double reported = self->priv->reported_ms.load();
-  if (!self->priv->drop_mode && (now > 1.25 * reported || now < 0.75 * reported)) {
-    // Far from what the pipeline was told: have it ask again.
-    self->priv->reported_ms.store(now);
-    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
-  }
-  const double w = GST_VIDEO_FRAME_WIDTH(frame), h = GST_VIDEO_FRAME_HEIGHT(frame);
-  for (auto& d : found) {
+  r.detections = det->detect(frame.view(), params);
+  r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  r.pts = GST_BUFFER_PTS_IS_VALID(buffer) ? static_cast<int64_t>(GST_BUFFER_PTS(buffer)) : -1;
+  const double w = frame.width(), h = frame.height();
+  for (auto& d : r.detections) {
     d.x1 = static_cast<float>(d.x1 / w);
     d.x2 = static_cast<float>(d.x2 / w);
     d.y1 = static_cast<float>(d.y1 / h);
     d.y2 = static_cast<float>(d.y2 / h);
   }
-  return found;
+  return r;
 }
 
-void attach_normalised(GstBuffer* buffer, const std::vector<Detection>& normalised, int w, int h,
-                       GstClockTime source_pts) {
-  std::vector<Detection> px = normalised;
-  for (auto& d : px) {
-    d.x1 *= static_cast<float>(w);
-    d.x2 *= static_cast<float>(w);
-    d.y1 *= static_cast<float>(h);
-    d.y2 *= static_cast<float>(h);
+// Attaches what the scheduler says this frame carries (boxes back in pixels) and the inference
+// mark.
+void attach(GstBuffer* buffer, const autoassign::FrameBoxes& boxes, int w, int h) {
+  if (boxes.has_result) {
+    std::vector<Detection> px = boxes.result.detections;
+    for (auto& d : px) {
+      d.x1 *= static_cast<float>(w);
+      d.x2 *= static_cast<float>(w);
+      d.y1 *= static_cast<float>(h);
+      d.y2 *= static_cast<float>(h);
+    }
+    const GstClockTime pts =
+        boxes.result.pts < 0 ? GST_CLOCK_TIME_NONE : static_cast<GstClockTime>(boxes.result.pts);
+    autoassign::gst::attach_detections(buffer, px, w, h, pts);
   }
-  autoassign::gst::attach_detections(buffer, px, w, h, source_pts);
+  autoassign::gst::mark_inference(buffer, boxes.fresh, boxes.fresh ? boxes.result.ms : 0);
 }
 
-void worker_loop(GstAutoAssignDetect* self) {
-  auto* p = self->priv;
-  for (;;) {
-    GstBuffer* buffer = nullptr;
-    GstVideoInfo info;
-    GstClockTime pts;
-    guint64 generation = 0;
-    {
-      std::unique_lock<std::mutex> lock(p->work_lock);
-      p->work_cv.wait(lock, [&] { return p->stop_worker || p->pending; });
-      if (p->stop_worker) return;
-      buffer = p->pending;
-      info = p->pending_info;
-      pts = p->pending_pts;
-      p->pending = nullptr;
-      generation = p->generation.load();
-    }
-    GstVideoFrame frame{};  // zeroed: frame_view reads its map table
-    autoassign::ImageView view;
-    std::string error;
-    bool mapped = false;
-    try {
-      mapped = map_frame(&frame, &info, buffer, &view);
-      if (!mapped) throw std::runtime_error("cannot map the video frame for reading");
-      auto det = current_detector(self);
-      if (det) {
-        double ms = 0;
-        auto found = run_detector(self, *det, &frame, view, &ms);
-        std::lock_guard<std::mutex> lock(p->result_lock);
-        if (p->generation.load() == generation) {
-          p->last.detections = std::move(found);
-          p->last.pts = pts;
-          p->last.ms = ms;
-          p->last.valid = true;
-          p->last.attached = false;
-        }
-      }
-    } catch (const std::exception& e) {
-      error = std::string("inference failed: ") + e.what();
-    } catch (...) {
-      error = "inference failed: unknown exception";
-    }
-    if (mapped) gst_video_frame_unmap(&frame);
-    gst_buffer_unref(buffer);
-    if (!error.empty()) {
-      std::lock_guard<std::mutex> lock(p->work_lock);
-      if (p->worker_error.empty()) p->worker_error = error;
-    }
-  }
-}
-
-void stop_worker(GstAutoAssignDetect* self) {
-  auto* p = self->priv;
+void stop_scheduler(GstAutoAssignDetect* self) {
+  std::shared_ptr<autoassign::InferenceScheduler> scheduler;
   {
-    std::lock_guard<std::mutex> lock(p->work_lock);
-    p->stop_worker = true;
+    std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+    scheduler = std::move(self->priv->scheduler);
   }
-  p->work_cv.notify_all();
-  if (p->worker.joinable()) p->worker.join();
-  std::lock_guard<std::mutex> lock(p->work_lock);
-  if (p->pending) gst_buffer_unref(p->pending);
-  p->pending = nullptr;
-  p->stop_worker = false;
-  p->worker_error.clear();
+  if (scheduler) scheduler->stop();  // joins the worker outside the lock it takes per job
 }
 
 // The loader thread posts bus messages; a synchronous bus handler on that thread may set
@@ -480,10 +392,14 @@ gboolean detect_start(GstBaseTransform* trans) {
     post_load_error(self, e);
     return FALSE;
   }
-  self->priv->frame_count = 0;
-  self->priv->last = Result{};
-  self->priv->inference_ms = 0.0;
-  self->priv->drop_mode = s.drop_when_busy;
+  autoassign::InferenceScheduler::Options options;
+  options.drop_when_busy = s.drop_when_busy;
+  auto scheduler = std::make_shared<autoassign::InferenceScheduler>(options);
+  {
+    // Published before the warm-up below, so buffers arriving meanwhile are inferred on.
+    std::lock_guard<std::mutex> lock(self->priv->detector_lock);
+    self->priv->scheduler = scheduler;
+  }
   if (!s.drop_when_busy) {
     // One inference now, so a live pipeline's LATENCY query (asked before the first frame)
     // gets a real figure; the first run's one-off allocations make it an overestimate, the
@@ -496,20 +412,18 @@ gboolean detect_start(GstBaseTransform* trans) {
           autoassign::ImageView::packed(autoassign::PixelFormat::kRGB, blank.data(), 640, 384));
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      self->priv->inference_ms = ms;
-      self->priv->reported_ms = ms;
+      scheduler->set_inference_ms(ms);
     } catch (const std::exception& e) {
       post_load_error(self, e);
       return FALSE;
     }
   }
-  if (s.drop_when_busy) self->priv->worker = std::thread(worker_loop, self);
   return TRUE;
 }
 
 gboolean detect_stop(GstBaseTransform* trans) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
-  stop_worker(self);
+  stop_scheduler(self);
   join_loader(self);
   std::lock_guard<std::mutex> lock(self->priv->detector_lock);
   self->priv->detector.reset();
@@ -521,110 +435,69 @@ gboolean detect_stop(GstBaseTransform* trans) {
 // belongs to the old stream too. The frame counter restarts so inference-interval counts anew.
 gboolean detect_sink_event(GstBaseTransform* trans, GstEvent* event) {
   if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) {
-    auto* p = GST_AUTO_ASSIGN_DETECT(trans)->priv;
-    {
-      std::lock_guard<std::mutex> lock(p->work_lock);
-      if (p->pending) gst_buffer_unref(p->pending);
-      p->pending = nullptr;
-    }
-    {
-      std::lock_guard<std::mutex> lock(p->result_lock);
-      p->generation++;
-      p->last = Result{};
-    }
-    p->frame_count = 0;
+    if (auto scheduler = scheduler_of(GST_AUTO_ASSIGN_DETECT(trans))) scheduler->flush();
   }
   return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->sink_event(trans, event);
 }
 
 GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
-  auto* p = self->priv;
   GstVideoInfo* info = &GST_VIDEO_FILTER(trans)->in_info;
-  const Settings s = settings_of(self);
-  const guint64 n = p->frame_count++;
   const int w = GST_VIDEO_INFO_WIDTH(info), h = GST_VIDEO_INFO_HEIGHT(info);
-  if (p->drop_mode) {
-    std::string error;
-    {
-      std::lock_guard<std::mutex> lock(p->work_lock);
-      error = p->worker_error;
-    }
+  auto scheduler = scheduler_of(self);
+  if (!scheduler) {
+    // The sink pad stops flushing before start() is called, and start() loads the model: a
+    // buffer can arrive in between. It goes on without boxes (a failed load fails the state
+    // change itself).
+    GST_DEBUG_OBJECT(self, "model not loaded yet: frame passed on without inference");
+    autoassign::gst::mark_inference(buffer, false);
+    return GST_FLOW_OK;
+  }
+  if (scheduler->options().drop_when_busy) {
+    const std::string error = scheduler->error();
     if (!error.empty()) {
       GST_ELEMENT_ERROR(self, STREAM, FAILED, ("%s", error.c_str()), (nullptr));
       return GST_FLOW_ERROR;
     }
     // Attach the latest finished detections without waiting (while the buffer is still
     // writable), then hand this newest frame to the worker, replacing one it has not started.
-    {
-      // Fresh for a tracker downstream only on the first buffer that carries a new result.
-      std::lock_guard<std::mutex> lock(p->result_lock);
-      if (p->last.valid) attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
-      const bool fresh = p->last.valid && !p->last.attached;
-      autoassign::gst::mark_inference(buffer, fresh, fresh ? p->last.ms : 0);
-      p->last.attached = true;
-    }
-    {
-      std::lock_guard<std::mutex> lock(p->work_lock);
-      if (p->pending) gst_buffer_unref(p->pending);
-      // A buffer sharing the frame's memory (and its video meta, for the strides), so the
-      // one flowing on stays writable.
-      p->pending = gst_buffer_copy_region(
-          buffer, static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META), 0,
-          static_cast<gsize>(-1));
-      p->pending_info = *info;
-      p->pending_pts = GST_BUFFER_PTS(buffer);
-    }
-    p->work_cv.notify_one();
+    attach(buffer, scheduler->latest(), w, h);
+    // A buffer sharing the frame's memory (and its video meta, for the strides), so the one
+    // flowing on stays writable. The job owns it: a replaced job releases it unrun.
+    std::shared_ptr<GstBuffer> frame(
+        gst_buffer_copy_region(
+            buffer, static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META),
+            0, static_cast<gsize>(-1)),
+        gst_buffer_unref);
+    const GstVideoInfo frame_info = *info;
+    // The worker is joined in stop() before the element can go away, so `self` outlives it.
+    scheduler->submit([self, frame, frame_info] {
+      auto r = run_detector(self, &frame_info, frame.get());
+      return r;
+    });
     return GST_FLOW_OK;
   }
-  const bool infer = n % s.inference_interval == 0;
-  if (!infer) {
-    std::lock_guard<std::mutex> lock(p->result_lock);
-    if (s.repeat_metadata && p->last.valid) {
-      attach_normalised(buffer, p->last.detections, w, h, p->last.pts);
-    }
-    autoassign::gst::mark_inference(buffer, false);
+  const Settings s = settings_of(self);
+  if (!scheduler->next_frame_infers(s.inference_interval)) {
+    attach(buffer, scheduler->repeated(s.repeat_metadata), w, h);
     return GST_FLOW_OK;
   }
   // Mapped for reading only: adding metadata needs a writable GstBuffer, not writable memory.
-  GstVideoFrame frame{};  // zeroed: frame_view reads its map table
-  autoassign::ImageView view;
-  bool mapped = false;
+  autoassign::InferenceResult result;
   try {
-    mapped = map_frame(&frame, info, buffer, &view);
+    result = run_detector(self, info, buffer);
   } catch (const std::exception& e) {
-    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot use the video frame: %s", e.what()),
-                      (nullptr));
-    return GST_FLOW_ERROR;
-  }
-  if (!mapped) {
-    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot map the video frame for reading"), (nullptr));
-    return GST_FLOW_ERROR;
-  }
-  std::vector<Detection> found;
-  double ms = 0;
-  try {
-    auto det = current_detector(self);
-    if (!det) throw std::runtime_error("no model loaded");
-    found = run_detector(self, *det, &frame, view, &ms);
-  } catch (const std::exception& e) {
-    gst_video_frame_unmap(&frame);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: %s", e.what()), (nullptr));
     return GST_FLOW_ERROR;
   } catch (...) {
-    gst_video_frame_unmap(&frame);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("inference failed: unknown exception"), (nullptr));
     return GST_FLOW_ERROR;
   }
-  gst_video_frame_unmap(&frame);
-  attach_normalised(buffer, found, w, h, GST_BUFFER_PTS(buffer));
-  autoassign::gst::mark_inference(buffer, true, ms);
-  std::lock_guard<std::mutex> lock(p->result_lock);
-  p->last.detections = std::move(found);
-  p->last.pts = GST_BUFFER_PTS(buffer);
-  p->last.ms = ms;
-  p->last.valid = true;
+  attach(buffer, scheduler->record(std::move(result)), w, h);
+  if (scheduler->latency_report_due()) {
+    // Far from what the pipeline was told: have it ask again.
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+  }
   return GST_FLOW_OK;
 }
 
@@ -640,10 +513,11 @@ gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQue
     gst_query_parse_latency(query, &live, &min, &max);
     // Synchronous inference holds each frame for about one inference; with drop-when-busy
     // frames pass at once and only the metadata lags.
-    const double ms = self->priv->inference_ms.load();
-    self->priv->reported_ms.store(ms);
-    const GstClockTime ours =
-        self->priv->drop_mode ? 0 : static_cast<GstClockTime>(ms * GST_MSECOND);
+    auto scheduler = scheduler_of(self);
+    const double ms = scheduler ? scheduler->report_latency_ms() : 0;
+    const GstClockTime ours = !scheduler || scheduler->options().drop_when_busy
+                                  ? 0
+                                  : static_cast<GstClockTime>(ms * GST_MSECOND);
     gst_query_set_latency(query, live, min + ours, max == GST_CLOCK_TIME_NONE ? max : max + ours);
     return TRUE;
   }
@@ -781,7 +655,7 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
 
 void detect_finalize(GObject* object) {
   auto* self = GST_AUTO_ASSIGN_DETECT(object);
-  stop_worker(self);
+  stop_scheduler(self);
   join_loader(self);
   delete self->priv;
   G_OBJECT_CLASS(gst_auto_assign_detect_parent_class)->finalize(object);
@@ -913,21 +787,6 @@ static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
 }
 
-void autoassign_detect_keep_models(gboolean keep) {
-  std::lock_guard<std::mutex> lock(g_models_lock);
-  g_keep_models = keep;
-  if (keep) {
-    for (const auto& [key, model] : g_models) {
-      if (auto det = model.lock()) g_kept_models[key] = det;
-    }
-  } else {
-    g_kept_models.clear();
-  }
-}
+void autoassign_detect_keep_models(gboolean keep) { model_pool().keep(keep); }
 
-size_t autoassign_detect_loaded_models() {
-  std::lock_guard<std::mutex> lock(g_models_lock);
-  size_t n = 0;
-  for (const auto& [key, model] : g_models) n += model.expired() ? 0 : 1;
-  return n;
-}
+size_t autoassign_detect_loaded_models() { return model_pool().alive(); }
