@@ -295,10 +295,10 @@ TEST(SharedCache, OneObjectPerKeyWhileHeld) {
   EXPECT_NE(d.get(), e.get());
   EXPECT_EQ(cache.acquire("m.pt", make).get(), e.get());
   // A failing factory caches nothing.
-  EXPECT_THROW(cache.acquire("bad.pt", []() -> std::shared_ptr<int> {
-    throw std::runtime_error("no such file");
-  }),
-               std::runtime_error);
+  EXPECT_THROW(
+      cache.acquire("bad.pt",
+                    []() -> std::shared_ptr<int> { throw std::runtime_error("no such file"); }),
+      std::runtime_error);
   EXPECT_EQ(cache.alive(), 2u);  // c and e; d is still held, but e replaced it as the shared one
 }
 
