@@ -128,6 +128,18 @@ void add_train(CLI::App& app) {
     ModelConfig config = !src->preset.empty()   ? ModelConfig::preset(src->preset)
                          : !src->config.empty() ? ModelConfig::from_file(src->config)
                                                 : read_model_config(o->init);
+    if (!o->init.empty() && (!src->preset.empty() || !src->config.empty())) {
+      // The weights were trained on the file's input normalisation; another one is allowed
+      // (the user's config wins) but rarely meant.
+      const InputConfig from = read_model_config(o->init).input;
+      if (from.channel_order != config.input.channel_order || from.mean != config.input.mean ||
+          from.std != config.input.std) {
+        std::cerr << "warning: --init " << o->init << " was trained on " << from.channel_order
+                  << " input normalised by its own mean/std; the run's config uses "
+                  << config.input.channel_order
+                  << " and other values (leave out --preset/--config to keep the file's)\n";
+      }
+    }
     Dataset ds = load_datasets(*data, "train");
     if (!o->init.empty() && static_cast<int>(ds.class_names.size()) != config.num_classes) {
       // Fine-tuning for other classes: the classifier takes the dataset's count (and is

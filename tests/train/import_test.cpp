@@ -327,6 +327,15 @@ TEST_F(Import, TrainInitFineTunesAnImportedBackbone) {
         "-o " + run + " > " + log + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << testing::read_file_bytes(log);
   EXPECT_NE(testing::read_file_bytes(log).find("init: weights from " + tv), std::string::npos);
+  // That config kept the file's normalisation: no warning. The r50-fpn preset's (caffe-style
+  // BGR) draws one, before the data is read (a missing file here ends the run right after).
+  EXPECT_EQ(testing::read_file_bytes(log).find("warning: --init"), std::string::npos);
+  cmd = std::string(cli) + " train --init " + tv + " --preset r50-fpn --coco " + path("none.json") +
+        " --coco-images " + dir_ + " -o " + path("unused") + " > " + log + " 2>&1";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  EXPECT_NE(testing::read_file_bytes(log).find("warning: --init " + tv + " was trained on RGB"),
+            std::string::npos)
+      << testing::read_file_bytes(log);
   auto before = load_model(tv), after = load_model(run + "/model.pt");
   auto b = tensors_of(before), a = tensors_of(after);
   for (const char* frozen :
