@@ -42,6 +42,12 @@ bool parse_int(const std::string& token, long& out) {
   return pos == token.size();
 }
 
+// A value a box coordinate (stored as float) can hold: finite and within float's range; the
+// cast of anything else is undefined (found by the voc fuzz target with "<xmax>1e39</xmax>").
+bool fits_float(double v) {
+  return std::isfinite(v) && std::abs(v) <= static_cast<double>(std::numeric_limits<float>::max());
+}
+
 bool parse_float(const std::string& token, double& out) {
   if (token.empty()) return false;
   size_t pos = 0;
@@ -50,11 +56,9 @@ bool parse_float(const std::string& token, double& out) {
   } catch (const std::exception&) {
     return false;
   }
-  // "nan", "inf" and overflowing values parse as doubles but are no coordinates; nor is a
-  // finite double beyond float's range (boxes are stored as float, and the cast would be
-  // undefined: found by the voc fuzz target with "<xmax>1e39</xmax>").
-  return pos == token.size() && std::isfinite(out) &&
-         std::abs(out) <= static_cast<double>(std::numeric_limits<float>::max());
+  // "nan", "inf", overflowing values and finite ones beyond float parse as doubles but are no
+  // coordinates.
+  return pos == token.size() && fits_float(out);
 }
 
 Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_json,
@@ -218,8 +222,7 @@ int64_t coco_id(const nlohmann::json& v, const char* what) {
 // A COCO coordinate, size or area: a JSON number within float's range (boxes are stored as
 // float; nlohmann's get<float> of 1e39 is an unchecked, undefined cast).
 double coco_number(const nlohmann::json& v, const char* what) {
-  if (!v.is_number() || !std::isfinite(v.get<double>()) ||
-      std::abs(v.get<double>()) > static_cast<double>(std::numeric_limits<float>::max())) {
+  if (!v.is_number() || !fits_float(v.get<double>())) {
     throw nlohmann::json::other_error::create(
         501, std::string(what) + " must be a number within float range, got " + v.dump(), &v);
   }
@@ -289,8 +292,7 @@ Dataset coco_from_json(const nlohmann::json& j, const std::string& annotation_js
       ++ds.skipped["boxes with zero width or height"];
       continue;
     }
-    if (std::abs(x + w) > std::numeric_limits<float>::max() ||
-        std::abs(y + h) > std::numeric_limits<float>::max()) {
+    if (!fits_float(x + w) || !fits_float(y + h)) {
       throw std::runtime_error(annotation_json + ": annotation " + annotation_id(a) +
                                ": bbox corner beyond float range");
     }

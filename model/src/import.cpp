@@ -220,20 +220,14 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
       config.input.mean = {102.9801f, 115.9465f, 122.7717f};
       config.input.std = {1.0f, 1.0f, 1.0f};
       config.name += "-mmdet";
-      config.postprocess.order = options.post.empty() ? "mmdet" : options.post;
-      if (config.postprocess.order != "mmdet") {
-        report->notes.push_back(
-            "post-processing follows the authors' order (top-k on cls x obj, then the "
-            "threshold), not MMDetection 2.12's with which its AP was measured (threshold on cls "
-            "alone): detections near the 0.05 threshold can differ");
-      }
+      config.postprocess.order = "mmdet";  // what its published AP was measured with
       break;
     case ImportSource::kCvpods:
       config.input.channel_order = "BGR";
       config.input.mean = {103.53f, 116.28f, 123.675f};
       config.input.std = {1.0f, 1.0f, 1.0f};
       config.name += "-cvpods";
-      config.postprocess.order = options.post.empty() ? "cvpods" : options.post;
+      config.postprocess.order = "cvpods";
       break;
     case ImportSource::kTorchvision:
       // torchvision's ImageNet normalisation, in 0..255 units, RGB.
@@ -241,11 +235,17 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
       config.input.mean = {123.675f, 116.28f, 103.53f};
       config.input.std = {58.395f, 57.12f, 57.375f};
       config.name += "-torchvision";
-      if (!options.post.empty()) config.postprocess.order = options.post;
       if (config.backbone.norm == "gn") config.backbone.norm = "frozen_bn";
       // torchvision's bottleneck strides in its 3x3: the same network only with that choice.
       config.backbone.stride_in_1x1 = false;
       break;
+  }
+  if (!options.post.empty()) config.postprocess.order = options.post;
+  if (options.from == ImportSource::kMmdet && config.postprocess.order != "mmdet") {
+    report->notes.push_back(
+        "post-processing follows the authors' order (top-k on cls x obj, then the threshold), "
+        "not MMDetection 2.12's with which its AP was measured (threshold on cls alone): "
+        "detections near the 0.05 threshold can differ");
   }
   config.validate();
   AutoAssign model(config);

@@ -98,6 +98,40 @@ torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores
 
 namespace {
 
+// The network-frame points (u * stride, v * stride) of flat locations of a level `w` wide: no
+// half-stride offset, as in the authors' code and MMDetection's AutoAssignHead.
+torch::Tensor level_points(const torch::Tensor& loc, int64_t w, int stride) {
+  const float s = static_cast<float>(stride);
+  return torch::stack(
+      {loc.remainder(w).to(torch::kFloat) * s, loc.div(w, "floor").to(torch::kFloat) * s}, 1);
+}
+
+// Clips [N, 4] boxes in place to [0, w] x [0, h].
+void clip_boxes_(torch::Tensor& boxes, double w, double h) {
+  boxes.select(1, 0).clamp_(0, w);
+  boxes.select(1, 2).clamp_(0, w);
+  boxes.select(1, 1).clamp_(0, h);
+  boxes.select(1, 3).clamp_(0, h);
+}
+
+// From the network's (resized) frame to the original frame.
+torch::Tensor to_original_frame(const torch::Tensor& boxes, const ImageGeometry& g) {
+  return boxes / torch::tensor({g.scale_x, g.scale_y, g.scale_x, g.scale_y}, torch::kFloat)
+                     .to(boxes.device());
+}
+
+// Class-aware NMS over the candidates, the first max_detections kept, best first.
+ImageDetections keep_best(const ImageDetections& candidates, const PostprocessConfig& config) {
+  auto keep = nms(candidates.boxes, candidates.scores, config.nms_iou, candidates.labels);
+  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
+  keep = keep.to(candidates.boxes.device());
+  ImageDetections det;
+  det.boxes = candidates.boxes.index_select(0, keep);
+  det.scores = candidates.scores.index_select(0, keep);
+  det.labels = candidates.labels.index_select(0, keep);
+  return det;
+}
+
 // MMDetection 2.12-2.17's order (FCOSHead._get_bboxes + multiclass_nms, which AutoAssignHead
 // inherits): see PostprocessConfig::order. Kept apart from the authors' order below so that each
 // reads as its source does.
@@ -123,40 +157,23 @@ ImageDetections postprocess_mmdet(const HeadOutput& out, int64_t b, const std::v
       omega = omega.index_select(0, loc);
       ltrb = ltrb.index_select(0, loc);
     }
-    const float s = static_cast<float>(strides[l]);
-    auto points = torch::stack(
-        {loc.remainder(w).to(torch::kFloat) * s, loc.div(w, "floor").to(torch::kFloat) * s}, 1);
-    auto boxes = decode_boxes(points, ltrb);
-    boxes.select(1, 0).clamp_(0, img_w);
-    boxes.select(1, 2).clamp_(0, img_w);
-    boxes.select(1, 1).clamp_(0, img_h);
-    boxes.select(1, 3).clamp_(0, img_h);
+    auto boxes = decode_boxes(level_points(loc, w, strides[l]), ltrb);
+    clip_boxes_(boxes, img_w, img_h);
     all_boxes.push_back(boxes);
     all_pi.push_back(pi);
     all_omega.push_back(omega);
   }
-  auto boxes = torch::cat(all_boxes, 0);
-  auto scale =
-      torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
-                    torch::kFloat)
-          .to(boxes.device());
-  boxes = boxes / scale;  // mmdet rescales before NMS
+  auto boxes = to_original_frame(torch::cat(all_boxes, 0), geometry);  // before NMS, as mmdet
   auto pi = torch::cat(all_pi, 0), omega = torch::cat(all_omega, 0);
   const int64_t num_classes = pi.size(1);
   // (location, class) pairs whose pi alone passes the threshold; omega multiplies afterwards.
   auto pairs = (pi > config.score_threshold).reshape(-1).nonzero().squeeze(1);
   auto loc = pairs.div(num_classes, "floor");
-  ImageDetections det;
-  det.labels = pairs.remainder(num_classes);
-  det.scores = pi.reshape(-1).index_select(0, pairs) * omega.index_select(0, loc);
-  det.boxes = boxes.index_select(0, loc);
-  auto keep = nms(det.boxes, det.scores, config.nms_iou, det.labels);
-  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
-  keep = keep.to(det.boxes.device());
-  det.boxes = det.boxes.index_select(0, keep);
-  det.scores = det.scores.index_select(0, keep);
-  det.labels = det.labels.index_select(0, keep);
-  return det;
+  ImageDetections candidates;
+  candidates.labels = pairs.remainder(num_classes);
+  candidates.scores = pi.reshape(-1).index_select(0, pairs) * omega.index_select(0, loc);
+  candidates.boxes = boxes.index_select(0, loc);
+  return keep_best(candidates, config);
 }
 
 }  // namespace
@@ -180,39 +197,25 @@ ImageDetections postprocess(const HeadOutput& out, int64_t b, const std::vector<
     top_idx = top_idx.index({keep});
     auto loc = top_idx.div(num_classes, "floor");
     auto label = top_idx.remainder(num_classes);
-    const float s = static_cast<float>(strides[l]);
-    auto points = torch::stack(
-        {loc.remainder(w).to(torch::kFloat) * s, loc.div(w, "floor").to(torch::kFloat) * s},
-        1);  // [D, 2]
     auto ltrb = out.distances[l][b].to(torch::kFloat).permute({1, 2, 0}).reshape({-1, 4});
-    all_boxes.push_back(decode_boxes(points, ltrb.index_select(0, loc)));
+    all_boxes.push_back(decode_boxes(level_points(loc, w, strides[l]), ltrb.index_select(0, loc)));
     all_scores.push_back(top_scores);
     all_labels.push_back(label);
   }
-  ImageDetections det;
-  auto boxes = torch::cat(all_boxes, 0), scores = torch::cat(all_scores, 0),
-       labels = torch::cat(all_labels, 0);
-  auto keep = nms(boxes, scores, config.nms_iou, labels);
-  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
-  keep = keep.to(boxes.device());
-  boxes = boxes.index_select(0, keep);
-  scores = scores.index_select(0, keep);
-  labels = labels.index_select(0, keep);
+  ImageDetections candidates;
+  candidates.boxes = torch::cat(all_boxes, 0);
+  candidates.scores = torch::cat(all_scores, 0);
+  candidates.labels = torch::cat(all_labels, 0);
+  const ImageDetections best = keep_best(candidates, config);
   // Back to the original frame, clipped; boxes that end up empty are dropped.
-  auto scale =
-      torch::tensor({geometry.scale_x, geometry.scale_y, geometry.scale_x, geometry.scale_y},
-                    torch::kFloat)
-          .to(boxes.device());
-  boxes = boxes / scale;
-  boxes.select(1, 0).clamp_(0, geometry.orig_width);
-  boxes.select(1, 2).clamp_(0, geometry.orig_width);
-  boxes.select(1, 1).clamp_(0, geometry.orig_height);
-  boxes.select(1, 3).clamp_(0, geometry.orig_height);
+  auto boxes = to_original_frame(best.boxes, geometry);
+  clip_boxes_(boxes, geometry.orig_width, geometry.orig_height);
   auto nonempty =
       (boxes.select(1, 2) > boxes.select(1, 0)) & (boxes.select(1, 3) > boxes.select(1, 1));
+  ImageDetections det;
   det.boxes = boxes.index({nonempty});
-  det.scores = scores.index({nonempty});
-  det.labels = labels.index({nonempty});
+  det.scores = best.scores.index({nonempty});
+  det.labels = best.labels.index({nonempty});
   return det;
 }
 

@@ -377,8 +377,7 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
 std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path) {
   AutoAssign source = load_model(path);
   std::map<std::string, torch::Tensor> from;
-  for (const auto& p : source->named_parameters()) from[p.key()] = p.value();
-  for (const auto& b : source->named_buffers()) from[b.key()] = b.value();
+  for (auto& [name, tensor] : module_tensors(*source)) from[name] = tensor;
   const bool classes_differ = source->config().num_classes != model->config().num_classes;
   auto follows_classes = [](const std::string& name) {
     return name.rfind("head.cls_pred.", 0) == 0 || name.rfind("center_prior.", 0) == 0;

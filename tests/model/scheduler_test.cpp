@@ -53,6 +53,28 @@ InferenceResult result_with(float x1, int64_t pts, double ms) {
   return r;
 }
 
+// The frame a job owns: released (counted) when the last job holding it is destroyed, run or not.
+std::shared_ptr<int> counted_frame(int id, std::atomic<int>& released) {
+  return std::shared_ptr<int>(new int(id), [&released](int* p) {
+    released++;
+    delete p;
+  });
+}
+
+InferenceScheduler::Options drop_when_busy() {
+  InferenceScheduler::Options o;
+  o.drop_when_busy = true;
+  return o;
+}
+
+// A model-cache factory that counts what it makes.
+SharedCache<int>::Factory counting_factory(std::atomic<int>& made, int value) {
+  return [&made, value] {
+    made++;
+    return std::make_shared<int>(value);
+  };
+}
+
 // Polls until `done` holds (the worker finishes asynchronously), at most 5 s.
 template <typename F>
 bool eventually(F done) {
@@ -112,20 +134,14 @@ TEST(InferenceScheduler, LatencyAverageAndReportThresholds) {
 // Drop-when-busy: while the worker is busy, newer frames replace the pending one; the replaced
 // frames are released unrun, and the newest is what runs next.
 TEST(InferenceScheduler, DropWhenBusyRunsTheNewestFrameAndReleasesTheOthers) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  InferenceScheduler s(o);
+  InferenceScheduler s(drop_when_busy());
   EXPECT_FALSE(s.latest().has_result);
   Latch started, release;
   std::atomic<int> ran{0}, released{0};
   std::vector<int> order;
   std::mutex order_lock;
   auto job = [&](int id, Latch* block) {
-    // The frame a job owns: released when the job is destroyed, run or not.
-    std::shared_ptr<int> frame(new int(id), [&](int* p) {
-      released++;
-      delete p;
-    });
+    auto frame = counted_frame(id, released);
     return [&, frame, block, id] {
       {
         std::lock_guard<std::mutex> lock(order_lock);
@@ -153,9 +169,7 @@ TEST(InferenceScheduler, DropWhenBusyRunsTheNewestFrameAndReleasesTheOthers) {
 }
 
 TEST(InferenceScheduler, DropWhenBusyResultIsFreshOnceThenRepeated) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  InferenceScheduler s(o);
+  InferenceScheduler s(drop_when_busy());
   s.submit([] { return result_with(0.3f, 7, 12); });
   ASSERT_TRUE(eventually([&] { return s.inference_ms() > 0; }));
   const auto first = s.latest();
@@ -170,9 +184,7 @@ TEST(InferenceScheduler, DropWhenBusyResultIsFreshOnceThenRepeated) {
 
 // A flush while the worker infers on a frame from before it: that result is thrown away.
 TEST(InferenceScheduler, FlushDuringAnInferenceDiscardsItsResult) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  InferenceScheduler s(o);
+  InferenceScheduler s(drop_when_busy());
   Latch started, release;
   std::atomic<bool> done{false};
   s.submit([&] {
@@ -190,9 +202,7 @@ TEST(InferenceScheduler, FlushDuringAnInferenceDiscardsItsResult) {
 }
 
 TEST(InferenceScheduler, AJobThatThrowsIsReportedOnce) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  InferenceScheduler s(o);
+  InferenceScheduler s(drop_when_busy());
   s.submit([]() -> InferenceResult { throw std::runtime_error("out of memory"); });
   ASSERT_TRUE(eventually([&] { return !s.error().empty(); }));
   EXPECT_EQ(s.error(), "inference failed: out of memory");
@@ -204,9 +214,7 @@ TEST(InferenceScheduler, AJobThatThrowsIsReportedOnce) {
 // stop() with a frame pending releases it unrun; submit after stop() is ignored; the
 // destructor after stop() is fine.
 TEST(InferenceScheduler, StopReleasesThePendingFrame) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  auto s = std::make_unique<InferenceScheduler>(o);
+  auto s = std::make_unique<InferenceScheduler>(drop_when_busy());
   Latch started, release;
   std::atomic<int> released{0};
   s->submit([&] {
@@ -215,10 +223,7 @@ TEST(InferenceScheduler, StopReleasesThePendingFrame) {
     return InferenceResult{};
   });
   started.wait();
-  std::shared_ptr<int> frame(new int(2), [&](int* p) {
-    released++;
-    delete p;
-  });
+  auto frame = counted_frame(2, released);
   s->submit([frame] { return InferenceResult{}; });
   frame.reset();
   std::thread releaser([&] {
@@ -236,9 +241,7 @@ TEST(InferenceScheduler, StopReleasesThePendingFrame) {
 // The streaming thread, a flushing thread and a querying thread at once against the worker
 // (the element's threads): nothing is lost or raced (ThreadSanitizer checks the latter).
 TEST(InferenceScheduler, ConcurrentSubmitFlushAndQueries) {
-  InferenceScheduler::Options o;
-  o.drop_when_busy = true;
-  InferenceScheduler s(o);
+  InferenceScheduler s(drop_when_busy());
   std::atomic<int> made{0}, released{0};
   std::atomic<bool> stop{false};
   std::thread flusher([&] {
@@ -255,10 +258,7 @@ TEST(InferenceScheduler, ConcurrentSubmitFlushAndQueries) {
   });
   for (int i = 0; i < 2000; ++i) {
     made++;
-    std::shared_ptr<int> frame(new int(i), [&](int* p) {
-      released++;
-      delete p;
-    });
+    auto frame = counted_frame(i, released);
     s.submit([frame] { return result_with(0.01f, *frame, 1); });
     (void)s.latest();
   }
@@ -274,10 +274,7 @@ TEST(InferenceScheduler, ConcurrentSubmitFlushAndQueries) {
 TEST(SharedCache, OneObjectPerKeyWhileHeld) {
   SharedCache<int> cache;
   std::atomic<int> made{0};
-  auto make = [&] {
-    made++;
-    return std::make_shared<int>(7);
-  };
+  const auto make = counting_factory(made, 7);
   auto a = cache.acquire("m.pt", make);
   auto b = cache.acquire("m.pt", make);
   EXPECT_EQ(a.get(), b.get());
@@ -305,10 +302,7 @@ TEST(SharedCache, OneObjectPerKeyWhileHeld) {
 TEST(SharedCache, KeepHoldsObjectsWithNoUser) {
   SharedCache<int> cache;
   std::atomic<int> made{0};
-  auto make = [&] {
-    made++;
-    return std::make_shared<int>(1);
-  };
+  const auto make = counting_factory(made, 1);
   cache.keep(true);
   cache.acquire("m.pt", make);  // dropped at once by the caller
   EXPECT_EQ(cache.alive(), 1u);

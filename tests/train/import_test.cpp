@@ -45,8 +45,7 @@ class Import : public ::testing::Test {
 
 std::map<std::string, torch::Tensor> tensors_of(AutoAssign& model) {
   std::map<std::string, torch::Tensor> all;
-  for (const auto& p : model->named_parameters()) all[p.key()] = p.value();
-  for (const auto& b : model->named_buffers()) all[b.key()] = b.value();
+  for (auto& [name, tensor] : module_tensors(*model)) all[name] = tensor;
   return all;
 }
 
