@@ -34,15 +34,16 @@ namespace {
 
 const char* kUsage =
     "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT\n"
-    "         [--threshold 0.02] [--max-detections 1000] [--threads N]\n"
-    "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n";
+    "         [--threshold 0.02] [--max-detections 1000] [--threads N] [--precision P]\n"
+    "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n"
+    "P: auto (bf16 on CPUs with AMX or AVX512-BF16, the element's default), fp32, bf16\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   autoassign_gst_register_static();
-  std::string model, images, output;
+  std::string model, images, output, precision = "auto";
   double threshold = 0.02;
   int max_detections = 1000, threads = 0;
   autoassign::pipelines::Options cli(kUsage);
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   cli.value("--threshold", &threshold);
   cli.value("--max-detections", &max_detections);
   cli.value("--threads", &threads);
+  cli.value("--precision", &precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
   if (model.empty() || images.empty() || output.empty()) {
     return cli.fail("--model, --images and --output are required");
@@ -77,8 +79,8 @@ int main(int argc, char** argv) {
   const std::string desc = "appsrc name=src format=time ! autoassigndetect name=detect threshold=" +
                            std::to_string(threshold) +
                            " max-detections=" + std::to_string(max_detections) +
-                           " threads=" + std::to_string(threads) + " model-file=\"" + model +
-                           "\" ! appsink name=sink sync=false";
+                           " threads=" + std::to_string(threads) + " precision=\"" + precision +
+                           "\" model-file=\"" + model + "\" ! appsink name=sink sync=false";
   GError* err = nullptr;
   GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
   if (err) {

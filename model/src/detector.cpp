@@ -2,6 +2,8 @@
 #include "autoassign/detector.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -43,12 +45,35 @@ CpuFeatures cpu_features() {
   return f;
 }
 
+namespace {
+
+// ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA) in upper case; "ALL" when unset.
+std::string onednn_max_isa() {
+  const char* v = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!v || !*v) v = std::getenv("DNNL_MAX_CPU_ISA");
+  std::string isa = v && *v ? v : "ALL";
+  std::transform(isa.begin(), isa.end(), isa.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
+  return isa;
+}
+
+}  // namespace
+
+bool onednn_isa_allows_bf16() {
+  const std::string isa = onednn_max_isa();
+  // ALL, AVX512_CORE_BF16, AVX512_CORE_AMX (and later: _FP16, AVX10_*) keep the bf16 units;
+  // AVX512_CORE, AVX2, SSE41 ... leave oneDNN emulating bf16, slower than fp32.
+  return isa == "ALL" || isa.find("BF16") != std::string::npos ||
+         isa.find("AMX") != std::string::npos || isa.find("FP16") != std::string::npos ||
+         isa.rfind("AVX10", 0) == 0;
+}
+
 std::string resolve_precision(const std::string& precision, const std::string& device) {
   const bool cpu = Device::parse(device).type == Device::Type::kCpu;
   if (precision == "fp32") return precision;
   if (precision == "auto") {
     const auto f = cpu_features();
-    return cpu && (f.amx_bf16 || f.avx512_bf16) ? "bf16" : "fp32";
+    return cpu && (f.amx_bf16 || f.avx512_bf16) && onednn_isa_allows_bf16() ? "bf16" : "fp32";
   }
   if (precision == "fp16") {
     if (cpu) throw std::invalid_argument("precision fp16 needs a CUDA device (use bf16 on CPUs)");
@@ -58,6 +83,14 @@ std::string resolve_precision(const std::string& precision, const std::string& d
     if (cpu && !cpu_features().avx512_core) {
       throw std::invalid_argument(
           "precision bf16 needs AVX-512 (F, BW, VL, DQ) on this CPU; it has none: use fp32");
+    }
+    // Capped below AVX-512, oneDNN has no bf16 convolution at all (it fails at the first one).
+    const std::string isa = onednn_max_isa();
+    if (cpu && isa != "ALL" && isa.rfind("AVX512", 0) != 0 && isa.rfind("AVX10", 0) != 0) {
+      throw std::invalid_argument(
+          "precision bf16 needs oneDNN's AVX-512 kernels, which "
+          "ONEDNN_MAX_CPU_ISA=" +
+          isa + " leaves out: use fp32");
     }
     return precision;
   }

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include <ATen/autocast_mode.h>
+
 namespace autoassign {
 
 HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> strides)
@@ -110,6 +112,26 @@ void HeadImpl::fuse_level_norms() {
   if (reg_norms_) fold(reg_tower_, reg_norms_, "folded_reg", reg_folded_);
 }
 
+namespace {
+
+// Turns CPU autocast off for its scope and restores it after (the flag is thread-local).
+class NoCpuAutocast {
+ public:
+  NoCpuAutocast() : was_(at::autocast::is_cpu_enabled()) {
+    if (was_) at::autocast::set_cpu_enabled(false);
+  }
+  ~NoCpuAutocast() {
+    if (was_) at::autocast::set_cpu_enabled(true);
+  }
+  NoCpuAutocast(const NoCpuAutocast&) = delete;
+  NoCpuAutocast& operator=(const NoCpuAutocast&) = delete;
+
+ private:
+  bool was_;
+};
+
+}  // namespace
+
 HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
   TORCH_CHECK(pyramid.size() == strides_.size(), "Head: expected ", strides_.size(),
               " pyramid levels, got ", pyramid.size());
@@ -119,7 +141,10 @@ HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
     auto reg_feat =
         !reg_tower_ ? cls_feat : run_tower(reg_tower_, reg_norms_, reg_folded_, l, pyramid[l]);
     // The predictors may run in a wider type than the towers (bf16 inference keeps them in
-    // fp32: distances in pixels lose ~0.4% in bf16).
+    // fp32: distances in pixels lose ~0.4% in bf16). bf16 training autocasts the network; the
+    // predictors and level scales stay out of it, so that the logits and distances the loss
+    // sees are computed in fp32, as at inference.
+    NoCpuAutocast fp32_predictors;
     const auto pred_type = cls_pred->weight.scalar_type();
     if (cls_feat.scalar_type() != pred_type) cls_feat = cls_feat.to(pred_type);
     if (reg_feat.scalar_type() != pred_type) reg_feat = reg_feat.to(pred_type);

@@ -87,7 +87,13 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
     }
     if (bn_id_) y = y + bn_id_->forward(x);
   }
-  if (gn_) y = gn_->forward(y);
+  if (gn_) {
+    // Under bf16 autocast (training) the conv gives bf16 while the GN affine stays fp32:
+    // LibTorch 1.13's CPU group_norm refuses mixed types, and a normalisation wants fp32
+    // statistics anyway. At bf16 inference the GN weights are bf16 too and nothing is cast.
+    const auto type = gn_->weight.scalar_type();
+    y = gn_->forward(y.scalar_type() == type ? y : y.to(type));
+  }
   return options.relu() ? torch::relu(y) : y;
 }
 

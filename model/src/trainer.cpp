@@ -19,6 +19,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "autoassign/checkpoint.h"
+#include "autoassign/detector.h"
 #include "autoassign/preprocess.h"
 
 namespace autoassign {
@@ -481,6 +482,15 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   // Checked before anything is built: a CUDA request on a CPU-only LibTorch fails here, naming
   // the device.
   const torch::Device device = torch_device(Device::parse(o.device));
+  if (o.precision == "bf16") {
+    // The trainer's autocast is LibTorch's CPU one; on CUDA it would leave the run in fp32
+    // while the log said bf16.
+    if (device.is_cuda())
+      throw std::invalid_argument("precision bf16 is for CPU training; on CUDA train in fp32");
+    if (!cpu_features().avx512_core)
+      throw std::invalid_argument(
+          "precision bf16 needs AVX-512 (F, BW, VL, DQ) on this CPU; it has none: use fp32");
+  }
   AutoAssign model(config);
   // Before the weights move or the optimiser exists; a resumed run's checkpoint overrides it.
   if (!o.init.empty()) {

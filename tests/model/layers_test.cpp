@@ -3,6 +3,7 @@
 // against hand-computed values or against the plain form it must equal.
 #include "autoassign/layers.h"
 
+#include <cstdlib>
 #include <fstream>
 
 #include <ATen/autocast_mode.h>
@@ -232,9 +233,12 @@ TEST(Layout, ChannelsLastEqualsNchw) {
   testing::expect_outputs_close(a, model->forward(x));
 }
 
-// The trainer's bf16 path: the network under CPU autocast, outputs back in fp32. bf16 keeps 8
-// bits of mantissa (relative error 2^-9 per rounding, ~0.2%); through a dozen layers the
-// outputs stay within 1% of their magnitude plus 5% of their spread across locations.
+// The trainer's bf16 path: the network under CPU autocast. bf16 keeps 8 bits of mantissa
+// (relative error 2^-9 per rounding, ~0.2%); through a dozen layers the outputs stay within 1%
+// of their magnitude plus 5% of their spread across locations. The predictors and level scales
+// run outside autocast, as at bf16 inference: the logits and distances come out in fp32 (an
+// autocast conv would give bf16, whose ~0.4% steps on distances in pixels the loss would see),
+// and autocast is on again after the head.
 TEST(Layout, Bf16AutocastForwardCloseToFp32) {
   auto config = ModelConfig::preset("face-rt");
   torch::manual_seed(6);
@@ -246,9 +250,16 @@ TEST(Layout, Bf16AutocastForwardCloseToFp32) {
   at::autocast::set_cpu_enabled(true);
   at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
   auto low = model->forward(x);
+  EXPECT_TRUE(at::autocast::is_cpu_enabled());
+  auto tower_out = model->fpn->forward(model->backbone->forward(x));
   at::autocast::set_cpu_enabled(false);
   at::autocast::clear_cache();
-  EXPECT_EQ(low.cls_logits[0].scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(tower_out[0].scalar_type(), torch::kBFloat16);  // autocast did reach the network
+  for (size_t l = 0; l < low.cls_logits.size(); ++l) {
+    EXPECT_EQ(low.cls_logits[l].scalar_type(), torch::kFloat) << "level " << l;
+    EXPECT_EQ(low.obj_logits[l].scalar_type(), torch::kFloat) << "level " << l;
+    EXPECT_EQ(low.distances[l].scalar_type(), torch::kFloat) << "level " << l;
+  }
   for (size_t l = 0; l < ref.cls_logits.size(); ++l) {
     auto spread = (ref.cls_logits[l].max() - ref.cls_logits[l].min()).item<float>();
     auto excess = ((low.cls_logits[l].to(torch::kFloat) - ref.cls_logits[l]).abs() -
@@ -298,8 +309,33 @@ TEST(Precision, CpuFeaturesMatchProcCpuinfo) {
   EXPECT_EQ(f.avx512_core, has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq"));
   EXPECT_EQ(f.avx512_bf16, has("avx512_bf16"));
   EXPECT_EQ(f.amx_bf16, has("amx_bf16"));
+  ASSERT_EQ(std::getenv("ONEDNN_MAX_CPU_ISA"), nullptr) << "run the suite without it";
   EXPECT_EQ(resolve_precision("auto", "cpu"),
             has("amx_bf16") || has("avx512_bf16") ? "bf16" : "fp32");
+  // oneDNN capped below its bf16 kernels (as a CPU without AMX / AVX512-BF16): auto is fp32.
+  for (const char* isa : {"AVX512_CORE", "avx2", "SSE41"}) {
+    setenv("ONEDNN_MAX_CPU_ISA", isa, 1);
+    EXPECT_FALSE(onednn_isa_allows_bf16()) << isa;
+    EXPECT_EQ(resolve_precision("auto", "cpu"), "fp32") << isa;
+  }
+  // Below AVX-512 oneDNN has no bf16 convolution: asking for bf16 is an error naming the cap.
+  setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  try {
+    resolve_precision("bf16", "cpu");
+    ADD_FAILURE() << "bf16 accepted under ONEDNN_MAX_CPU_ISA=AVX2";
+  } catch (const std::invalid_argument& e) {
+    // (A CPU without AVX-512 says so first.)
+    const std::string said = f.avx512_core ? "ONEDNN_MAX_CPU_ISA=AVX2" : "AVX-512";
+    EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
+  }
+  for (const char* isa : {"ALL", "AVX512_CORE_AMX", "avx512_core_bf16"}) {
+    setenv("ONEDNN_MAX_CPU_ISA", isa, 1);
+    EXPECT_TRUE(onednn_isa_allows_bf16()) << isa;
+    EXPECT_EQ(resolve_precision("auto", "cpu"),
+              has("amx_bf16") || has("avx512_bf16") ? "bf16" : "fp32")
+        << isa;
+  }
+  unsetenv("ONEDNN_MAX_CPU_ISA");
   EXPECT_EQ(resolve_precision("auto", "cuda"), "fp32");
   EXPECT_EQ(resolve_precision("fp32", "cpu"), "fp32");
   EXPECT_EQ(resolve_precision("fp16", "cuda:0"), "fp16");

@@ -195,6 +195,28 @@ TEST_F(TrainerTest, NewOptionsAreChecked) {
   expect_refused(options, rep, "backbone.reparam");  // the trainer says so even unvalidated
 }
 
+// bf16 training (autocast, channels-last) on real images: the loss stays finite and falls as
+// in fp32, and what it writes is fp32 master weights (the model file holds no bf16 tensor).
+TEST_F(TrainerTest, Bf16TrainingKeepsFp32WeightsAndLearns) {
+  if (!cpu_features().avx512_core) GTEST_SKIP() << "no AVX-512: LibTorch has no bf16 convs here";
+  options.output_dir = testing::temp_dir();
+  options.precision = "bf16";
+  options.channels_last = true;
+  SingleProcess comm;
+  train(config, dataset, options, comm);
+  auto rows = read_log(options.output_dir);
+  ASSERT_EQ(rows.size(), 30u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += rows[i]["loss"].get<double>() / 5;
+  for (int i = 25; i < 30; ++i) last += rows[i]["loss"].get<double>() / 5;
+  EXPECT_LT(last, first);
+  auto model = load_model(options.output_dir + "/model.pt");
+  for (const auto& p : model->named_parameters()) {
+    EXPECT_EQ(p.value().scalar_type(), torch::kFloat) << p.key();
+    EXPECT_TRUE(torch::isfinite(p.value()).all().item<bool>()) << p.key();
+  }
+}
+
 int free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -29,7 +29,8 @@ struct DetectorOptions {
   std::string layout = "auto";
   /// Arithmetic of the network: "fp32", "bf16" (CPUs with AVX-512; fast only with AMX or
   /// AVX512-BF16), "fp16" (CUDA only) or "auto": bf16 on CPUs that have AMX or AVX512-BF16
-  /// (asked of CPUID, see cpu_features()), fp32 elsewhere, CUDA included. Pixel normalisation,
+  /// (asked of CPUID, see cpu_features()) unless ONEDNN_MAX_CPU_ISA caps oneDNN below them,
+  /// fp32 elsewhere, CUDA included. Pixel normalisation,
   /// the head's predictors, box decoding, scores and NMS stay fp32 in every case.
   std::string precision = "auto";
 };
@@ -42,6 +43,10 @@ struct CpuFeatures {
   bool amx_bf16 = false;
 };
 CpuFeatures cpu_features();
+
+/// False when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) caps oneDNN below its bf16 kernels
+/// (e.g. AVX512_CORE, AVX2): oneDNN then emulates bf16, slower than fp32, so `auto` takes fp32.
+bool onednn_isa_allows_bf16();
 
 /// What `precision` resolves to on `device` ("cpu", "cuda[:N]"): "fp32", "bf16" or "fp16".
 /// Throws std::invalid_argument for an unknown value, fp16 on a CPU, or bf16 on a CPU without
