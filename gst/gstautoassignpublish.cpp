@@ -12,7 +12,8 @@
  * the read-only `dropped` property, and a warning is posted once per episode. The connection
  * is re-established automatically (1 s back-off, up to 10 s). At start the element waits up to
  * `connect-timeout` ms for the first connection and fails with a RESOURCE error naming the
- * broker if there is none; at end of stream it waits up to `drain-timeout` ms for the queue to
+ * broker if there is none (`connect-timeout=0`: no wait, the connection is retried while
+ * documents queue); at end of stream it waits up to `drain-timeout` ms for the queue to
  * empty before passing EOS, so a short run delivers every document.
  *
  * |[
@@ -25,6 +26,7 @@
 
 #include <mosquitto.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -73,6 +75,9 @@ struct PublishState {
   guint64 dropped = 0, published = 0;
   bool warned = false;  // a drop warning was posted in the current episode
   bool connected = false, stopping = false;
+  // The first connection attempt failed at once (e.g. refused): libmosquitto's network thread
+  // only re-establishes connections it has made, so the sender retries this one itself.
+  bool retry_first_connect = false;
   int inflight = 0;
   mosquitto* client = nullptr;
   FILE* file = nullptr;
@@ -106,7 +111,11 @@ void on_disconnect(mosquitto*, void* data, int) {
   auto* st = static_cast<PublishState*>(data);
   std::lock_guard<std::mutex> lock(st->lock);
   st->connected = false;
-  st->inflight = 0;  // what was in flight is lost with the connection (QoS 0) or resent
+  // What was handed to libmosquitto and not yet written is lost with the connection at QoS 0
+  // (counted as dropped, so published + dropped + queued accounts for every document); at QoS
+  // 1 and 2 libmosquitto resends it after reconnecting.
+  if (st->qos == 0) st->dropped += static_cast<guint64>(st->inflight);
+  st->inflight = 0;
   st->cv.notify_all();
 }
 
@@ -137,11 +146,32 @@ bool parse_address(const std::string& address, std::string* host, int* port) {
 // to the file.
 void sender_loop(PublishState* st) {
   std::unique_lock<std::mutex> lock(st->lock);
+  auto backoff = std::chrono::seconds(1);
+  auto next_attempt = std::chrono::steady_clock::now() + backoff;
+  auto ready = [&] {
+    return st->stopping ||
+           (!st->queue.empty() && (st->file || (st->connected && st->inflight < kMaxInflight)));
+  };
   for (;;) {
-    st->cv.wait(lock, [&] {
-      return st->stopping ||
-             (!st->queue.empty() && (st->file || (st->connected && st->inflight < kMaxInflight)));
-    });
+    if (st->retry_first_connect) {
+      if (!st->cv.wait_until(lock, next_attempt, ready) && !st->connected) {
+        mosquitto* client = st->client;
+        lock.unlock();
+        const int rc = mosquitto_reconnect_async(client);
+        lock.lock();
+        if (rc == MOSQ_ERR_SUCCESS) {
+          st->retry_first_connect = false;  // from here libmosquitto reconnects by itself
+        } else {
+          backoff = std::min(backoff * 2, std::chrono::seconds(10));
+          next_attempt = std::chrono::steady_clock::now() + backoff;
+        }
+        continue;
+      }
+      if (st->connected) st->retry_first_connect = false;
+      if (!ready()) continue;
+    } else {
+      st->cv.wait(lock, ready);
+    }
     if (st->stopping) return;
     std::string doc = std::move(st->queue.front());
     st->queue.pop_front();
@@ -192,11 +222,12 @@ void close_outputs(PublishState* st) {
   std::lock_guard<std::mutex> lock(st->lock);
   st->queue.clear();
   st->connected = false;
+  st->retry_first_connect = false;
   st->inflight = 0;
   st->stopping = false;
 }
 
-gboolean publish_start(GstBaseTransform* trans) {
+gboolean publish_start_impl(GstBaseTransform* trans) {
   auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
   std::unique_lock<std::mutex> lock(st->lock);
   st->dropped = st->published = 0;
@@ -229,15 +260,21 @@ gboolean publish_start(GstBaseTransform* trans) {
     mosquitto_disconnect_callback_set(st->client, on_disconnect);
     mosquitto_publish_callback_set(st->client, on_publish);
     mosquitto_reconnect_delay_set(st->client, 1, 10, true);
-    // Asynchronous: a broker that is down now is retried by the network thread.
-    mosquitto_connect_async(st->client, host.c_str(), port, 30);
+    // Asynchronous: the network thread connects, and re-establishes a connection it has made;
+    // a first attempt refused at once is retried by the sender (1 s back-off, up to 10 s).
+    st->retry_first_connect =
+        mosquitto_connect_async(st->client, host.c_str(), port, 30) != MOSQ_ERR_SUCCESS;
     if (mosquitto_loop_start(st->client) != MOSQ_ERR_SUCCESS) {
       lock.unlock();
       close_outputs(st);
       GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot start the MQTT client"), (nullptr));
       return FALSE;
     }
-    const bool up = st->cv.wait_for(lock, std::chrono::milliseconds(st->connect_timeout_ms),
+    // connect-timeout 0: no wait; documents queue (and the oldest drop) until a retry
+    // connects. A camera service starting before its broker wants that.
+    st->sender = std::thread(sender_loop, st);
+    const bool up = st->connect_timeout_ms == 0 ||
+                    st->cv.wait_for(lock, std::chrono::milliseconds(st->connect_timeout_ms),
                                     [&] { return st->connected; });
     if (!up) {
       const std::string address = st->address;
@@ -250,8 +287,23 @@ gboolean publish_start(GstBaseTransform* trans) {
       return FALSE;
     }
   }
-  st->sender = std::thread(sender_loop, st);
+  if (!st->sender.joinable()) st->sender = std::thread(sender_loop, st);  // the file's
   return TRUE;
+}
+
+// No exception may cross into GStreamer's C code (std::thread and the strings can throw).
+gboolean publish_start(GstBaseTransform* trans) {
+  try {
+    return publish_start_impl(trans);
+  } catch (const std::exception& e) {
+    close_outputs(GST_AUTO_ASSIGN_PUBLISH(trans)->state);
+    GST_ELEMENT_ERROR(trans, RESOURCE, FAILED, ("cannot start publishing: %s", e.what()),
+                      (nullptr));
+  } catch (...) {
+    close_outputs(GST_AUTO_ASSIGN_PUBLISH(trans)->state);
+    GST_ELEMENT_ERROR(trans, RESOURCE, FAILED, ("cannot start publishing"), (nullptr));
+  }
+  return FALSE;
 }
 
 gboolean publish_stop(GstBaseTransform* trans) {
@@ -487,7 +539,8 @@ static void gst_auto_assign_publish_class_init(GstAutoAssignPublishClass* klass)
       gobject_class, PROP_CONNECT_TIMEOUT,
       g_param_spec_uint("connect-timeout", "Connect timeout",
                         "Milliseconds to wait at start for the first connection (then a "
-                        "RESOURCE error)",
+                        "RESOURCE error); 0: start at once and keep retrying, documents "
+                        "queue meanwhile",
                         0, 600000, 5000, ready));
   g_object_class_install_property(
       gobject_class, PROP_DRAIN_TIMEOUT,

@@ -129,10 +129,21 @@ GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer
   const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
   const int mark = autoassign::gst::read_inference_mark(buffer);
   std::vector<autoassign::TrackedObject> objects;
+  // The boxes' source-pts: on a frame with fresh detections, the frame they were computed on
+  // (older than this one with drop-when-busy), so that box age stays measurable downstream;
+  // on a frame without, the tracker's prediction is for this frame.
+  GstClockTime source_pts = GST_BUFFER_PTS(buffer);
   if (mark == 0) {
     objects = st->tracker->predict();
   } else {
-    objects = st->tracker->update(detections_of(autoassign::gst::read_rois(buffer), w, h));
+    const auto rois = autoassign::gst::read_rois(buffer);
+    for (const auto& r : rois) {
+      if (GST_CLOCK_TIME_IS_VALID(r.source_pts)) {
+        source_pts = r.source_pts;
+        break;
+      }
+    }
+    objects = st->tracker->update(detections_of(rois, w, h));
   }
   autoassign::gst::remove_rois(buffer);
   std::vector<autoassign::Detection> boxes;
@@ -141,7 +152,7 @@ GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer
     boxes.push_back(std::move(o.box));
     ids.push_back(o.id);
   }
-  autoassign::gst::attach_detections(buffer, boxes, w, h, GST_BUFFER_PTS(buffer), &ids);
+  autoassign::gst::attach_detections(buffer, boxes, w, h, source_pts, &ids);
   return GST_FLOW_OK;
 }
 

@@ -8,6 +8,8 @@ namespace autoassign::gst {
 
 void attach_detections(GstBuffer* buffer, const std::vector<Detection>& detections, int width,
                        int height, GstClockTime source_pts, const std::vector<int64_t>* ids) {
+  // Without a frame size (no caps yet) no box can be placed or normalised.
+  if (width <= 0 || height <= 0) return;
   for (size_t i = 0; i < detections.size(); ++i) {
     const auto& d = detections[i];
     const int x1 = std::clamp(static_cast<int>(std::floor(d.x1)), 0, width);

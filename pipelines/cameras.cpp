@@ -262,7 +262,9 @@ void start_camera(Camera* cam) {
       " source=" + quote(shown(cam->source)) +
       (g_options.mqtt.empty()
            ? ""
-           : " ! autoassignpublish address=" + quote(g_options.mqtt) +
+           // connect-timeout=0: a camera starts (and restarts) on the main loop, which a
+           // broker that is down must not hold; the element keeps retrying meanwhile.
+           : " ! autoassignpublish connect-timeout=0 address=" + quote(g_options.mqtt) +
                  " topic=" + quote(g_options.topic) + " source=" + quote(shown(cam->source))) +
       " ! fakesink name=sink sync=false async=false";
   GError* err = nullptr;
@@ -475,7 +477,8 @@ const char* kUsage =
     "  --precision P           auto (bf16 on CPUs with AMX or AVX512-BF16), fp32, bf16\n"
     "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
     "  --track                 give every face a stable id (autoassigntrack; \"id\" in the JSON)\n"
-    "  --mqtt HOST:PORT        also publish each frame's JSON to this MQTT broker\n"
+    "  --mqtt HOST:PORT        also publish each frame's JSON to this MQTT broker (one\n"
+    "                          that is down is retried; meanwhile 1000 documents queue)\n"
     "  --topic T               MQTT topic (default autoassign); \"source\" names the camera\n"
     "  --retries N             give up on a camera after N failed attempts in a row\n"
     "                          (default: never)\n"

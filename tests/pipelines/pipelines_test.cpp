@@ -819,6 +819,74 @@ TEST_F(Pipelines, CamerasHttpMetricsMatchTheJsonLines) {
   EXPECT_EQ(p.wait(30), 0) << p.err();
 }
 
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool accepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return up;
+}
+
+// The whole camera service in one command (--track --mqtt --http) with the broker down when it
+// starts: the cameras run and write tracked JSON lines at once (a broker that is down holds
+// nothing: the HTTP endpoint answers, the stream is playing), and once a real mosquitto comes
+// up the documents reach a real subscriber (mosquitto_sub), ids included.
+TEST_F(Pipelines, CamerasTrackAndMqttWithTheBrokerDownAtStart) {
+  if (!fs::exists("/usr/sbin/mosquitto") || !fs::exists("/usr/bin/mosquitto_sub"))
+    GTEST_SKIP() << "mosquitto and mosquitto-clients are not installed";
+  TestCamera camera(free_port(), images_);
+  const int broker_port = free_port();
+  const std::string broker = "127.0.0.1:" + std::to_string(broker_port);
+  const auto t0 = std::chrono::steady_clock::now();
+  Process p(cameras_cmd({"--track", "--mqtt", broker, "--topic", "cams/door", "--http",
+                         "127.0.0.1:0", camera.url()}),
+            dir_);
+  const int port = http_port(p);
+  ASSERT_GT(port, 0) << p.err();
+  const auto playing = wait_streams(port, 60, [](const nlohmann::json& l) {
+    return l.size() == 1 && l[0]["state"] == "running";
+  });
+  ASSERT_EQ(playing.size(), 1u) << playing.dump() << p.err();
+  ASSERT_EQ(playing[0]["state"], "running") << playing.dump() << p.err();
+  // The model loads in well under this; the broker's 5 s connect wait would add to it.
+  const double to_playing =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string json = dir_ + "/camera-0.jsonl";
+  for (int i = 0; i < 100 && read_jsonl(json).with_faces < 5; ++i) g_usleep(100000);
+  ASSERT_GE(read_jsonl(json).with_faces, 5) << p.err();
+
+  const std::string conf = dir_ + "/mosquitto.conf";
+  std::ofstream(conf) << "listener " << broker_port << " 127.0.0.1\nallow_anonymous true\n";
+  Process mosquitto({"/usr/sbin/mosquitto", "-c", conf}, dir_);
+  for (int i = 0; i < 100 && !accepts(broker_port); ++i) g_usleep(50000);
+  ASSERT_TRUE(accepts(broker_port)) << mosquitto.err();
+  // Ten documents with a face; the element's back-off after a failed connect is at most 10 s.
+  Process sub({"/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker_port), "-t",
+               "cams/door", "-C", "40"},
+              dir_);
+  ASSERT_EQ(sub.wait(40), 0) << sub.err() << p.err();
+  std::istringstream docs(sub.out());
+  int with_ids = 0, lines = 0;
+  for (std::string line; std::getline(docs, line); ++lines) {
+    const auto doc = nlohmann::json::parse(line);
+    EXPECT_EQ(doc.at("source"), camera.url());
+    for (const auto& o : doc.at("objects")) {
+      ASSERT_TRUE(o.contains("id")) << line;  // every object leaving the tracker has one
+      EXPECT_GE(o.at("id").get<int>(), 1);
+    }
+    with_ids += doc.at("objects").empty() ? 0 : 1;
+  }
+  EXPECT_EQ(lines, 40);
+  EXPECT_GE(with_ids, 10) << sub.out();
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+  EXPECT_LT(to_playing, 30) << "seconds until the camera played";
+}
+
 // Twenty cameras added and removed while one keeps running: each removal leaves the others
 // undisturbed (no reconnection, frames still flowing), and memory, fds and threads stay flat.
 TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
