@@ -463,10 +463,13 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     // writable), then hand this newest frame to the worker, replacing one it has not started.
     attach(buffer, scheduler->latest(), w, h);
     // A buffer sharing the frame's memory (and its video meta, for the strides), so the one
-    // flowing on stays writable. The job owns it: a replaced job releases it unrun.
+    // flowing on stays writable. The job owns it: a replaced job releases it unrun. Its PTS
+    // goes with it: the boxes' source-pts, which says how old they are when they arrive.
     std::shared_ptr<GstBuffer> frame(
         gst_buffer_copy_region(
-            buffer, static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META),
+            buffer,
+            static_cast<GstBufferCopyFlags>(GST_BUFFER_COPY_MEMORY | GST_BUFFER_COPY_META |
+                                            GST_BUFFER_COPY_TIMESTAMPS),
             0, static_cast<gsize>(-1)),
         gst_buffer_unref);
     const GstVideoInfo frame_info = *info;
