@@ -485,8 +485,9 @@ const char* kUsage =
     "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
     "  --stall-seconds S       restart a live camera that sends nothing for S s (default 10)\n"
     "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n"
-    "  --http HOST:PORT        control and metrics endpoint (port 0: any free port); runs\n"
-    "                          until Ctrl-C. GET /metrics (Prometheus), GET /streams,\n"
+    "  --http [HOST:]PORT      control and metrics endpoint (a bare port binds 127.0.0.1;\n"
+    "                          port 0: any free port); runs until Ctrl-C.\n"
+    "                          GET /metrics (Prometheus), GET /streams,\n"
     "                          POST /streams {\"uri\": ...}, GET and DELETE /streams/N\n"
     "  --http-token T          require 'Authorization: Bearer T' (needed for any address\n"
     "                          but loopback; or set AUTOASSIGN_HTTP_TOKEN)\n";

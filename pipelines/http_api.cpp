@@ -157,9 +157,15 @@ HttpReply handle_request(StreamService& service, const std::string& method, cons
 }
 
 void parse_listen_address(const std::string& text, std::string* host, int* port) {
+  // A bare port binds the loopback address: reaching the endpoint from elsewhere is a choice
+  // the address (and --http-token) has to make.
+  if (!text.empty() && text.size() <= 5 &&
+      text.find_first_not_of("0123456789") == std::string::npos) {
+    return parse_listen_address("127.0.0.1:" + text, host, port);
+  }
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 == text.size()) {
-    throw std::invalid_argument("'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8080)");
+    throw std::invalid_argument("'" + text + "' is not HOST:PORT or PORT (e.g. 127.0.0.1:8080)");
   }
   std::string h = text.substr(0, colon);
   const std::string p = text.substr(colon + 1);

@@ -73,7 +73,7 @@ HttpReply handle_request(StreamService& service, const std::string& method, cons
                          const std::string& token);
 
 /// "HOST:PORT" (HOST a numeric IPv4 or [IPv6] address, or "localhost"; PORT 0-65535, 0 = any
-/// free port). Throws std::invalid_argument naming what is wrong.
+/// free port), or a bare "PORT" (127.0.0.1). Throws std::invalid_argument naming what is wrong.
 void parse_listen_address(const std::string& text, std::string* host, int* port);
 
 /// The endpoint on the default GLib main context. Listening on an address other than a

@@ -187,7 +187,10 @@ TEST(HttpApi, ListenAddresses) {
   autoassign::pipelines::parse_listen_address("[::1]:9000", &host, &port);
   EXPECT_EQ(host, "::1");
   EXPECT_EQ(port, 9000);
-  for (const char* bad : {"8080", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000",
+  autoassign::pipelines::parse_listen_address("8080", &host, &port);  // a bare port: loopback
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 8080);
+  for (const char* bad : {"", "808080", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000",
                           "camera.local:80", "1.2.3:80", ":80", "127.0.0.1:-1"}) {
     EXPECT_THROW(autoassign::pipelines::parse_listen_address(bad, &host, &port),
                  std::invalid_argument)
