@@ -10,7 +10,7 @@
  * It never blocks the stream: documents go to a bounded queue (`max-queue`) that a sender
  * thread drains; when the broker is slow or gone the oldest documents are dropped, counted in
  * the read-only `dropped` property, and a warning is posted once per episode. The connection
- * is re-established automatically (1 s back-off, up to 10 s). At start the element waits up to
+ * is re-established automatically (back-off from 1 s up to 10 s). At start the element waits up to
  * `connect-timeout` ms for the first connection and fails with a RESOURCE error naming the
  * broker if there is none (`connect-timeout=0`: no wait, the connection is retried while
  * documents queue); at end of stream it waits up to `drain-timeout` ms for the queue to
@@ -75,10 +75,13 @@ struct PublishState {
   guint64 dropped = 0, published = 0;
   bool warned = false;  // a drop warning was posted in the current episode
   bool connected = false, stopping = false;
-  // The first connection attempt failed at once (e.g. refused): libmosquitto's network thread
-  // only re-establishes connections it has made, so the sender retries this one itself.
+  // The first connection attempt failed at once (e.g. refused). Measured with libmosquitto
+  // 2.0.11: its network thread then never connects, even once the broker is up. So the network
+  // thread is not started yet; the sender retries the connection and starts it on success, so
+  // that one thread at a time touches the client.
   bool retry_first_connect = false;
   int inflight = 0;
+  guint64 disconnects = 0;  // lets the sender tell whether a failed publish was already counted
   mosquitto* client = nullptr;
   FILE* file = nullptr;
   std::thread sender;
@@ -116,6 +119,7 @@ void on_disconnect(mosquitto*, void* data, int) {
   // 1 and 2 libmosquitto resends it after reconnecting.
   if (st->qos == 0) st->dropped += static_cast<guint64>(st->inflight);
   st->inflight = 0;
+  ++st->disconnects;
   st->cv.notify_all();
 }
 
@@ -157,9 +161,10 @@ void sender_loop(PublishState* st) {
       if (!st->cv.wait_until(lock, next_attempt, ready) && !st->connected) {
         mosquitto* client = st->client;
         lock.unlock();
-        const int rc = mosquitto_reconnect_async(client);
+        const bool started = mosquitto_reconnect_async(client) == MOSQ_ERR_SUCCESS &&
+                             mosquitto_loop_start(client) == MOSQ_ERR_SUCCESS;
         lock.lock();
-        if (rc == MOSQ_ERR_SUCCESS) {
+        if (started) {
           st->retry_first_connect = false;  // from here libmosquitto reconnects by itself
         } else {
           backoff = std::min(backoff * 2, std::chrono::seconds(10));
@@ -189,6 +194,7 @@ void sender_loop(PublishState* st) {
     mosquitto* client = st->client;
     const std::string topic = st->topic;
     const int qos = st->qos;
+    const guint64 disconnects = st->disconnects;
     lock.unlock();
     const int rc = mosquitto_publish(client, nullptr, topic.c_str(), static_cast<int>(doc.size()),
                                      doc.data(), qos, false);
@@ -196,8 +202,14 @@ void sender_loop(PublishState* st) {
     if (rc != MOSQ_ERR_SUCCESS) {
       // The connection went down under us: keep the document for the next one. The connection
       // state is libmosquitto's (on_connect / on_disconnect): setting it here could overwrite
-      // a reconnection that happened meanwhile and stall publishing for good.
-      if (st->inflight > 0) --st->inflight;
+      // a reconnection that happened meanwhile and stall publishing for good. A disconnect in
+      // between counted this document as dropped (QoS 0) and cleared it from the in-flight
+      // count: it is queued again instead, so it is counted once.
+      if (st->disconnects != disconnects) {
+        if (st->qos == 0 && st->dropped > 0) --st->dropped;
+      } else if (st->inflight > 0) {
+        --st->inflight;
+      }
       st->queue.push_front(std::move(doc));
       st->cv.wait_for(lock, std::chrono::milliseconds(100));
     }
@@ -260,11 +272,12 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
     mosquitto_disconnect_callback_set(st->client, on_disconnect);
     mosquitto_publish_callback_set(st->client, on_publish);
     mosquitto_reconnect_delay_set(st->client, 1, 10, true);
-    // Asynchronous: the network thread connects, and re-establishes a connection it has made;
-    // a first attempt refused at once is retried by the sender (1 s back-off, up to 10 s).
+    // Asynchronous: the network thread connects, and re-establishes a connection it has made
+    // (libmosquitto's back-off: 1, 4, 9, then 10 s); a first attempt refused at once is
+    // retried by the sender (1, 2, 4, 8, then 10 s), which starts the network thread.
     st->retry_first_connect =
         mosquitto_connect_async(st->client, host.c_str(), port, 30) != MOSQ_ERR_SUCCESS;
-    if (mosquitto_loop_start(st->client) != MOSQ_ERR_SUCCESS) {
+    if (!st->retry_first_connect && mosquitto_loop_start(st->client) != MOSQ_ERR_SUCCESS) {
       lock.unlock();
       close_outputs(st);
       GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot start the MQTT client"), (nullptr));

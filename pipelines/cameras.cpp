@@ -15,7 +15,7 @@
 // and after the drop stay in one file. --retries N gives up on a camera after N failed
 // attempts in a row (the exit status is then 1, with the last error printed).
 //
-// --http ADDR:PORT adds the control and metrics endpoint (http_api.h): GET /metrics in the
+// --http [ADDR:]PORT adds the control and metrics endpoint (http_api.h): GET /metrics in the
 // Prometheus format, GET/POST /streams and GET/DELETE /streams/N to list, add and remove cameras
 // while the others run. With it the program is a service: it runs until Ctrl-C (or --duration)
 // even when no camera is left. Models stay loaded for the life of the process (one read of the

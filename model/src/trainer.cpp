@@ -487,9 +487,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     // while the log said bf16.
     if (device.is_cuda())
       throw std::invalid_argument("precision bf16 is for CPU training; on CUDA train in fp32");
-    if (!cpu_features().avx512_core)
-      throw std::invalid_argument(
-          "precision bf16 needs AVX-512 (F, BW, VL, DQ) on this CPU; it has none: use fp32");
+    resolve_precision("bf16", "cpu");  // no AVX-512, or oneDNN capped below it: says which
   }
   AutoAssign model(config);
   // Before the weights move or the optimiser exists; a resumed run's checkpoint overrides it.
