@@ -1530,6 +1530,50 @@ std::vector<int> frame_numbers(const std::vector<std::string>& docs) {
   return xs;
 }
 
+// Waits up to `seconds` for autoassignpublish's read-only "connected" to turn true.
+bool becomes_connected(GstElement* pub, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (gboolean up = FALSE; std::chrono::steady_clock::now() < end;) {
+    g_object_get(pub, "connected", &up, nullptr);
+    if (up) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+// End of stream into `h`; then every frame first..last must reach `sub` within `seconds`.
+void expect_frames_delivered(GstHarness* h, Subscriber& sub, int first, int last, double seconds) {
+  gst_harness_push_event(h, gst_event_new_eos());
+  ASSERT_TRUE(sub.wait_for(
+      [last](auto& m, int) {
+        return !m.empty() && nlohmann::json::parse(m.back()).at("objects").at(0).at("x") == last;
+      },
+      seconds));
+  const auto got = frame_numbers(sub.messages());
+  for (int i = first; i <= last; ++i) {
+    EXPECT_NE(std::find(got.begin(), got.end(), i), got.end()) << "frame " << i << " lost";
+  }
+}
+
+// Plays `launch` until its first error, end of stream or 10 s: the error (the caller frees it),
+// or nullptr.
+GError* first_error(const std::string& launch) {
+  GError* err = nullptr;
+  GstElement* p = gst_parse_launch(launch.c_str(), &err);
+  if (!p) return err;
+  if (err) g_clear_error(&err);
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(p);
+  GstMessage* m = gst_bus_timed_pop_filtered(
+      bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+  if (m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) gst_message_parse_error(m, &err, nullptr);
+  if (m) gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(p);
+  return err;
+}
+
 TEST(Publish, OneDocumentPerFrameDeliveredByEos) {
   if (!Broker::available()) GTEST_SKIP() << "no /usr/sbin/mosquitto";
   Broker broker;
@@ -1598,58 +1642,31 @@ TEST(Publish, BrokerRestartMidStreamNeverStalls) {
   ASSERT_TRUE(sub.wait_for([](auto&, int subs) { return subs > 1; }, 10));  // re-subscribed
   // The element reconnects by itself (libmosquitto's back-off: 1, 4, 9, 10 s); then a 30 fps
   // stream again.
-  const auto t0 = std::chrono::steady_clock::now();
-  for (gboolean up = FALSE; !up;) {
-    GstElement* e = gst_harness_find_element(h, "autoassignpublish");
-    g_object_get(e, "connected", &up, nullptr);
-    gst_object_unref(e);
-    ASSERT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 15);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  pub = gst_harness_find_element(h, "autoassignpublish");
+  const bool up = becomes_connected(pub, 15);
+  gst_object_unref(pub);
+  ASSERT_TRUE(up);
   for (int i = 30; i < 40; ++i) {
     push(i);
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
   }
-  gst_harness_push_event(h, gst_event_new_eos());
-  ASSERT_TRUE(sub.wait_for(
-      [](auto& m, int) {
-        return !m.empty() && nlohmann::json::parse(m.back()).at("objects").at(0).at("x") == 39;
-      },
-      15));
-  const auto got = frame_numbers(sub.messages());
-  for (int i = 30; i < 40; ++i) {
-    EXPECT_NE(std::find(got.begin(), got.end(), i), got.end()) << "frame " << i << " lost";
-  }
+  expect_frames_delivered(h, sub, 30, 39, 15);
   gst_harness_teardown(h);
 }
 
 // No broker at start: a RESOURCE error naming the broker after connect-timeout, not a hang.
 TEST(Publish, UnreachableBrokerIsAClearError) {
   Broker nobody;  // a free port nobody listens on
-  GError* err = nullptr;
-  GstElement* p = gst_parse_launch(("videotestsrc num-buffers=3 ! autoassignpublish "
-                                    "connect-timeout=500 address=" +
-                                    nobody.address() + " ! fakesink")
-                                       .c_str(),
-                                   &err);
-  ASSERT_TRUE(p) << (err ? err->message : "");
   const auto t0 = std::chrono::steady_clock::now();
-  gst_element_set_state(p, GST_STATE_PLAYING);
-  GstBus* bus = gst_element_get_bus(p);
-  GstMessage* m = gst_bus_timed_pop_filtered(
-      bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
-  ASSERT_TRUE(m);
-  ASSERT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_ERROR);
-  GError* e = nullptr;
-  gst_message_parse_error(m, &e, nullptr);
+  GError* e = first_error(
+      "videotestsrc num-buffers=3 ! autoassignpublish connect-timeout=500 "
+      "address=" +
+      nobody.address() + " ! fakesink");
+  ASSERT_TRUE(e) << "no error";
   EXPECT_TRUE(g_error_matches(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE));
   EXPECT_NE(std::string(e->message).find(nobody.address()), std::string::npos) << e->message;
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   g_error_free(e);
-  gst_message_unref(m);
-  gst_object_unref(bus);
-  gst_element_set_state(p, GST_STATE_NULL);
-  gst_object_unref(p);
 }
 
 // connect-timeout=0: the element starts at once with no broker, pushes never wait, and once a
@@ -1675,11 +1692,10 @@ TEST(Publish, ConnectTimeoutZeroStartsWithoutABroker) {
   ASSERT_TRUE(broker.start());
   Subscriber sub(broker.port(), "cams/z");
   ASSERT_TRUE(sub.wait_for([](auto&, int subs) { return subs > 0; }, 5));
-  const auto t1 = std::chrono::steady_clock::now();
-  for (gboolean up = FALSE; !up;) {  // the sender's retries: 1, 2, 4 ... s
-    g_object_get(pub, "connected", &up, nullptr);
-    ASSERT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), 20);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!becomes_connected(pub, 20)) {  // the sender's retries: 1, 2, 4 ... s
+    gst_object_unref(pub);
+    gst_harness_teardown(h);
+    FAIL() << "not connected 20 s after the broker came up";
   }
   for (int i = 10; i < 15; ++i) {  // each sent before the next: the queue of three holds up
     guint64 before = 0, now = 0;
@@ -1692,16 +1708,7 @@ TEST(Publish, ConnectTimeoutZeroStartsWithoutABroker) {
     }
   }
   gst_object_unref(pub);
-  gst_harness_push_event(h, gst_event_new_eos());
-  ASSERT_TRUE(sub.wait_for(
-      [](auto& m, int) {
-        return !m.empty() && nlohmann::json::parse(m.back()).at("objects").at(0).at("x") == 14;
-      },
-      10));
-  const auto got = frame_numbers(sub.messages());
-  for (int i = 10; i < 15; ++i) {
-    EXPECT_NE(std::find(got.begin(), got.end(), i), got.end()) << "frame " << i << " lost";
-  }
+  expect_frames_delivered(h, sub, 10, 14, 10);
   gst_harness_teardown(h);
 }
 
@@ -1729,28 +1736,13 @@ TEST(Publish, FileMethodAppendsOneLinePerFrame) {
   EXPECT_EQ(doc.at("source"), "door");
   EXPECT_EQ(doc.at("resolution").at("width"), 160);
 
-  GError* err = nullptr;
   const std::string bad = testing::temp_dir() + "/no/such/dir/out.jsonl";
-  GstElement* p = gst_parse_launch(
-      ("videotestsrc num-buffers=2 ! autoassignpublish method=file location=" + bad + " ! fakesink")
-          .c_str(),
-      &err);
-  ASSERT_TRUE(p) << (err ? err->message : "");
-  gst_element_set_state(p, GST_STATE_PLAYING);
-  GstBus* bus = gst_element_get_bus(p);
-  GstMessage* m = gst_bus_timed_pop_filtered(
-      bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
-  ASSERT_TRUE(m);
-  ASSERT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_ERROR);
-  GError* e = nullptr;
-  gst_message_parse_error(m, &e, nullptr);
+  GError* e = first_error(
+      "videotestsrc num-buffers=2 ! autoassignpublish method=file location=" + bad + " ! fakesink");
+  ASSERT_TRUE(e) << "no error";
   EXPECT_TRUE(g_error_matches(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE));
   EXPECT_NE(std::string(e->message).find(bad), std::string::npos) << e->message;
   g_error_free(e);
-  gst_message_unref(m);
-  gst_object_unref(bus);
-  gst_element_set_state(p, GST_STATE_NULL);
-  gst_object_unref(p);
 }
 
 }  // namespace
