@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -289,12 +291,43 @@ std::string momentum_name(size_t group, size_t index) {
   return "optimizer." + std::to_string(group) + "." + std::to_string(index) + ".momentum_buffer";
 }
 
+// Every parameter and buffer of `from` into `to` (two models of one config).
+void copy_weights(AutoAssign& from, AutoAssign& to) {
+  torch::NoGradGuard no_grad;
+  auto src = from->parameters(), dst = to->parameters();
+  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+  auto bsrc = from->buffers(), bdst = to->buffers();
+  for (size_t i = 0; i < bsrc.size(); ++i) bdst[i].copy_(bsrc[i]);
+}
+
+// TrainOptions::ema after step `n` (1-based): floating-point parameters and buffers (BatchNorm
+// statistics) move towards the model's; integer buffers (batch counters) are copied.
+void update_average(AutoAssign& model, AutoAssign& average, double ema, double ramp, int64_t n) {
+  torch::NoGradGuard no_grad;
+  const double d = ema * (1.0 - std::exp(-static_cast<double>(n) / ramp));
+  auto blend = [d](const std::vector<torch::Tensor>& src, std::vector<torch::Tensor> dst) {
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (dst[i].is_floating_point()) {
+        dst[i].mul_(d).add_(src[i], 1.0 - d);
+      } else {
+        dst[i].copy_(src[i]);
+      }
+    }
+  };
+  blend(model->parameters(), average->parameters());
+  blend(model->buffers(), average->buffers());
+}
+
 // A resume file is a tensor file like the model file (data only, checked on reading): the
-// model's tensors under "model.", SGD's momentum buffers under "optimizer.G.I.", and the
-// iteration, config and options as metadata.
+// model's tensors under "model.", SGD's momentum buffers under "optimizer.G.I.", the weight
+// average's (TrainOptions::ema) under "ema.", and the iteration, config and options as metadata.
 void save_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SGD& opt,
-                     int64_t iteration, const nlohmann::json& options_json) {
+                     int64_t iteration, const nlohmann::json& options_json, AutoAssign* average) {
   auto tensors = module_tensors(*model, "model.");
+  if (average) {
+    auto more = module_tensors(**average, "ema.");
+    tensors.insert(tensors.end(), more.begin(), more.end());
+  }
   const auto& groups = opt.param_groups();
   for (size_t g = 0; g < groups.size(); ++g) {
     for (size_t i = 0; i < groups[g].params().size(); ++i) {
@@ -312,11 +345,11 @@ void save_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SG
                      {"config", model->config().to_json()},
                      {"options", options_json.dump()}},
                     tensors);
-  save_model(dir + "/model.pt", model);
+  save_model(dir + "/model.pt", average ? *average : model);
 }
 
 int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim::SGD& opt,
-                        const nlohmann::json& options_json) {
+                        const nlohmann::json& options_json, AutoAssign* average) {
   const std::string path = dir + "/checkpoint.pt";
   if (!std::filesystem::exists(path)) {
     throw std::runtime_error("--resume: no checkpoint at " + path);
@@ -356,6 +389,14 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
                              "; resume with the same flags or start a new run");
   }
   size_t expected = read_module_tensors(reader, *model, "model.").size();
+  if (average) {
+    // A run that had no average until now (its options predate the field) starts one here.
+    if (reader.header().find("ema." + (*average)->named_parameters().begin()->key())) {
+      expected += read_module_tensors(reader, **average, "ema.").size();
+    } else {
+      copy_weights(model, *average);
+    }
+  }
   const auto& groups = opt.param_groups();
   for (size_t g = 0; g < groups.size(); ++g) {
     for (size_t i = 0; i < groups[g].params().size(); ++i) {
@@ -430,7 +471,9 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"colour_jitter", o.colour_jitter},
           {"precision", o.precision},
           {"channels_last", o.channels_last},
-          {"force_topk", o.force_topk}};
+          {"force_topk", o.force_topk},
+          {"ema", o.ema},
+          {"ema_ramp", o.ema_ramp}};
 }
 
 std::string format_duration(double s) {
@@ -471,6 +514,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   if (o.checkpoint_every < 1) throw std::invalid_argument("checkpoint_every must be >= 1");
   if (o.log_every < 1) throw std::invalid_argument("log_every must be >= 1");
   if (o.snapshot_every < 0) throw std::invalid_argument("snapshot_every must be >= 0");
+  if (!(o.ema >= 0 && o.ema < 1)) throw std::invalid_argument("ema must be in [0, 1)");
+  if (!(o.ema_ramp > 0)) throw std::invalid_argument("ema_ramp must be > 0");
   std::filesystem::create_directories(o.output_dir);
   const bool main_rank = comm.rank() == 0;
   const int threads = o.threads > 0
@@ -526,7 +571,19 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   int64_t start = 0;
   // Only rank 0 writes checkpoints, so only rank 0 reads one; the others take its iteration,
   // weights and momentum buffers below.
-  if (o.resume && main_rank) start = load_checkpoint(o.output_dir, model, opt, options_json);
+  // The weight average lives on rank 0 only: every rank holds the same weights, and only rank 0
+  // writes files.
+  std::optional<AutoAssign> average;
+  if (o.ema > 0 && main_rank) {
+    average.emplace(config);
+    (*average)->to(device);
+    if (o.channels_last) (*average)->set_channels_last(true);
+    copy_weights(model, *average);
+  }
+  AutoAssign* average_ptr = average ? &*average : nullptr;
+  if (o.resume && main_rank) {
+    start = load_checkpoint(o.output_dir, model, opt, options_json, average_ptr);
+  }
   // Every rank starts from rank 0's weights (and, on resume, its iteration and momentum).
   if (comm.world_size() > 1) {
     torch::NoGradGuard no_grad;
@@ -637,6 +694,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     if (o.clip_grad_norm > 0)
       torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm);
     opt.step();
+    if (average) update_average(model, *average, o.ema, o.ema_ramp, it + 1);
     const double backward_s = seconds_since(t3);
     const double step_s = seconds_since(t0);
     if (it > start) {  // the first step includes one-off allocations
@@ -710,10 +768,11 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     // average is its own flag).
     const bool stop = comm.average(g_stop_training.load() ? 1.0 : 0.0) > 0;
     if (main_rank && ((it + 1) % o.checkpoint_every == 0 || last || stop)) {
-      save_checkpoint(o.output_dir, model, opt, it + 1, options_json);
+      save_checkpoint(o.output_dir, model, opt, it + 1, options_json, average_ptr);
     }
     if (main_rank && o.snapshot_every > 0 && (it + 1) % o.snapshot_every == 0) {
-      save_model(o.output_dir + "/model_iter_" + std::to_string(it + 1) + ".pt", model);
+      save_model(o.output_dir + "/model_iter_" + std::to_string(it + 1) + ".pt",
+                 average ? *average : model);
     }
     if (stop) {
       result.interrupted = true;

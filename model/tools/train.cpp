@@ -115,6 +115,14 @@ void add_train(CLI::App& app) {
                   "largest centre prior as candidates, as MMDetection's force_topk (0 = off, "
                   "the authors' behaviour; 9 is MMDetection's K)")
       ->capture_default_str();
+  cmd->add_option("--ema", o->ema,
+                  "keep an exponential moving average of the weights with this decay (e.g. "
+                  "0.9995, about the last 2,000 steps) and write it as model.pt and the "
+                  "snapshots (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--ema-ramp", o->ema_ramp,
+                  "the average's decay ramps up as 1 - exp(-step / N) (YOLOX's 2000)")
+      ->capture_default_str();
   cmd->add_flag("--no-hflip", *no_hflip, "no horizontal flips");
   cmd->add_flag("--colour-jitter", o->colour_jitter, "random brightness and contrast");
   cmd->add_flag("--quiet", o->quiet, "no progress output (the JSON log is still written)");

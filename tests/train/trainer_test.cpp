@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -101,17 +102,81 @@ TEST_F(TrainerTest, LossesFiniteAndFalling) {
 
 TEST_F(TrainerTest, ResumeContinuesExactly) {
   options.iterations = 6;
-  const std::string straight = testing::temp_dir(), resumed = testing::temp_dir();
+  // Without and with a weight average (then model.pt is the average, resumed from the
+  // checkpoint's copy).
+  for (double ema : {0.0, 0.9}) {
+    SCOPED_TRACE("ema " + std::to_string(ema));
+    options.ema = ema;
+    options.ema_ramp = 2;
+    options.resume = false;
+    const std::string straight = testing::temp_dir(), resumed = testing::temp_dir();
+    SingleProcess comm;
+    options.output_dir = straight;
+    train(config, dataset, options, comm);
+    options.output_dir = resumed;
+    options.stop_after = 3;
+    EXPECT_EQ(train(config, dataset, options, comm).iterations_done, 3);
+    options.stop_after = 0;
+    options.resume = true;
+    EXPECT_EQ(train(config, dataset, options, comm).iterations_done, 3);
+    EXPECT_LT(max_weight_difference(straight + "/model.pt", resumed + "/model.pt"), 1e-6);
+  }
+}
+
+// The weight average against the formula, step by step: a run without it keeps its raw
+// weights after each step (snapshots), a run with it keeps the averages; both start from the
+// same saved weights. a_0 = w_0, a_n = d_n a_(n-1) + (1 - d_n) w_n, d_n = ema (1 - e^(-n/ramp)),
+// for every parameter and floating-point buffer (BatchNorm statistics).
+TEST_F(TrainerTest, WeightAverageFollowsTheFormula) {
+  config.backbone.norm = "bn";  // BatchNorm statistics are averaged too
+  config.head.norm = "bn";
+  config.validate();
+  const std::string start = testing::temp_dir() + "/start.pt";
+  {
+    torch::manual_seed(11);
+    AutoAssign m(config);
+    save_model(start, m);
+  }
+  options.init = start;
+  options.iterations = 3;
+  options.snapshot_every = 1;
+  options.lr = 0.05;  // steps large enough that the average differs clearly from the weights
   SingleProcess comm;
-  options.output_dir = straight;
+  const std::string raw = testing::temp_dir(), avg = testing::temp_dir();
+  options.output_dir = raw;
   train(config, dataset, options, comm);
-  options.output_dir = resumed;
-  options.stop_after = 3;
-  EXPECT_EQ(train(config, dataset, options, comm).iterations_done, 3);
-  options.stop_after = 0;
-  options.resume = true;
-  EXPECT_EQ(train(config, dataset, options, comm).iterations_done, 3);
-  EXPECT_LT(max_weight_difference(straight + "/model.pt", resumed + "/model.pt"), 1e-6);
+  options.output_dir = avg;
+  options.ema = 0.8;
+  options.ema_ramp = 1.5;
+  train(config, dataset, options, comm);
+
+  auto tensors = [](AutoAssign m) {
+    std::map<std::string, torch::Tensor> t;
+    for (const auto& p : m->named_parameters()) t[p.key()] = p.value().detach().clone();
+    for (const auto& b : m->named_buffers()) {
+      if (b.value().is_floating_point()) t[b.key()] = b.value().clone();
+    }
+    return t;
+  };
+  auto expected = tensors(load_model(start));
+  bool saw_buffer = false;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = "/model_iter_" + std::to_string(n) + ".pt";
+    auto w = tensors(load_model(raw + name));
+    auto got = tensors(load_model(avg + name));
+    const double d = 0.8 * (1 - std::exp(-n / 1.5));
+    double moved = 0;
+    for (auto& [key, a] : expected) {
+      a = d * a + (1 - d) * w.at(key);
+      EXPECT_TRUE(torch::allclose(got.at(key), a, 1e-5, 1e-6)) << key << " after step " << n;
+      moved = std::max(moved, (got.at(key) - w.at(key)).abs().max().item<double>());
+      saw_buffer = saw_buffer || key.find("running_mean") != std::string::npos;
+    }
+    EXPECT_GT(moved, 1e-4) << "the average equals the weights after step " << n;
+  }
+  EXPECT_TRUE(saw_buffer) << "no BatchNorm statistics in the test model";
+  // The last average is what model.pt holds.
+  EXPECT_LT(max_weight_difference(avg + "/model.pt", avg + "/model_iter_3.pt"), 1e-9);
 }
 
 TEST_F(TrainerTest, StopRequestWritesACheckpoint) {
@@ -190,6 +255,13 @@ TEST_F(TrainerTest, NewOptionsAreChecked) {
   o = options;
   o.force_topk = -1;
   expect_refused(o, config, "force_topk");
+  o = options;
+  o.ema = 1;
+  expect_refused(o, config, "ema");
+  o = options;
+  o.ema = 0.99;
+  o.ema_ramp = 0;
+  expect_refused(o, config, "ema_ramp");
   ModelConfig rep = config;
   rep.backbone.reparam = true;
   expect_refused(options, rep, "backbone.reparam");  // the trainer says so even unvalidated

@@ -67,6 +67,13 @@ struct TrainOptions {
   bool channels_last = false;
   /// AssignOptions::force_topk: candidates for gts too small to contain a location (0 = off).
   int force_topk = 0;
+  /// Exponential moving average of the weights and BatchNorm statistics (YOLOX's ModelEMA):
+  /// after step n the average moves to d_n x average + (1 - d_n) x weights, with
+  /// d_n = ema x (1 - exp(-n / ema_ramp)), so it follows the fast early changes and then
+  /// smooths over roughly 1 / (1 - ema) steps. model.pt and the snapshots hold the average;
+  /// the checkpoint holds both. 0 = off.
+  double ema = 0;
+  double ema_ramp = 2000;
   bool quiet = false;
 };
 
