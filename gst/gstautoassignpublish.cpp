@@ -10,7 +10,9 @@
  * It never blocks the stream: documents go to a bounded queue (`max-queue`) that a sender
  * thread drains; when the broker is slow or gone the oldest documents are dropped, counted in
  * the read-only `dropped` property, and a warning is posted once per episode. The connection
- * is re-established automatically (back-off from 1 s up to 10 s). At start the element waits up to
+ * is re-established automatically (back-off from 1 s up to 10 s); an attempt that gets no
+ * answer is given up after `keepalive` seconds, and stopping the element never waits on one.
+ * At start the element waits up to
  * `connect-timeout` ms for the first connection and fails with a RESOURCE error naming the
  * broker if there is none (`connect-timeout=0`: no wait, the connection is retried while
  * documents queue); at end of stream it waits up to `drain-timeout` ms for the queue to
@@ -53,6 +55,7 @@ enum {
   PROP_MAX_QUEUE,
   PROP_CONNECT_TIMEOUT,
   PROP_DRAIN_TIMEOUT,
+  PROP_KEEPALIVE,
   PROP_DROPPED,
   PROP_PUBLISHED,
   PROP_CONNECTED,
@@ -70,21 +73,21 @@ struct PublishState {
   std::string location, source;
   int qos = 0;
   guint max_queue = 1000, connect_timeout_ms = 5000, drain_timeout_ms = 5000;
+  guint keepalive_s = 30;
   // Running state.
   std::deque<std::string> queue;
   guint64 dropped = 0, published = 0;
   bool warned = false;  // a drop warning was posted in the current episode
-  bool connected = false, stopping = false;
-  // The first connection attempt failed at once (e.g. refused). Measured with libmosquitto
-  // 2.0.11: its network thread then never connects, even once the broker is up. So the network
-  // thread is not started yet; the sender retries the connection and starts it on success, so
-  // that one thread at a time touches the client.
-  bool retry_first_connect = false;
+  bool connected = false;
+  bool stopping = false;          // the sender leaves
+  bool network_stopping = false;  // then the connection's thread
+  std::string host;
+  int port = 0;
   int inflight = 0;
   guint64 disconnects = 0;  // lets the sender tell whether a failed publish was already counted
   mosquitto* client = nullptr;
   FILE* file = nullptr;
-  std::thread sender;
+  std::thread sender, network;
   GstVideoInfo info;
   bool have_info = false;
 };
@@ -146,37 +149,59 @@ bool parse_address(const std::string& address, std::string* host, int* port) {
   return !host->empty() && *port >= 1 && *port <= 65535;
 }
 
+// The connection, on a thread of ours rather than libmosquitto's mosquitto_loop_start, whose
+// thread (2.0.11, measured) never retries a first connection that was refused at once, and
+// reconnects with a blocking connect(): against an address that swallows connection attempts
+// (a firewalled or switched-off host) that blocks for the kernel's ~2 min connect timeout, and
+// stopping the element (mosquitto_loop_stop) with it. Here every attempt is
+// mosquitto_connect_async (a non-blocking connect; one that gets no answer is closed by
+// libmosquitto's keepalive check), retried after 1, 2, 4, 8, then every 10 s, and
+// `network_stopping` is looked at at least every 100 ms. mosquitto_publish on the sender thread
+// wakes the loop (mosquitto_threaded_set). Only this thread makes connection attempts.
+void network_loop(PublishState* st) {
+  using Clock = std::chrono::steady_clock;
+  auto backoff = std::chrono::seconds(1);
+  bool socket_open = false;
+  Clock::time_point leave_by{};
+  std::unique_lock<std::mutex> lock(st->lock);
+  for (;;) {
+    if (st->network_stopping) {
+      // The DISCONNECT queued by close_outputs goes out first (on_disconnect then clears
+      // `connected`), for at most a second.
+      if (leave_by == Clock::time_point{}) leave_by = Clock::now() + std::chrono::seconds(1);
+      if (!socket_open || !st->connected || Clock::now() >= leave_by) return;
+    }
+    if (st->connected) backoff = std::chrono::seconds(1);
+    mosquitto* client = st->client;
+    const std::string host = st->host;
+    const int port = st->port, keepalive = static_cast<int>(st->keepalive_s);
+    lock.unlock();
+    int rc;
+    if (socket_open) {
+      rc = mosquitto_loop(client, 100, 1);
+    } else {
+      rc = mosquitto_connect_async(client, host.c_str(), port, keepalive);
+      socket_open = rc == MOSQ_ERR_SUCCESS;
+    }
+    lock.lock();
+    if (rc == MOSQ_ERR_SUCCESS) continue;
+    socket_open = false;
+    if (st->network_stopping) return;
+    st->cv.wait_for(lock, backoff, [st] { return st->network_stopping; });
+    backoff = std::min(backoff * 2, std::chrono::seconds(10));
+  }
+}
+
 // Drains the queue: to the broker while connected (at most kMaxInflight unsent at a time), or
 // to the file.
 void sender_loop(PublishState* st) {
   std::unique_lock<std::mutex> lock(st->lock);
-  auto backoff = std::chrono::seconds(1);
-  auto next_attempt = std::chrono::steady_clock::now() + backoff;
   auto ready = [&] {
     return st->stopping ||
            (!st->queue.empty() && (st->file || (st->connected && st->inflight < kMaxInflight)));
   };
   for (;;) {
-    if (st->retry_first_connect) {
-      if (!st->cv.wait_until(lock, next_attempt, ready) && !st->connected) {
-        mosquitto* client = st->client;
-        lock.unlock();
-        const bool started = mosquitto_reconnect_async(client) == MOSQ_ERR_SUCCESS &&
-                             mosquitto_loop_start(client) == MOSQ_ERR_SUCCESS;
-        lock.lock();
-        if (started) {
-          st->retry_first_connect = false;  // from here libmosquitto reconnects by itself
-        } else {
-          backoff = std::min(backoff * 2, std::chrono::seconds(10));
-          next_attempt = std::chrono::steady_clock::now() + backoff;
-        }
-        continue;
-      }
-      if (st->connected) st->retry_first_connect = false;
-      if (!ready()) continue;
-    } else {
-      st->cv.wait(lock, ready);
-    }
+    st->cv.wait(lock, ready);
     if (st->stopping) return;
     std::string doc = std::move(st->queue.front());
     st->queue.pop_front();
@@ -224,8 +249,13 @@ void close_outputs(PublishState* st) {
   st->cv.notify_all();
   if (st->sender.joinable()) st->sender.join();
   if (st->client) {
-    mosquitto_disconnect(st->client);
-    mosquitto_loop_stop(st->client, false);
+    mosquitto_disconnect(st->client);  // queued for the connection's thread to send
+    {
+      std::lock_guard<std::mutex> lock(st->lock);
+      st->network_stopping = true;
+    }
+    st->cv.notify_all();
+    if (st->network.joinable()) st->network.join();
     mosquitto_destroy(st->client);
     st->client = nullptr;
   }
@@ -234,9 +264,9 @@ void close_outputs(PublishState* st) {
   std::lock_guard<std::mutex> lock(st->lock);
   st->queue.clear();
   st->connected = false;
-  st->retry_first_connect = false;
   st->inflight = 0;
   st->stopping = false;
+  st->network_stopping = false;
 }
 
 gboolean publish_start_impl(GstBaseTransform* trans) {
@@ -271,21 +301,13 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
     mosquitto_connect_callback_set(st->client, on_connect);
     mosquitto_disconnect_callback_set(st->client, on_disconnect);
     mosquitto_publish_callback_set(st->client, on_publish);
-    mosquitto_reconnect_delay_set(st->client, 1, 10, true);
-    // Asynchronous: the network thread connects, and re-establishes a connection it has made
-    // (libmosquitto's back-off: 1, 4, 9, then 10 s); a first attempt refused at once is
-    // retried by the sender (1, 2, 4, 8, then 10 s), which starts the network thread.
-    st->retry_first_connect =
-        mosquitto_connect_async(st->client, host.c_str(), port, 30) != MOSQ_ERR_SUCCESS;
-    if (!st->retry_first_connect && mosquitto_loop_start(st->client) != MOSQ_ERR_SUCCESS) {
-      lock.unlock();
-      close_outputs(st);
-      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot start the MQTT client"), (nullptr));
-      return FALSE;
-    }
-    // connect-timeout 0: no wait; documents queue (and the oldest drop) until a retry
-    // connects. A camera service starting before its broker wants that.
+    mosquitto_threaded_set(st->client, true);  // our threads drive it (network_loop)
+    st->host = host;
+    st->port = port;
+    st->network = std::thread(network_loop, st);
     st->sender = std::thread(sender_loop, st);
+    // connect-timeout 0: no wait; documents queue (and the oldest drop) until an attempt
+    // connects. A camera service starting before its broker wants that.
     const bool up = st->connect_timeout_ms == 0 ||
                     st->cv.wait_for(lock, std::chrono::milliseconds(st->connect_timeout_ms),
                                     [&] { return st->connected; });
@@ -437,6 +459,9 @@ void publish_set_property(GObject* object, guint prop_id, const GValue* value, G
     case PROP_DRAIN_TIMEOUT:
       st->drain_timeout_ms = g_value_get_uint(value);
       break;
+    case PROP_KEEPALIVE:
+      st->keepalive_s = g_value_get_uint(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -476,6 +501,9 @@ void publish_get_property(GObject* object, guint prop_id, GValue* value, GParamS
       break;
     case PROP_DRAIN_TIMEOUT:
       g_value_set_uint(value, st->drain_timeout_ms);
+      break;
+    case PROP_KEEPALIVE:
+      g_value_set_uint(value, st->keepalive_s);
       break;
     case PROP_DROPPED:
       g_value_set_uint64(value, st->dropped);
@@ -560,6 +588,13 @@ static void gst_auto_assign_publish_class_init(GstAutoAssignPublishClass* klass)
       g_param_spec_uint("drain-timeout", "Drain timeout",
                         "Milliseconds to wait at end of stream for the queue to empty", 0, 600000,
                         5000, ready));
+  // libmosquitto accepts 5 s and up (or 0, which would leave a silent address unnoticed).
+  g_object_class_install_property(
+      gobject_class, PROP_KEEPALIVE,
+      g_param_spec_uint("keepalive", "Keepalive",
+                        "MQTT keepalive in seconds: a broker silent for this long (or a "
+                        "connection attempt unanswered for this long) is given up and retried",
+                        5, 65535, 30, ready));
   g_object_class_install_property(
       gobject_class, PROP_DROPPED,
       g_param_spec_uint64("dropped", "Dropped", "Documents dropped because the queue was full", 0,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <mosquitto.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1710,6 +1711,80 @@ TEST(Publish, ConnectTimeoutZeroStartsWithoutABroker) {
   gst_object_unref(pub);
   expect_frames_delivered(h, sub, 10, 14, 10);
   gst_harness_teardown(h);
+}
+
+// A 127.0.0.1 port that swallows connection attempts (no refusal, no answer), as a firewalled
+// or switched-off host does: a listener whose accept queue (backlog 0) is full, so Linux drops
+// further SYNs and the connecting side keeps retransmitting.
+class SilentPort {
+ public:
+  SilentPort() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(listener_, 0);
+    socklen_t len = sizeof a;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    for (int i = 0; i < 2; ++i) fillers_.push_back(attempt());  // never accepted
+  }
+  ~SilentPort() {
+    for (int fd : fillers_) close(fd);
+    close(listener_);
+  }
+  // True when a new connection attempt is still unanswered after 300 ms.
+  bool swallows() {
+    const int fd = attempt();
+    pollfd p{fd, POLLOUT, 0};
+    const bool silent = poll(&p, 1, 300) == 0;
+    close(fd);
+    return silent;
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int attempt() const {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    return fd;
+  }
+  int listener_ = -1, port_ = 0;
+  std::vector<int> fillers_;
+};
+
+// A broker address that never answers: the element (connect-timeout=0) starts at once, gives
+// an unanswered attempt up after `keepalive` and tries again, and stopping it never waits on a
+// connect (libmosquitto's own loop thread reconnects with a blocking connect(), which held the
+// stop for the kernel's ~2 min connect timeout).
+TEST(Publish, SilentBrokerAddressNeverHoldsTheStop) {
+  SilentPort port;
+  ASSERT_TRUE(port.swallows()) << "this kernel answers or refuses past a full accept queue";
+  GstHarness* h = gst_harness_new_parse(
+      ("autoassignpublish connect-timeout=0 keepalive=5 max-queue=2 address=" + port.address())
+          .c_str());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(gst_harness_push(h, numbered_frame(i)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+  }
+  // Past the keepalive: the first attempt was given up (after 5 s), a retry is under way.
+  std::this_thread::sleep_for(std::chrono::milliseconds(7500));
+  GstElement* pub = gst_harness_find_element(h, "autoassignpublish");
+  gboolean up = TRUE;
+  guint64 dropped = 0;
+  g_object_get(pub, "connected", &up, "dropped", &dropped, nullptr);
+  gst_object_unref(pub);
+  EXPECT_FALSE(up);
+  EXPECT_EQ(dropped, 2u);  // four documents into a queue of two, nothing sent
+  const auto t0 = std::chrono::steady_clock::now();
+  gst_harness_teardown(h);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.5);
 }
 
 // method=file appends one JSON line per frame (a second run adds to the first), the same
