@@ -221,9 +221,11 @@ void live_run(const Args& a, int streams, bool drop, bool analytics = false) {
 class Subscriber {
  public:
   Subscriber(const std::string& address, const std::string& topic) {
-    const size_t colon = address.rfind(':');
-    const std::string host = address.substr(0, colon);
-    const int port = colon == std::string::npos ? 1883 : std::stoi(address.substr(colon + 1));
+    std::string host;
+    int port = 0;
+    if (!autoassign::parse_host_port(address, 1883, &host, &port) || port == 0) {
+      throw std::invalid_argument("--mqtt '" + address + "' is not HOST:PORT");
+    }
     mosquitto_lib_init();
     client_ = mosquitto_new(nullptr, true, this);
     mosquitto_message_callback_set(client_, [](mosquitto*, void* self, const mosquitto_message*) {

@@ -134,21 +134,6 @@ void on_publish(mosquitto*, void* data, int) {
   st->cv.notify_all();
 }
 
-// "host:port" (port 1..65535, default 1883); false if malformed.
-bool parse_address(const std::string& address, std::string* host, int* port) {
-  const auto colon = address.rfind(':');
-  *host = address.substr(0, colon);
-  *port = 1883;
-  if (colon != std::string::npos) {
-    const std::string p = address.substr(colon + 1);
-    if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) {
-      return false;
-    }
-    *port = std::stoi(p);
-  }
-  return !host->empty() && *port >= 1 && *port <= 65535;
-}
-
 // The connection, on a thread of ours rather than libmosquitto's mosquitto_loop_start, whose
 // thread (2.0.11, measured) never retries a first connection that was refused at once, and
 // reconnects with a blocking connect(): against an address that swallows connection attempts
@@ -286,7 +271,7 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
   } else {
     std::string host;
     int port = 0;
-    if (!parse_address(st->address, &host, &port)) {
+    if (!autoassign::parse_host_port(st->address, 1883, &host, &port) || port == 0) {
       GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS,
                         ("address must be host:port, got '%s'", st->address.c_str()), (nullptr));
       return FALSE;

@@ -163,22 +163,14 @@ void parse_listen_address(const std::string& text, std::string* host, int* port)
       text.find_first_not_of("0123456789") == std::string::npos) {
     return parse_listen_address("127.0.0.1:" + text, host, port);
   }
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon + 1 == text.size()) {
-    throw std::invalid_argument("'" + text + "' is not HOST:PORT or PORT (e.g. 127.0.0.1:8080)");
+  std::string h;
+  int value = -1;  // no default: the port must be given
+  if (!autoassign::parse_host_port(text, -1, &h, &value) || value < 0) {
+    throw std::invalid_argument("'" + text +
+                                "' is not HOST:PORT or PORT, with PORT 0-65535 (e.g. "
+                                "127.0.0.1:8080)");
   }
-  std::string h = text.substr(0, colon);
-  const std::string p = text.substr(colon + 1);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
   if (h == "localhost") h = "127.0.0.1";
-  int value = 0;
-  for (char c : p) {
-    if (!std::isdigit(static_cast<unsigned char>(c)) || p.size() > 5) {
-      throw std::invalid_argument("port '" + p + "' is not a number 0-65535");
-    }
-    value = value * 10 + (c - '0');
-  }
-  if (value > 65535) throw std::invalid_argument("port '" + p + "' is not a number 0-65535");
   GInetAddress* addr = g_inet_address_new_from_string(h.c_str());
   if (!addr) {
     throw std::invalid_argument("'" + h + "' is not a numeric IP address (or localhost)");

@@ -142,6 +142,39 @@ void ImageView::validate() const {
   }
 }
 
+bool parse_host_port(const std::string& text, int default_port, std::string* host, int* port) {
+  std::string h = text, p;
+  if (!text.empty() && text.front() == '[') {  // [IPv6] or [IPv6]:PORT
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close == 1) return false;
+    h = text.substr(1, close - 1);
+    const std::string rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      p = rest.substr(1);
+      if (p.empty()) return false;
+    }
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon != std::string::npos) {
+      if (text.find(':') != colon) return false;  // a bare IPv6 address: which colon is it?
+      h = text.substr(0, colon);
+      p = text.substr(colon + 1);
+      if (p.empty()) return false;
+    }
+  }
+  if (h.empty()) return false;
+  int value = default_port;
+  if (!p.empty()) {
+    if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) return false;
+    value = std::stoi(p);
+    if (value > 65535) return false;
+  }
+  *host = h;
+  *port = value;
+  return true;
+}
+
 bool parse_size(const std::string& text, int* width, int* height) {
   // Hand-written: sscanf's %d has undefined behaviour on overflow and accepts signs and spaces.
   auto number = [&](size_t& i, int* out) {

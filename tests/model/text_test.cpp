@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// What every front end does with untrusted input: WxH sizes, UTF-8 cleaning, ImageView bounds.
+// What every front end does with untrusted input: WxH sizes, host:port addresses, UTF-8
+// cleaning, ImageView bounds.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -28,6 +29,32 @@ TEST(ParseSize, AcceptsOnlyDigitsXDigits) {
   }
   EXPECT_EQ(w, 7);  // untouched on failure
   EXPECT_EQ(h, 7);
+}
+
+TEST(ParseHostPort, SplitsHostAndPortOrRefuses) {
+  std::string host;
+  int port = 0;
+  struct Case {
+    const char* text;
+    const char* host;
+    int port;
+  };
+  for (const Case& c : {Case{"127.0.0.1:1883", "127.0.0.1", 1883}, Case{"broker", "broker", 77},
+                        Case{"broker.lan:0", "broker.lan", 0}, Case{"h:65535", "h", 65535},
+                        Case{"[::1]:8080", "::1", 8080}, Case{"[fe80::1]", "fe80::1", 77}}) {
+    ASSERT_TRUE(parse_host_port(c.text, 77, &host, &port)) << c.text;
+    EXPECT_EQ(host, c.host) << c.text;
+    EXPECT_EQ(port, c.port) << c.text;
+  }
+  host = "kept";
+  port = 5;
+  for (const char* bad :
+       {"", ":1883", "host:", "host:65536", "host:123456", "host:-1", "host:+80", "host:8 0",
+        "host:0x50", "::1", "fe80::1:80", "[::1", "[]:80", "[::1]80", "[::1]:", "[::1]:http"}) {
+    EXPECT_FALSE(parse_host_port(bad, 77, &host, &port)) << bad;
+  }
+  EXPECT_EQ(host, "kept");  // untouched on failure
+  EXPECT_EQ(port, 5);
 }
 
 TEST(SanitizeUtf8, KeepsValidTextReplacesEachBadSequence) {

@@ -82,6 +82,13 @@ struct Detection {
 /// element and the programs.
 bool parse_size(const std::string& text, int* width, int* height);
 
+/// "HOST:PORT", "[IPv6]:PORT" or a bare "HOST" (then `default_port`) -> host (brackets removed)
+/// and port; PORT is 1-5 decimal digits, 0..65535. False for an empty host, an empty or
+/// non-numeric port, or a bare IPv6 address (its colons would be ambiguous). The one splitter
+/// of network addresses for the elements and programs; each caller adds its own rules (a
+/// port of 0, numeric addresses only).
+bool parse_host_port(const std::string& text, int default_port, std::string* host, int* port);
+
 /// `text` with every byte sequence that is not valid UTF-8 (stray continuation bytes, overlong
 /// forms, surrogates, code points above U+10FFFF, truncated sequences) replaced by U+FFFD.
 /// `*changed` (when given) says whether anything was replaced. Text from files, properties and
