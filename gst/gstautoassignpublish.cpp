@@ -276,17 +276,23 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
                         ("address must be host:port, got '%s'", st->address.c_str()), (nullptr));
       return FALSE;
     }
+    const std::string client_id = st->client_id;
+    // Set up without st->lock held: libmosquitto takes its callback mutex here and holds it
+    // around on_connect, which takes st->lock (one lock order, as ThreadSanitizer checks).
+    lock.unlock();
     static const int init = mosquitto_lib_init();
     (void)init;
-    st->client = mosquitto_new(st->client_id.empty() ? nullptr : st->client_id.c_str(), true, st);
-    if (!st->client) {
+    mosquitto* client = mosquitto_new(client_id.empty() ? nullptr : client_id.c_str(), true, st);
+    if (!client) {
       GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("cannot create an MQTT client"), (nullptr));
       return FALSE;
     }
-    mosquitto_connect_callback_set(st->client, on_connect);
-    mosquitto_disconnect_callback_set(st->client, on_disconnect);
-    mosquitto_publish_callback_set(st->client, on_publish);
-    mosquitto_threaded_set(st->client, true);  // our threads drive it (network_loop)
+    mosquitto_connect_callback_set(client, on_connect);
+    mosquitto_disconnect_callback_set(client, on_disconnect);
+    mosquitto_publish_callback_set(client, on_publish);
+    mosquitto_threaded_set(client, true);  // our threads drive it (network_loop)
+    lock.lock();
+    st->client = client;
     st->host = host;
     st->port = port;
     st->network = std::thread(network_loop, st);
