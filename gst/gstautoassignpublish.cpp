@@ -158,13 +158,14 @@ void network_loop(PublishState* st) {
     }
     if (st->connected) backoff = std::chrono::seconds(1);
     mosquitto* client = st->client;
-    const std::string host = st->host;
-    const int port = st->port, keepalive = static_cast<int>(st->keepalive_s);
-    lock.unlock();
     int rc;
     if (socket_open) {
+      lock.unlock();
       rc = mosquitto_loop(client, 100, 1);
     } else {
+      const std::string host = st->host;  // read only for an attempt, not every loop
+      const int port = st->port, keepalive = static_cast<int>(st->keepalive_s);
+      lock.unlock();
       rc = mosquitto_connect_async(client, host.c_str(), port, keepalive);
       socket_open = rc == MOSQ_ERR_SUCCESS;
     }

@@ -1401,14 +1401,21 @@ TEST(Tracking, RestartForgetsTracks) {
 
 // ---- autoassignpublish against a real mosquitto broker on 127.0.0.1 -------------------------
 
+// 127.0.0.1:port (0: any free port, for bind).
+sockaddr_in loopback(int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
 // A mosquitto broker on a free 127.0.0.1 port, started and killed like a real one.
 class Broker {
  public:
   Broker() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = loopback(0);
     bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
     socklen_t len = sizeof a;
     getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -1431,11 +1438,8 @@ class Broker {
     }
     for (int i = 0; i < 100; ++i) {
       int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<uint16_t>(port_));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      const sockaddr_in a = loopback(port_);
+      const bool up = connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
       close(fd);
       if (up) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -1720,9 +1724,7 @@ class SilentPort {
  public:
   SilentPort() {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = loopback(0);
     bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
     listen(listener_, 0);
     socklen_t len = sizeof a;
@@ -1747,11 +1749,8 @@ class SilentPort {
  private:
   int attempt() const {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    const sockaddr_in a = loopback(port_);
+    connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
     return fd;
   }
   int listener_ = -1, port_ = 0;
