@@ -152,6 +152,25 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
       a.prior_sum = a.prior.sum();
     }
   }
+  if (target.ignore.defined() && target.ignore.numel() > 0) {
+    // Ignore regions: the locations strictly inside one and inside no gt box are neither
+    // positive nor negative. Without this an unlearnable face (too small, or marked invalid)
+    // is trained as background right where a face is, against its learnable neighbours.
+    torch::NoGradGuard no_grad;
+    auto ignore = target.ignore.to(fopts);
+    TORCH_CHECK(ignore.dim() == 2 && ignore.size(1) == 4,
+                "Target ignore regions must be [M, 4], got ", ignore.sizes());
+    const auto points = grid.points.to(fopts);
+    auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
+    auto inside_of = [&](const torch::Tensor& b) {  // [M, J] -> any over M: [J]
+      return ((x > b.select(1, 0).unsqueeze(1)) & (y > b.select(1, 1).unsqueeze(1)) &
+              (x < b.select(1, 2).unsqueeze(1)) & (y < b.select(1, 3).unsqueeze(1)))
+          .any(0);
+    };
+    auto ignored = inside_of(ignore);
+    if (num_gts > 0) ignored = ignored & ~inside_of(boxes);
+    neg_weight = neg_weight.masked_fill(ignored.unsqueeze(1), 0.0);
+  }
   a.neg_weight = neg_weight;
   // y_jk = pi_jk * omega_j * w-_jk; focal BCE against 0 with gamma = 2, no alpha inside.
   auto y = pi * omega.unsqueeze(1) * neg_weight;

@@ -132,10 +132,10 @@ Batch BatchMaker::make(int64_t it) const {
       out.convertTo(out, -1, alpha, beta);
     }
     if (rgb) cv::cvtColor(out, out, cv::COLOR_BGR2RGB);
-    std::vector<float> boxes;
+    std::vector<float> boxes, ignore;
     std::vector<int64_t> labels;
     for (const auto& o : s.objects) {
-      if (o.ignore) continue;
+      if (o.ignore && !options_.ignore_regions) continue;
       double x1 = (o.x1 - x0) * scale, y1 = (o.y1 - y0) * scale;
       double x2 = (o.x2 - x0) * scale, y2 = (o.y2 - y0) * scale;
       if (flip) {
@@ -143,19 +143,25 @@ Batch BatchMaker::make(int64_t it) const {
         x1 = ow - x2;
         x2 = ow - t;
       }
-      // WIDER-style crop rule: a box stays if its centre is inside; it is clipped.
+      // WIDER-style crop rule: a box stays if its centre is inside; it is clipped. An ignore
+      // region stays while any of it is inside.
       const double cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
-      if (cx < 0 || cy < 0 || cx >= ow || cy >= oh) continue;
+      if (!o.ignore && (cx < 0 || cy < 0 || cx >= ow || cy >= oh)) continue;
       x1 = std::clamp(x1, 0.0, double(ow));
       x2 = std::clamp(x2, 0.0, double(ow));
       y1 = std::clamp(y1, 0.0, double(oh));
       y2 = std::clamp(y2, 0.0, double(oh));
       if (x2 - x1 < 1 || y2 - y1 < 1) continue;
+      if (o.ignore || std::min(x2 - x1, y2 - y1) < options_.ignore_below) {
+        ignore.insert(ignore.end(), {float(x1), float(y1), float(x2), float(y2)});
+        continue;
+      }
       boxes.insert(boxes.end(), {float(x1), float(y1), float(x2), float(y2)});
       labels.push_back(o.label);
     }
-    batch.targets.push_back(
-        {torch::tensor(boxes).view({-1, 4}), torch::tensor(labels, torch::kLong)});
+    batch.targets.push_back({torch::tensor(boxes).view({-1, 4}),
+                             torch::tensor(labels, torch::kLong),
+                             torch::tensor(ignore).view({-1, 4})});
     batch.indices.push_back(index);
     images.push_back(out);
   }
@@ -472,6 +478,8 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"precision", o.precision},
           {"channels_last", o.channels_last},
           {"force_topk", o.force_topk},
+          {"ignore_regions", o.ignore_regions},
+          {"ignore_below", o.ignore_below},
           {"ema", o.ema},
           {"ema_ramp", o.ema_ramp}};
 }
@@ -505,6 +513,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
   if (o.force_topk < 0 || o.force_topk > 100)
     throw std::invalid_argument("force_topk must be in [0, 100]");
+  if (!(o.ignore_below >= 0 && o.ignore_below <= 1024))
+    throw std::invalid_argument("ignore_below must be in [0, 1024] pixels");
   // The config's own checks first (bounds, refused options such as backbone.reparam), before
   // any directory is made or anything is built.
   config.validate();

@@ -115,6 +115,14 @@ void add_train(CLI::App& app) {
                   "largest centre prior as candidates, as MMDetection's force_topk (0 = off, "
                   "the authors' behaviour; 9 is MMDetection's K)")
       ->capture_default_str();
+  cmd->add_flag("--ignore-regions", o->ignore_regions,
+                "train the dataset's ignored objects (WIDER invalid faces, COCO crowds, VOC "
+                "difficult) as ignore regions, with no background loss inside, instead of as "
+                "background (the authors' behaviour)");
+  cmd->add_option("--ignore-below", o->ignore_below,
+                  "objects whose shorter side is under PX pixels at the network input (after "
+                  "the crop) become ignore regions instead of objects (0 = off)")
+      ->capture_default_str();
   cmd->add_option("--ema", o->ema,
                   "keep an exponential moving average of the weights with this decay (e.g. "
                   "0.9995, about the last 2,000 steps) and write it as model.pt and the "

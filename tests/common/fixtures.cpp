@@ -120,7 +120,8 @@ std::string train_square_model() {
           pre(ImageView::packed(PixelFormat::kBGR, img.data, 96, 96, static_cast<int>(img.step)),
               nullptr));
       targets.push_back({torch::tensor({{float(x), float(y), float(x + s), float(y + s)}}),
-                         torch::zeros({1}, torch::kLong)});
+                         torch::zeros({1}, torch::kLong),
+                         {}});
     }
     auto out = model->forward(torch::stack(images));
     auto losses = autoassign_loss(out, model->strides(), targets, *model->center_prior);

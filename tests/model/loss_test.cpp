@@ -3,6 +3,7 @@
 // AUTOASSIGN.md sections 2-3, on hand-built boxes over a small two-level grid.
 #include "autoassign/loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -115,7 +116,9 @@ struct Reference {
   int candidates = 0;
 };
 
-Reference reference(const Scene& sc, const std::vector<Box>& gts) {
+// `ignore`: regions (label unused) whose interior locations outside every gt get w- = 0.
+Reference reference(const Scene& sc, const std::vector<Box>& gts,
+                    const std::vector<Box>& ignore = {}) {
   const int64_t J = sc.J(), K = sc.K, N = static_cast<int64_t>(gts.size());
   Reference r;
   r.inside.assign(N, std::vector<bool>(J, false));
@@ -169,9 +172,15 @@ Reference reference(const Scene& sc, const std::vector<Box>& gts) {
     }
     if (esum > 0) r.loss_pos += -std::max(std::log(r.bag[n]), -100.0);
   }
+  auto strictly_inside = [&](int64_t j, const Box& g) {
+    return std::min({sc.px(j) - g.x1, sc.py(j) - g.y1, g.x2 - sc.px(j), g.y2 - sc.py(j)}) > 0;
+  };
   for (int64_t j = 0; j < J; ++j) {
+    bool in_gt = false, in_ignore = false;
+    for (const auto& g : gts) in_gt = in_gt || strictly_inside(j, g);
+    for (const auto& g : ignore) in_ignore = in_ignore || strictly_inside(j, g);
     for (int64_t k = 0; k < K; ++k) {
-      r.wneg[j][k] = 1.0 - phi[j][k];
+      r.wneg[j][k] = in_ignore && !in_gt ? 0.0 : 1.0 - phi[j][k];
       const double y = sigmoid(sc.z(j, k)) * sigmoid(sc.o(j)) * r.wneg[j][k];
       r.loss_neg += y * y * -std::max(std::log(1 - y), -100.0);
     }
@@ -179,14 +188,17 @@ Reference reference(const Scene& sc, const std::vector<Box>& gts) {
   return r;
 }
 
-Target make_target(const std::vector<Box>& gts) {
-  std::vector<float> b;
+Target make_target(const std::vector<Box>& gts, const std::vector<Box>& ignore = {}) {
+  std::vector<float> b, ig;
   std::vector<int64_t> l;
   for (const auto& g : gts) {
     b.insert(b.end(), {float(g.x1), float(g.y1), float(g.x2), float(g.y2)});
     l.push_back(g.label);
   }
-  return {torch::tensor(b).view({-1, 4}), torch::tensor(l, torch::kLong)};
+  for (const auto& g : ignore)
+    ig.insert(ig.end(), {float(g.x1), float(g.y1), float(g.x2), float(g.y2)});
+  return {torch::tensor(b).view({-1, 4}), torch::tensor(l, torch::kLong),
+          torch::tensor(ig).view({-1, 4})};
 }
 
 void expect_near_rel(double actual, double expected, double rel, const std::string& what) {
@@ -194,10 +206,11 @@ void expect_near_rel(double actual, double expected, double rel, const std::stri
 }
 
 // Checks every per-pair and per-location quantity of assign_image against the reference.
-void check_case(const std::vector<Box>& gts, unsigned seed) {
+void check_case(const std::vector<Box>& gts, unsigned seed, const std::vector<Box>& ignore = {}) {
   Scene sc(seed);
-  const Reference ref = reference(sc, gts);
-  const auto a = assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts), *sc.prior);
+  const Reference ref = reference(sc, gts, ignore);
+  const auto a =
+      assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts, ignore), *sc.prior);
   ASSERT_EQ(a.pair_gt.numel(), ref.candidates);
   for (int64_t p = 0; p < a.pair_gt.numel(); ++p) {
     const int64_t n = a.pair_gt[p].item<int64_t>(), j = a.pair_loc[p].item<int64_t>();
@@ -330,6 +343,46 @@ TEST(Assignment, ForceTopkGivesTinyBoxesTheLocationsOfLargestPrior) {
   EXPECT_EQ(with, without);
 }
 
+// Ignore regions (WIDER "invalid" faces, faces too small to learn): the locations strictly
+// inside one and inside no gt carry no negative loss; everything else is as without them.
+TEST(Assignment, IgnoreRegionsSilenceOnlyTheirOwnBackground) {
+  const std::vector<Box> gts = {{3, 5, 21, 19, 0}};
+  // P3 points (16..32, 16..32) and P4 points (16, 16), (16, 32), (32, 16), (32, 32) are inside
+  // the region; (16, 16) on both levels is also inside the gt and keeps its weight.
+  const std::vector<Box> ignore = {{10, 10, 34, 34, 0}};
+  check_case(gts, 7, ignore);
+  Scene sc(7);
+  const auto with =
+      assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts, ignore), *sc.prior);
+  const auto without =
+      assign_image(flatten_outputs(sc.out)[0], sc.grid, make_target(gts), *sc.prior);
+  std::vector<int64_t> silenced;
+  for (int64_t j = 0; j < sc.J(); ++j) {
+    if (with.neg_weight[j][0].item<float>() == 0.0f &&
+        with.neg_weight[j][1].item<float>() == 0.0f &&
+        without.neg_weight[j][1].item<float>() == 1.0f) {
+      silenced.push_back(j);
+    }
+  }
+  // By hand: P3 rows v = 2..4, columns u = 2..4 (9 points) less (16, 16); P4 (1..2, 1..2) less
+  // (16, 16): 8 + 3.
+  std::vector<int64_t> expected;
+  for (int64_t v = 2; v <= 4; ++v)
+    for (int64_t u = 2; u <= 4; ++u)
+      if (u != 2 || v != 2) expected.push_back(v * 5 + u);
+  for (int64_t v = 1; v <= 2; ++v)
+    for (int64_t u = 1; u <= 2; ++u)
+      if (u != 1 || v != 1) expected.push_back(25 + v * 3 + u);
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(silenced, expected);
+  // The positive side does not see the regions.
+  EXPECT_TRUE(torch::equal(with.pair_loc, without.pair_loc));
+  EXPECT_FLOAT_EQ(with.loss_pos_sum.item<float>(), without.loss_pos_sum.item<float>());
+  EXPECT_LT(with.loss_neg_sum.item<double>(), without.loss_neg_sum.item<double>());
+  // An image whose only annotation is an ignore region.
+  check_case({}, 8, ignore);
+}
+
 TEST(Assignment, BorderPointIsOutside) {
   // x = 16 lies exactly on x2 = 16: outside (strict inequality).
   Scene sc(6);
@@ -400,7 +453,7 @@ TEST_F(InitialModel, HeadInitialisation) {
 
 TEST_F(InitialModel, EmptyImageHasOnlyNegativeLoss) {
   auto out = model->forward(images);
-  Target empty{torch::zeros({0, 4}), torch::zeros({0}, torch::kLong)};
+  Target empty{torch::zeros({0, 4}), torch::zeros({0}, torch::kLong), {}};
   auto losses = autoassign_loss(out, model->strides(), {empty}, *model->center_prior);
   EXPECT_GT(losses["loss_neg"].item<double>(), 0.0);
   EXPECT_EQ(losses["loss_pos"].item<double>(), 0.0);
@@ -413,7 +466,7 @@ TEST_F(InitialModel, EmptyImageHasOnlyNegativeLoss) {
 
 TEST_F(InitialModel, OneGtGivesFinitePositiveLossesAndPriorGradients) {
   auto out = model->forward(images);
-  Target t{torch::tensor({{20.f, 30.f, 90.f, 100.f}}), torch::tensor({2}, torch::kLong)};
+  Target t{torch::tensor({{20.f, 30.f, 90.f, 100.f}}), torch::tensor({2}, torch::kLong), {}};
   auto losses = autoassign_loss(out, model->strides(), {t}, *model->center_prior);
   for (const char* name : {"loss_pos", "loss_neg", "loss_center"}) {
     const double v = losses[name].item<double>();
@@ -435,7 +488,7 @@ TEST_F(InitialModel, OneGtGivesFinitePositiveLossesAndPriorGradients) {
 
 TEST_F(InitialModel, NegativeWeightsAndNormaliserCarryNoGradient) {
   auto out = model->forward(images);
-  Target t{torch::tensor({{20.f, 30.f, 90.f, 100.f}}), torch::tensor({1}, torch::kLong)};
+  Target t{torch::tensor({{20.f, 30.f, 90.f, 100.f}}), torch::tensor({1}, torch::kLong), {}};
   const Grid grid = [&] {
     std::vector<std::pair<int64_t, int64_t>> shapes;
     for (const auto& c : out.cls_logits) shapes.emplace_back(c.size(2), c.size(3));

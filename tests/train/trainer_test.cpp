@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
 #include "autoassign/checkpoint.h"
@@ -79,6 +80,58 @@ class SingleProcess : public Communicator {
   double average(double v) override { return v; }
   void broadcast(std::vector<torch::Tensor>&) override {}
 };
+
+// Where each annotation goes in a batch: a gt, an ignore region or nowhere. A 320x192 picture
+// letterboxed into 160x96 (no crop, no flip) halves every coordinate.
+TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
+  const std::string image = testing::temp_dir() + "/targets.png";
+  ASSERT_TRUE(cv::imwrite(image, testing::square_picture(320, 192, {20, 20, 80, 80})));
+  Dataset data;
+  data.name = "synthetic";
+  data.class_names = {"face"};
+  Sample s;
+  s.image = image;
+  s.objects = {{20, 20, 100, 100, 0, false},    // 40x40 at the input
+               {200, 40, 210, 52, 0, false},    // 5x6 at the input
+               {240, 100, 300, 180, 0, true}};  // invalid: 30x40 at the input
+  data.samples = {s};
+  const ModelConfig config = testing::tiny_config(1, 5, 160, 96);
+  auto targets_with = [&](bool regions, double below) {
+    TrainOptions o;
+    o.batch_size = 1;
+    o.hflip = false;
+    o.ignore_regions = regions;
+    o.ignore_below = below;
+    return BatchMaker(config, data, o, 0, 1).make(0).targets.at(0);
+  };
+  auto rows = [](const torch::Tensor& t) {
+    std::vector<std::vector<float>> r;
+    for (int64_t i = 0; i < t.size(0); ++i) {
+      r.push_back({t[i][0].item<float>(), t[i][1].item<float>(), t[i][2].item<float>(),
+                   t[i][3].item<float>()});
+    }
+    return r;
+  };
+  using Rows = std::vector<std::vector<float>>;
+  const Rows a = {{10, 10, 50, 50}}, b = {{100, 20, 105, 26}}, c = {{120, 50, 150, 90}};
+  // [OFF]'s treatment: the invalid face is dropped (background), the tiny one is a gt.
+  auto t = targets_with(false, 0);
+  EXPECT_EQ(rows(t.boxes), (Rows{a[0], b[0]}));
+  EXPECT_EQ(t.ignore.size(0), 0);
+  // Both options: only the 40-px face is learnt; the other two are ignore regions.
+  t = targets_with(true, 8);
+  EXPECT_EQ(rows(t.boxes), a);
+  EXPECT_EQ(t.labels.size(0), 1);
+  EXPECT_EQ(rows(t.ignore), (Rows{b[0], c[0]}));
+  // The size rule alone: the invalid face is still dropped.
+  t = targets_with(false, 8);
+  EXPECT_EQ(rows(t.boxes), a);
+  EXPECT_EQ(rows(t.ignore), b);
+  // A threshold under the tiny face's 5 px keeps it a gt.
+  t = targets_with(true, 5);
+  EXPECT_EQ(rows(t.boxes), (Rows{a[0], b[0]}));
+  EXPECT_EQ(rows(t.ignore), c);
+}
 
 TEST_F(TrainerTest, LossesFiniteAndFalling) {
   options.output_dir = testing::temp_dir();
@@ -255,6 +308,9 @@ TEST_F(TrainerTest, NewOptionsAreChecked) {
   o = options;
   o.force_topk = -1;
   expect_refused(o, config, "force_topk");
+  o = options;
+  o.ignore_below = -1;
+  expect_refused(o, config, "ignore_below");
   o = options;
   o.ema = 1;
   expect_refused(o, config, "ema");

@@ -29,6 +29,10 @@ constexpr double kLogClamp = -100.0;  // PyTorch BCE clamps log at -100
 struct Target {
   torch::Tensor boxes;   // [N, 4] float (x1, y1, x2, y2)
   torch::Tensor labels;  // [N] int64, 0..K-1
+  /// [M, 4] regions that are neither object nor background (WIDER "invalid" faces, COCO
+  /// crowds, faces too small to learn): a location strictly inside one and inside no gt gets
+  /// no negative loss, for any class. Undefined or empty: none, as in [OFF].
+  torch::Tensor ignore;
 };
 
 /// One image's outputs flattened over the levels (the order of Grid).
@@ -52,7 +56,7 @@ struct ImageAssignment {
   torch::Tensor bag_prob;        // [N] P^bar_n (0 for a gt with no candidate)
   torch::Tensor has_candidates;  // [N] bool
   torch::Tensor max_iou;         // [J] u_j (no grad)
-  torch::Tensor neg_weight;      // [J, K] w-_jk = 1 - Phi_jk (no grad)
+  torch::Tensor neg_weight;      // [J, K] w-_jk = 1 - Phi_jk, 0 in ignore regions (no grad)
   torch::Tensor loss_pos_sum;    // scalar: sum_n -log P^bar_n over gts with candidates
   torch::Tensor loss_neg_sum;    // scalar: sum_jk y^2 * -log(1 - y)
   torch::Tensor prior_sum;       // scalar: sum_nj G_nj m_nj (with grad)

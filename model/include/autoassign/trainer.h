@@ -67,6 +67,13 @@ struct TrainOptions {
   bool channels_last = false;
   /// AssignOptions::force_topk: candidates for gts too small to contain a location (0 = off).
   int force_topk = 0;
+  /// The dataset's ignored objects (WIDER "invalid" faces, COCO crowds, VOC "difficult") as
+  /// ignore regions (Target::ignore: no negative loss inside) instead of background, [OFF]'s
+  /// treatment, where they are dropped.
+  bool ignore_regions = false;
+  /// Objects whose shorter side, at the network input after the crop, is under this many
+  /// pixels become ignore regions instead of gts (0 = off).
+  double ignore_below = 0;
   /// Exponential moving average of the weights and BatchNorm statistics (YOLOX's ModelEMA):
   /// after step n the average moves to d_n x average + (1 - d_n) x weights, with
   /// d_n = ema x (1 - exp(-n / ema_ramp)), so it follows the fast early changes and then
