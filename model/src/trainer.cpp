@@ -422,8 +422,18 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
 
 }  // namespace
 
-std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path) {
+std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path, bool grow) {
   AutoAssign source = load_model(path);
+  if (grow) {
+    // GroupNorm normalises over groups of channels: more channels regroup the old ones and
+    // change what they compute.
+    for (const auto* c : {&source->config(), &model->config()}) {
+      if (c->backbone.norm == "gn" || c->head.norm == "gn") {
+        throw std::runtime_error(path + ": --grow needs BatchNorm or no normalisation; " + c->name +
+                                 " uses GroupNorm, whose groups change with the width");
+      }
+    }
+  }
   std::map<std::string, torch::Tensor> from;
   for (auto& [name, tensor] : module_tensors(*source)) from[name] = tensor;
   const bool classes_differ = source->config().num_classes != model->config().num_classes;
@@ -439,17 +449,35 @@ std::vector<std::string> init_from_model(AutoAssign& model, const std::string& p
                                "': its architecture is not this run's (" + source->config().name +
                                " against " + model->config().name + ")");
     }
-    if (it->second.sizes() != to.sizes()) {
+    const auto& src = it->second;
+    if (src.sizes() != to.sizes()) {
       if (classes_differ && follows_classes(name)) {
         left.push_back(name);
         return;
       }
-      std::ostringstream m;
-      m << path << ": --init tensor '" << name << "' has shape " << it->second.sizes()
-        << ", this run's model " << to.sizes();
-      throw std::runtime_error(m.str());
+      // Growable: same rank, every channel dimension (0 and 1) at least the file's, the
+      // rest (kernel size) equal.
+      bool growable = grow && src.dim() == to.dim();
+      for (int64_t d = 0; growable && d < src.dim(); ++d) {
+        growable = d < 2 ? src.size(d) <= to.size(d) : src.size(d) == to.size(d);
+      }
+      if (!growable) {
+        std::ostringstream m;
+        m << path << ": --init tensor '" << name << "' has shape " << src.sizes()
+          << ", this run's model " << to.sizes()
+          << (grow ? " (--grow widens channels only)" : " (a wider network: --grow)");
+        throw std::runtime_error(m.str());
+      }
+      // Weights reading added input channels (dimension 1 of a conv) start at zero; added
+      // output channels (dimension 0) and added per-channel entries keep their initialisation.
+      if (to.dim() >= 2 && to.size(1) > src.size(1))
+        to.narrow(1, src.size(1), to.size(1) - src.size(1)).zero_();
+      auto lead = to;
+      for (int64_t d = 0; d < src.dim(); ++d) lead = lead.narrow(d, 0, src.size(d));
+      lead.copy_(src);
+      return;
     }
-    to.copy_(it->second);
+    to.copy_(src);
   };
   for (auto& p : model->named_parameters()) fill(p.key(), p.value());
   for (auto& b : model->named_buffers()) fill(b.key(), b.value());
@@ -526,6 +554,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   if (o.snapshot_every < 0) throw std::invalid_argument("snapshot_every must be >= 0");
   if (!(o.ema >= 0 && o.ema < 1)) throw std::invalid_argument("ema must be in [0, 1)");
   if (!(o.ema_ramp > 0)) throw std::invalid_argument("ema_ramp must be > 0");
+  if (o.init_grow && o.init.empty()) throw std::invalid_argument("init_grow needs an init model");
   std::filesystem::create_directories(o.output_dir);
   const bool main_rank = comm.rank() == 0;
   const int threads = o.threads > 0
@@ -547,9 +576,10 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   AutoAssign model(config);
   // Before the weights move or the optimiser exists; a resumed run's checkpoint overrides it.
   if (!o.init.empty()) {
-    const auto left = init_from_model(model, o.init);
+    const auto left = init_from_model(model, o.init, o.init_grow);
     if (main_rank && !o.quiet) {
-      std::printf("init: weights from %s", o.init.c_str());
+      std::printf("init: weights from %s%s", o.init.c_str(),
+                  o.init_grow ? ", widened to this run's channels" : "");
       if (!left.empty()) {
         std::printf(" (the class count differs: %zu classifier tensors re-initialised)",
                     left.size());

@@ -94,6 +94,10 @@ void add_train(CLI::App& app) {
                   "published model or ImageNet backbone, or an earlier model.pt). Without "
                   "--preset/--config its architecture, input normalisation and frozen stages "
                   "are the run's; a different class count re-initialises the classifier");
+  cmd->add_flag("--grow", o->init_grow,
+                "with --init and a --preset/--config of more channels (backbone stages, FPN, head; "
+                "BatchNorm models): start from the --init model's function, the added channels "
+                "at zero influence (function-preserving widening)");
   cmd->add_option("--stop-after", o->stop_after,
                   "stop (with a checkpoint) after N iterations of this run");
   cmd->add_option("--crop-min", o->crop_min,
@@ -140,6 +144,9 @@ void add_train(CLI::App& app) {
     }
     if (src->preset.empty() && src->config.empty() && o->init.empty()) {
       throw CLI::ValidationError("train", "give --preset, --config or --init");
+    }
+    if (o->init_grow && (o->init.empty() || (src->preset.empty() && src->config.empty()))) {
+      throw CLI::ValidationError("train", "--grow needs --init and the wider --preset or --config");
     }
     ModelConfig config = !src->preset.empty()   ? ModelConfig::preset(src->preset)
                          : !src->config.empty() ? ModelConfig::from_file(src->config)

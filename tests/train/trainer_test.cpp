@@ -133,6 +133,93 @@ TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
   EXPECT_EQ(rows(t.ignore), c);
 }
 
+// --grow: a wider face-rt (C4 96->128, C5 128->192, FPN and head 48->56) started from a
+// narrower one computes the same outputs, in eval mode and in training mode (batch statistics),
+// and its added channels receive gradients.
+TEST(InitGrow, WiderNetworkComputesTheSameAndLearnsTheAddedChannels) {
+  torch::manual_seed(3);
+  ModelConfig narrow = ModelConfig::preset("face-rt");
+  AutoAssign small(narrow);
+  {
+    torch::NoGradGuard no_grad;
+    // Not the fresh initialisation: every weight, bias and BN statistic matters.
+    for (auto& p : small->parameters()) p.add_(torch::randn_like(p) * 0.05);
+    for (auto& b : small->named_buffers()) {
+      if (b.key().find("running_mean") != std::string::npos) b.value().normal_(0, 0.1);
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 1.5);
+    }
+  }
+  const std::string file = testing::temp_dir() + "/narrow.pt";
+  save_model(file, small);
+  ModelConfig wide = narrow;
+  wide.backbone.channels = {16, 32, 64, 128, 192};
+  wide.fpn.channels = 56;
+  wide.head.channels = 56;
+  AutoAssign big(wide);
+  try {
+    init_from_model(big, file);
+    FAIL() << "a wider network took the narrow weights without --grow";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("(a wider network: --grow)"), std::string::npos)
+        << e.what();
+  }
+  init_from_model(big, file, /*grow=*/true);
+  const auto x = torch::randn({2, 3, 128, 192});
+  auto compare = [&](bool training) {
+    small->train(training);
+    big->train(training);
+    torch::NoGradGuard no_grad;
+    const auto a = small->forward(x), b = big->forward(x);
+    ASSERT_EQ(a.cls_logits.size(), b.cls_logits.size());
+    for (size_t l = 0; l < a.cls_logits.size(); ++l) {
+      for (const auto& [u, v] : {std::pair{a.cls_logits[l], b.cls_logits[l]},
+                                 std::pair{a.obj_logits[l], b.obj_logits[l]},
+                                 std::pair{a.distances[l], b.distances[l]}}) {
+        const double scale = std::max(1.0, u.abs().max().item<double>());
+        EXPECT_LT((u - v).abs().max().item<double>(), 1e-4 * scale)
+            << "level " << l << (training ? " (training mode)" : " (eval mode)");
+      }
+    }
+  };
+  compare(false);
+  compare(true);
+  // Every weight that reads an added channel starts at zero and is trained from step one.
+  big->train();
+  const auto out = big->forward(x);
+  auto loss = torch::zeros({});
+  for (size_t l = 0; l < out.cls_logits.size(); ++l) {
+    loss = loss + out.cls_logits[l].pow(2).sum() + out.obj_logits[l].pow(2).sum() +
+           out.distances[l].pow(2).sum();
+  }
+  loss.backward();
+  const auto narrow_params = small->named_parameters();
+  int readers = 0;
+  for (const auto& p : big->named_parameters()) {
+    const auto& n = narrow_params[p.key()];
+    if (p.value().dim() < 2 || p.value().size(1) == n.size(1)) continue;
+    ++readers;
+    const int64_t old_in = n.size(1), added = p.value().size(1) - old_in;
+    EXPECT_EQ(p.value().narrow(1, old_in, added).abs().max().item<double>(), 0.0) << p.key();
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().narrow(1, old_in, added).abs().max().item<double>(), 0.0)
+        << p.key() << ": the added input channels get no gradient";
+  }
+  // C5 stage and its readers, FPN laterals/outputs/P6, tower, predictors.
+  EXPECT_GE(readers, 8);
+  // GroupNorm regroups channels when they are added: refused.
+  ModelConfig gn = wide;
+  gn.head.norm = "gn";
+  gn.head.norm_per_level = false;
+  gn.fpn.channels = gn.head.channels = 64;  // divisible by the 32 groups
+  AutoAssign grouped(gn);
+  try {
+    init_from_model(grouped, file, true);
+    FAIL() << "grew into a GroupNorm head";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("GroupNorm"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(TrainerTest, LossesFiniteAndFalling) {
   options.output_dir = testing::temp_dir();
   SingleProcess comm;

@@ -46,6 +46,9 @@ struct TrainOptions {
   /// backbone, or an earlier run's model.pt); see init_from_model. A resumed run takes its
   /// weights from the checkpoint instead.
   std::string init;
+  /// With `init`: the run's network may be wider than the init model's (init_from_model's
+  /// `grow`).
+  bool init_grow = false;
   /// Stop (with a checkpoint) after this many iterations of this run, 0 = run to the end.
   int stop_after = 0;
   // Augmentation.
@@ -143,7 +146,16 @@ struct TrainResult {
 /// initialisation, as detection frameworks re-initialise a classifier for new classes. Returns
 /// the names left initialised; anything else that does not fit is std::runtime_error naming the
 /// file and the tensor.
-std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path);
+///
+/// `grow`: `model` may be a wider network of the same layout (more channels in any backbone
+/// stage, the FPN or the head; BatchNorm or no normalisation, since GroupNorm's groups would
+/// change): each tensor takes the file's values in its leading slice; the weights that read
+/// the added input channels start at zero and those that produce added channels keep their
+/// initialisation, so the grown network computes exactly what the file's did and the added
+/// channels start learning from the first step (Net2Net's function-preserving widening, with
+/// zeros instead of copies).
+std::vector<std::string> init_from_model(AutoAssign& model, const std::string& path,
+                                         bool grow = false);
 
 /// Set by SIGINT/SIGTERM handlers the CLI installs: the trainer checkpoints and returns.
 extern std::atomic<bool> g_stop_training;
