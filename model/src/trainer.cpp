@@ -151,11 +151,13 @@ Batch BatchMaker::make(int64_t it) const {
       x2 = std::clamp(x2, 0.0, double(ow));
       y1 = std::clamp(y1, 0.0, double(oh));
       y2 = std::clamp(y2, 0.0, double(oh));
-      if (x2 - x1 < 1 || y2 - y1 < 1) continue;
       if (o.ignore || std::min(x2 - x1, y2 - y1) < options_.ignore_below) {
-        ignore.insert(ignore.end(), {float(x1), float(y1), float(x2), float(y2)});
+        if (x2 > x1 && y2 > y1) {
+          ignore.insert(ignore.end(), {float(x1), float(y1), float(x2), float(y2)});
+        }
         continue;
       }
+      if (x2 - x1 < 1 || y2 - y1 < 1) continue;
       boxes.insert(boxes.end(), {float(x1), float(y1), float(x2), float(y2)});
       labels.push_back(o.label);
     }
@@ -181,6 +183,8 @@ Batch BatchMaker::make(int64_t it) const {
 }
 
 namespace {
+
+nlohmann::json options_to_json(const TrainOptions& o);  // below, beside train()
 
 // Batches of consecutive iterations built ahead by worker threads; iteration `it` is made by
 // worker it % n, so the order (and every sample) is the same for any number of workers.
@@ -382,10 +386,13 @@ int64_t load_checkpoint(const std::string& dir, AutoAssign& model, torch::optim:
   const auto saved = nlohmann::json::parse(field("options"), nullptr, false);
   std::string differ;
   if (saved.is_object()) {
+    // An option newer than the checkpoint was at its default there (the behaviour before it).
+    const nlohmann::json defaults = options_to_json(TrainOptions{});
     for (const auto& [key, value] : options_json.items()) {
-      if (saved.contains(key) && saved[key] != value) {
-        differ += (differ.empty() ? "" : ", ") + key + " (checkpoint " + saved[key].dump() +
-                  ", now " + value.dump() + ")";
+      const auto& was = saved.contains(key) ? saved[key] : defaults[key];
+      if (was != value) {
+        differ += (differ.empty() ? "" : ", ") + key + " (checkpoint " + was.dump() + ", now " +
+                  value.dump() + ")";
       }
     }
   }
@@ -433,6 +440,34 @@ std::vector<std::string> init_from_model(AutoAssign& model, const std::string& p
                                  " uses GroupNorm, whose groups change with the width");
       }
     }
+    // Same layout but the widths: another block or tower depth would leave file tensors unused
+    // or pair per-level norms with the wrong convs, and the outputs would not be the file's.
+    auto layout = [](const ModelConfig& c) {
+      auto j = nlohmann::json::parse(c.to_json());
+      nlohmann::json l = {{"backbone", j["backbone"]}, {"fpn", j["fpn"]}, {"head", j["head"]}};
+      l["backbone"]["channels"] = c.backbone.channels.size();
+      l["fpn"].erase("channels");
+      l["head"].erase("channels");
+      return l;
+    };
+    const auto& from_config = source->config();
+    const auto& to_config = model->config();
+    if (layout(from_config) != layout(to_config)) {
+      throw std::runtime_error(path + ": --grow needs the same network layout as the --init " +
+                               "model; only backbone.channels, fpn.channels and head.channels " +
+                               "may differ");
+    }
+    // Frozen layers would keep their added channels at random values for good.
+    for (int k = 0; k < to_config.backbone.freeze_at &&
+                    k < static_cast<int>(to_config.backbone.channels.size());
+         ++k) {
+      if (to_config.backbone.channels[k] != from_config.backbone.channels[k]) {
+        throw std::runtime_error(path + ": --grow cannot widen frozen backbone stages (" +
+                                 "backbone.channels[" + std::to_string(k) +
+                                 "] differs, freeze_at " +
+                                 std::to_string(to_config.backbone.freeze_at) + ")");
+      }
+    }
   }
   std::map<std::string, torch::Tensor> from;
   for (auto& [name, tensor] : module_tensors(*source)) from[name] = tensor;
@@ -468,8 +503,10 @@ std::vector<std::string> init_from_model(AutoAssign& model, const std::string& p
           << (grow ? " (--grow widens channels only)" : " (a wider network: --grow)");
         throw std::runtime_error(m.str());
       }
-      // Weights reading added input channels (dimension 1 of a conv) start at zero; added
-      // output channels (dimension 0) and added per-channel entries keep their initialisation.
+      // Weights reading added input channels (dimension 1 of a conv) start at zero, the rest
+      // of an added output channel (dimension 0) and added per-channel entries keep their
+      // initialisation. The readers get gradients at the first step, the producers from the
+      // second (once their readers are non-zero).
       if (to.dim() >= 2 && to.size(1) > src.size(1))
         to.narrow(1, src.size(1), to.size(1) - src.size(1)).zero_();
       auto lead = to;
@@ -684,6 +721,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
       for (auto& t : batch.targets) {
         t.boxes = t.boxes.to(device);
         t.labels = t.labels.to(device);
+        t.ignore = t.ignore.to(device);
       }
     }
     const double data_s = seconds_since(t0);

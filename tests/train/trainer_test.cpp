@@ -139,6 +139,8 @@ TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
 TEST(InitGrow, WiderNetworkComputesTheSameAndLearnsTheAddedChannels) {
   torch::manual_seed(3);
   ModelConfig narrow = ModelConfig::preset("face-rt");
+  narrow.backbone.channels = {16, 32, 64, 96, 128};
+  narrow.fpn.channels = narrow.head.channels = 48;
   AutoAssign small(narrow);
   {
     torch::NoGradGuard no_grad;
@@ -206,6 +208,41 @@ TEST(InitGrow, WiderNetworkComputesTheSameAndLearnsTheAddedChannels) {
   }
   // C5 stage and its readers, FPN laterals/outputs/P6, tower, predictors.
   EXPECT_GE(readers, 8);
+  // Another layout (a deeper tower, a frozen stage widened) is refused, naming why.
+  auto expect_refused = [&](const ModelConfig& c, const std::string& why) {
+    AutoAssign other(c);
+    try {
+      init_from_model(other, file, true);
+      FAIL() << "grew into " << why;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  ModelConfig deeper = wide;
+  deeper.head.num_convs = 3;
+  expect_refused(deeper, "same network layout");
+  ModelConfig frozen = wide;
+  frozen.backbone.freeze_at = 2;
+  expect_refused(frozen, "same network layout");  // freeze_at is part of the layout
+  {
+    ModelConfig narrow_frozen = narrow;
+    narrow_frozen.backbone.freeze_at = 2;  // the stem and the stride-4 stage
+    AutoAssign m(narrow_frozen);
+    const std::string frozen_file = testing::temp_dir() + "/narrow-frozen.pt";
+    save_model(frozen_file, m);
+    AutoAssign deep_only(frozen);  // C4, C5 wider: allowed
+    EXPECT_NO_THROW(init_from_model(deep_only, frozen_file, true));
+    frozen.backbone.channels[1] = 48;
+    AutoAssign stage(frozen);
+    try {
+      init_from_model(stage, frozen_file, true);
+      FAIL() << "widened a frozen stage";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("frozen backbone stages (backbone.channels[1]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
   // GroupNorm regroups channels when they are added: refused.
   ModelConfig gn = wide;
   gn.head.norm = "gn";
