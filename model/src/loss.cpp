@@ -7,6 +7,17 @@ namespace autoassign {
 
 namespace idx = torch::indexing;
 
+namespace {
+
+// [N, J]: location j lies strictly inside box n (a point on the border is outside), as [OFF].
+torch::Tensor strictly_inside(const torch::Tensor& points, const torch::Tensor& boxes) {
+  auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
+  return (x > boxes.select(1, 0).unsqueeze(1)) & (y > boxes.select(1, 1).unsqueeze(1)) &
+         (x < boxes.select(1, 2).unsqueeze(1)) & (y < boxes.select(1, 3).unsqueeze(1));
+}
+
+}  // namespace
+
 std::vector<FlatOutputs> flatten_outputs(const HeadOutput& out) {
   TORCH_CHECK(!out.cls_logits.empty(), "flatten_outputs: no levels");
   const int64_t batch = out.cls_logits[0].size(0);
@@ -63,12 +74,11 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
   a.pair_gt = a.pair_loc = torch::zeros({0}, lopts);
   a.prior = a.giou = a.joint = a.pos_weight = torch::zeros({0}, fopts);
 
+  torch::Tensor in_any_gt;  // [J]: inside some gt box; only wanted with ignore regions
   if (num_gts > 0) {
     const auto& points = grid.points.to(fopts);  // [J, 2]
-    auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
-    // m_nj: strictly inside (a point on the border is outside).  [N, J]
-    auto inside = (x > boxes.select(1, 0).unsqueeze(1)) & (y > boxes.select(1, 1).unsqueeze(1)) &
-                  (x < boxes.select(1, 2).unsqueeze(1)) & (y < boxes.select(1, 3).unsqueeze(1));
+    auto inside = strictly_inside(points, boxes);  // m_nj  [N, J]
+    if (target.ignore.defined() && target.ignore.numel() > 0) in_any_gt = inside.any(0);
     if (options.force_topk > 0) {
       // [MMD] force_topk: gts without an interior location take the k locations of largest
       // centre prior G (all levels) as candidates. Selection only: no gradient.
@@ -160,15 +170,9 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
     auto ignore = target.ignore.to(fopts);
     TORCH_CHECK(ignore.dim() == 2 && ignore.size(1) == 4,
                 "Target ignore regions must be [M, 4], got ", ignore.sizes());
-    const auto points = grid.points.to(fopts);
-    auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
-    auto inside_of = [&](const torch::Tensor& b) {  // [M, J] -> any over M: [J]
-      return ((x > b.select(1, 0).unsqueeze(1)) & (y > b.select(1, 1).unsqueeze(1)) &
-              (x < b.select(1, 2).unsqueeze(1)) & (y < b.select(1, 3).unsqueeze(1)))
-          .any(0);
-    };
-    auto ignored = inside_of(ignore);
-    if (num_gts > 0) ignored = ignored & ~inside_of(boxes);
+    auto ignored = strictly_inside(grid.points.to(fopts), ignore).any(0);  // [J]
+    // The gts' own interiors, before force_topk added candidates outside them.
+    if (in_any_gt.defined()) ignored = ignored & ~in_any_gt;
     neg_weight = neg_weight.masked_fill(ignored.unsqueeze(1), 0.0);
   }
   a.neg_weight = neg_weight;
