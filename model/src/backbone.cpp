@@ -22,7 +22,7 @@ class BasicBlockImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto identity = shortcut_ ? shortcut_->forward(x) : x;
-    return torch::relu(conv2_->forward(conv1_->forward(x)) + identity);
+    return (conv2_->forward(conv1_->forward(x)) + identity).relu_();
   }
 
  private:
@@ -47,7 +47,7 @@ class BottleneckImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto identity = shortcut_ ? shortcut_->forward(x) : x;
-    return torch::relu(conv3_->forward(conv2_->forward(conv1_->forward(x))) + identity);
+    return (conv3_->forward(conv2_->forward(conv1_->forward(x))) + identity).relu_();
   }
 
  private:

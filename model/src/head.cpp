@@ -76,10 +76,10 @@ torch::Tensor HeadImpl::run_tower(torch::nn::Sequential& tower, torch::nn::Modul
   for (size_t i = 0; i < n; ++i) {
     if (!folded.empty()) {
       const size_t k = 2 * (level * n + i);
-      x = torch::relu(torch::conv2d(x, folded[k], folded[k + 1], 1, 1));
+      x = torch::conv2d(x, folded[k], folded[k + 1], 1, 1).relu_();
     } else {
       x = tower[i]->as<ConvNormActImpl>()->forward(x);
-      x = torch::relu(norms[level * n + i]->as<torch::nn::BatchNorm2dImpl>()->forward(x));
+      x = norms[level * n + i]->as<torch::nn::BatchNorm2dImpl>()->forward(x).relu_();
     }
   }
   return x;

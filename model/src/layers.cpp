@@ -94,7 +94,9 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
     const auto type = gn_->weight.scalar_type();
     y = gn_->forward(y.scalar_type() == type ? y : y.to(type));
   }
-  return options.relu() ? torch::relu(y) : y;
+  // In place: the conv, norm and sum before it keep no output for backward, and a fresh
+  // output costs an allocation and a page-fault pass per layer at inference.
+  return options.relu() ? torch::relu_(y) : y;
 }
 
 namespace {
