@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -37,21 +38,68 @@ struct Timing {
   double median = 0, p90 = 0;
 };
 
-template <typename Fn>
-Timing time_runs(Fn&& fn, int warmup, int runs) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Timing summarise(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   Timing t;
   t.median = ms[ms.size() / 2];
   t.p90 = ms[std::min(ms.size() - 1, static_cast<size_t>(0.9 * static_cast<double>(ms.size())))];
   return t;
+}
+
+template <typename Fn>
+double time_once(Fn&& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+template <typename Fn>
+Timing time_runs(Fn&& fn, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) ms.push_back(time_once(fn));
+  return summarise(ms);
+}
+
+// A model timed against a peer in alternating blocks (kBlock runs of one, then of the
+// other), so that a machine whose speed drifts over seconds (shared or throttled cores: 2x
+// here within minutes) slows both alike. The ratio is the median of the blocks' ratios of
+// medians; a block keeps the other runtime's thread pool idle (no spinning beside it) except
+// for its first run, which is dropped.
+struct Paired {
+  Timing model, peer;
+  double ratio = 0;
+};
+
+template <typename FnA, typename FnB>
+Paired time_paired(FnA&& model, FnB&& peer, int warmup, int runs) {
+  constexpr int kBlock = 6;
+  for (int i = 0; i < warmup; ++i) {
+    model();
+    peer();
+  }
+  std::vector<double> all_model, all_peer, ratios;
+  const int blocks = std::max(3, (runs + kBlock - 2) / (kBlock - 1));
+  for (int b = 0; b < blocks; ++b) {
+    std::vector<double> bm, bp;
+    for (int i = 0; i < kBlock; ++i) {
+      const double ms = time_once(peer);
+      if (i > 0) bp.push_back(ms);
+    }
+    for (int i = 0; i < kBlock; ++i) {
+      const double ms = time_once(model);
+      if (i > 0) bm.push_back(ms);
+    }
+    ratios.push_back(median_of(bm) / median_of(bp));
+    all_model.insert(all_model.end(), bm.begin(), bm.end());
+    all_peer.insert(all_peer.end(), bp.begin(), bp.end());
+  }
+  return {summarise(all_model), summarise(all_peer), median_of(ratios)};
 }
 
 struct Options {
@@ -150,23 +198,23 @@ void run(const Options& o) {
     }
   }
   nlohmann::json rows = nlohmann::json::array();
-  std::vector<std::pair<int, double>> peer_ms;  // threads -> median
+  cv::dnn::Net net;
+  cv::Mat blob;
+  std::vector<std::string> peer_outputs;
+  auto peer_forward = [&] {
+    std::vector<cv::Mat> outs;
+    net.setInput(blob);
+    net.forward(outs, peer_outputs);
+  };
   if (!o.peer_onnx.empty()) {
     const Size ps = size_option(o.peer_size);
-    cv::dnn::Net net = cv::dnn::readNetFromONNX(o.peer_onnx);
-    cv::Mat blob({1, 3, ps.h, ps.w}, CV_32F);
+    net = cv::dnn::readNetFromONNX(o.peer_onnx);
+    blob = cv::Mat({1, 3, ps.h, ps.w}, CV_32F);
     cv::randu(blob, -1.0, 1.0);
-    const auto outputs = net.getUnconnectedOutLayersNames();
+    peer_outputs = net.getUnconnectedOutLayersNames();
     for (int t : o.threads) {
       cv::setNumThreads(t);
-      auto timing = time_runs(
-          [&] {
-            std::vector<cv::Mat> outs;
-            net.setInput(blob);
-            net.forward(outs, outputs);
-          },
-          o.warmup, o.runs);
-      peer_ms.emplace_back(t, timing.median);
+      auto timing = time_runs(peer_forward, o.warmup, o.runs);
       rows.push_back({{"model", o.peer_name},
                       {"runtime", "opencv-dnn"},
                       {"width", ps.w},
@@ -196,8 +244,8 @@ void run(const Options& o) {
     for (const auto& [precision, layout] : combinations(precisions, o.layouts)) {
       e.model->set_precision(precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
       e.model->set_channels_last(layout == "nhwc");
-      for (const auto& size_text : o.sizes.empty() ? std::vector<std::string>{own_size(e.config)}
-                                                    : o.sizes) {
+      for (const auto& size_text :
+           o.sizes.empty() ? std::vector<std::string>{own_size(e.config)} : o.sizes) {
         const Size s = size_option(size_text);
         const int d = e.config.input.size_divisor;
         const int64_t w = (s.w + d - 1) / d * d, h = (s.h + d - 1) / d * d;
@@ -219,7 +267,15 @@ void run(const Options& o) {
         if (o.profile) prof = profile(forward);
         for (int t : o.threads) {
           torch::set_num_threads(t);
-          auto timing = time_runs(forward, o.warmup, o.runs);
+          Timing timing;
+          std::optional<Paired> paired;
+          if (o.peer_onnx.empty()) {
+            timing = time_runs(forward, o.warmup, o.runs);
+          } else {
+            cv::setNumThreads(t);
+            paired = time_paired(forward, peer_forward, o.warmup, o.runs);
+            timing = paired->model;
+          }
           nlohmann::json row = {{"model", e.label},
                                 {"runtime", "libtorch"},
                                 {"layout", layout},
@@ -233,8 +289,9 @@ void run(const Options& o) {
                                 {"fps", 1000.0 * o.batch / timing.median},
                                 {"gflops", flops / 1e9},
                                 {"gflops_per_s", flops / 1e9 / (timing.median / 1000.0)}};
-          for (const auto& [pt, pms] : peer_ms) {
-            if (pt == t) row["ratio_vs_peer"] = timing.median / pms;
+          if (paired) {
+            row["ratio_vs_peer"] = paired->ratio;
+            row["peer_latency_ms_median"] = paired->peer.median;
           }
           rows.push_back(row);
         }
@@ -278,9 +335,9 @@ void run(const Options& o) {
   std::printf("\nCPU: AVX-512 %s, AVX512-BF16 %s, AMX-BF16 %s (precision auto = %s)\n",
               f.avx512_core ? "yes" : "no", f.avx512_bf16 ? "yes" : "no", f.amx_bf16 ? "yes" : "no",
               resolve_precision("auto", "cpu").c_str());
-  std::printf("\n%-*s %-10s %-4s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s\n", nw, "model",
+  std::printf("\n%-*s %-10s %-4s %-6s %-10s %3s %5s %10s %10s %8s %8s %9s %9s %8s\n", nw, "model",
               "runtime", "prec", "layout", "input", "thr", "batch", "median ms", "p90 ms", "fps",
-              "GFLOPs", "GFLOP/s", "vs peer");
+              "GFLOPs", "GFLOP/s", "vs peer", "peer ms");
   for (const auto& r : rows) {
     const std::string input =
         std::to_string(r["width"].get<int>()) + "x" + std::to_string(r["height"].get<int>());
@@ -296,9 +353,15 @@ void run(const Options& o) {
       std::printf(" %8s %9s", "-", "-");
     }
     if (r.contains("ratio_vs_peer")) {
-      std::printf(" %8.2fx", r["ratio_vs_peer"].get<double>());
+      std::printf(" %8.2fx %8.2f", r["ratio_vs_peer"].get<double>(),
+                  r["peer_latency_ms_median"].get<double>());
     }
     std::printf("\n");
+  }
+  if (!o.peer_onnx.empty()) {
+    std::printf(
+        "\nvs peer: each row timed in alternating blocks with the peer (5 runs each after one "
+        "dropped); the median of the blocks' ratios. peer ms: the peer's median alongside.\n");
   }
 }
 
@@ -314,8 +377,10 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--config", o->configs, "model config JSON file(s) instead of presets")
       ->delimiter(',');
   cmd->add_option("--model", o->model, "a model file instead of presets");
-  cmd->add_option("--size", o->sizes, "network input size(s) WxH, rounded up to the size divisor (default: each network's own, "
-                  "e.g. 640x480 for face-rt)")
+  cmd->add_option(
+         "--size", o->sizes,
+         "network input size(s) WxH, rounded up to the size divisor (default: each network's own, "
+         "e.g. 640x480 for face-rt)")
       ->delimiter(',');
   cmd->add_option("--layout", o->layouts,
                   "memory layout(s) of weights and activations: nchw, nhwc (channels-last)")
