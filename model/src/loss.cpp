@@ -76,7 +76,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
 
   torch::Tensor in_any_gt;  // [J]: inside some gt box; only wanted with ignore regions
   if (num_gts > 0) {
-    const auto& points = grid.points.to(fopts);  // [J, 2]
+    const auto& points = grid.points.to(fopts);    // [J, 2]
     auto inside = strictly_inside(points, boxes);  // m_nj  [N, J]
     if (target.ignore.defined() && target.ignore.numel() > 0) in_any_gt = inside.any(0);
     if (options.force_topk > 0) {
