@@ -38,11 +38,6 @@ struct Timing {
   double median = 0, p90 = 0;
 };
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 Timing summarise(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   Timing t;
@@ -95,11 +90,11 @@ Paired time_paired(FnA&& model, FnB&& peer, int warmup, int runs) {
       const double ms = time_once(model);
       if (i > 0) bm.push_back(ms);
     }
-    ratios.push_back(median_of(bm) / median_of(bp));
+    ratios.push_back(summarise(bm).median / summarise(bp).median);
     all_model.insert(all_model.end(), bm.begin(), bm.end());
     all_peer.insert(all_peer.end(), bp.begin(), bp.end());
   }
-  return {summarise(all_model), summarise(all_peer), median_of(ratios)};
+  return {summarise(all_model), summarise(all_peer), summarise(ratios).median};
 }
 
 struct Options {
