@@ -1008,7 +1008,10 @@ TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
   gst_query_unref(q);
   gst_harness_teardown(h);
   // Upstream's plus about one inference: the inference timed here, independently, on the same
-  // frame with the same model (median of 7). A figure of upstream's alone (or 1 ns more) fails.
+  // frame with the same model. The fastest of 7, not the median: other load on the machine only
+  // adds time, and under a training job at nice 19 the median came out 27 ms against the
+  // element's 3.7 (its own figure, taken when it started). A figure of upstream's alone (or
+  // 1 ns more) fails.
   Detector det(testing::trained_square_model());
   const cv::Mat frame = picture();
   std::vector<double> ms;
@@ -1020,8 +1023,7 @@ TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i > 0) ms.push_back(t);  // the first call allocates
   }
-  std::sort(ms.begin(), ms.end());
-  const double inference_ms = ms[ms.size() / 2];
+  const double inference_ms = *std::min_element(ms.begin(), ms.end());
   const double reported_ms = static_cast<double>(min - 10 * GST_MSECOND) / GST_MSECOND;
   EXPECT_GE(reported_ms, 0.5 * inference_ms) << "inference " << inference_ms << " ms";
   EXPECT_LE(reported_ms, 5.0 * inference_ms + 20.0) << "inference " << inference_ms << " ms";
