@@ -628,10 +628,11 @@ Resources settled_resources(int pid, const Resources& baseline, double seconds) 
   return r;
 }
 
-// Prints both snapshots ("after 10 / 100 reconnections: ...") and checks the growth from
-// `before` to `after`: resident memory under `rss_bound_kb`, fds and threads within 2.
-void expect_flat(const Resources& before, const Resources& after, long rss_bound_kb,
-                 const std::string& what, int pid) {
+// Takes the process's settled resources (up to 20 s), prints both snapshots ("after 10 / 100
+// reconnections: ...") and checks the growth from `before`: resident memory under
+// `rss_bound_kb`, fds and threads within 2, naming what it holds if they are not.
+void expect_flat(const Resources& before, int pid, long rss_bound_kb, const std::string& what) {
+  const Resources after = settled_resources(pid, before, 20);
   std::printf("after %s: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n", what.c_str(),
               before.rss_kb, after.rss_kb, before.fds, after.fds, before.threads, after.threads);
   EXPECT_LT(after.rss_kb - before.rss_kb, rss_bound_kb)
@@ -716,8 +717,7 @@ TEST_F(Pipelines, RtspChaos) {
   // the cause; glibc's per-thread malloc arenas are: under MALLOC_ARENA_MAX=2 the same test
   // measured +4 MB, flat within 245-265 MB throughout. The bound catches a leak of 1.4 MB a
   // reconnection.
-  expect_flat(at10, settled_resources(p.pid(), at10, 20), 128 * 1024, "10 / 100 reconnections",
-              p.pid());
+  expect_flat(at10, p.pid(), 128 * 1024, "10 / 100 reconnections");
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(30), 0) << p.err();
   EXPECT_TRUE(read_jsonl(file).well_formed);
@@ -988,8 +988,7 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
   // Measured from cycle 5 to 20 in five runs: -15 to +13 MB (allocator noise; 100 cycles by hand
   // stay flat after cycle 20). The bound catches a leak of 2 MB a cycle; fds and threads, exact
   // counts, are the sharp checks.
-  expect_flat(at5, settled_resources(p.pid(), at5, 20), 32 * 1024, "5 / 20 add+remove cycles",
-              p.pid());
+  expect_flat(at5, p.pid(), 32 * 1024, "5 / 20 add+remove cycles");
   const auto m = parse_metrics(http(port, "GET", "/metrics").body);
   EXPECT_EQ(m.at("autoassign_models_loaded"), 1);
   EXPECT_EQ(m.count("autoassign_frames_total{camera=\"20\"}"), 0u);  // removed: not reported
