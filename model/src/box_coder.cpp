@@ -65,7 +65,9 @@ torch::Tensor giou_ltrb(const torch::Tensor& pred, const torch::Tensor& target) 
        pb = pred.select(-1, 3);
   auto tl = target.select(-1, 0), tt = target.select(-1, 1), tr = target.select(-1, 2),
        tb = target.select(-1, 3);
-  auto pred_area = (pl + pr) * (pt + pb);
+  // A prediction whose sides cross (head.min_distance < 0 allows it) has no area, not the
+  // positive product of two negative extents.
+  auto pred_area = (pl + pr).clamp_min(0) * (pt + pb).clamp_min(0);
   auto target_area = (tl + tr) * (tt + tb);
   auto inter_w = (torch::min(pl, tl) + torch::min(pr, tr)).clamp_min(0);
   auto inter_h = (torch::min(pt, tt) + torch::min(pb, tb)).clamp_min(0);

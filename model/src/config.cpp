@@ -130,10 +130,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   if (j.contains("head")) {
     const json& h = j["head"];
-    check_keys(
-        h,
-        {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam", "norm_per_level"},
-        source, "head.");
+    check_keys(h,
+               {"channels", "num_convs", "norm", "gn_groups", "share_tower", "reparam",
+                "norm_per_level", "min_distance"},
+               source, "head.");
     get(h, "channels", c.head.channels, source, "head.");
     get(h, "num_convs", c.head.num_convs, source, "head.");
     get(h, "norm", c.head.norm, source, "head.");
@@ -141,6 +141,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     get(h, "share_tower", c.head.share_tower, source, "head.");
     get(h, "reparam", c.head.reparam, source, "head.");
     get(h, "norm_per_level", c.head.norm_per_level, source, "head.");
+    get(h, "min_distance", c.head.min_distance, source, "head.");
   }
   if (j.contains("input")) {
     const json& i = j["input"];
@@ -198,7 +199,8 @@ std::string ModelConfig::to_json(int indent) const {
                {"gn_groups", head.gn_groups},
                {"share_tower", head.share_tower},
                {"reparam", head.reparam},
-               {"norm_per_level", head.norm_per_level}};
+               {"norm_per_level", head.norm_per_level},
+               {"min_distance", head.min_distance}};
   j["input"] = {{"resize", input.resize},
                 {"short_side", input.short_side},
                 {"long_side", input.long_side},
@@ -340,6 +342,7 @@ void ModelConfig::validate() const {
   if (head.norm_per_level && head.reparam) {
     bad("head.norm_per_level and head.reparam cannot be combined");
   }
+  range("head.min_distance", head.min_distance, -1.0, 0.0);
   const int max_stride = 1 << fpn.levels.back();
   range("input.size_divisor", input.size_divisor, 1, kMaxDivisor);
   if (input.size_divisor % std::min(max_stride, 32) != 0) {

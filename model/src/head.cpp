@@ -8,7 +8,7 @@
 namespace autoassign {
 
 HeadImpl::HeadImpl(const HeadConfig& config, int num_classes, std::vector<int> strides)
-    : strides_(std::move(strides)) {
+    : strides_(std::move(strides)), min_distance_(config.min_distance) {
   const int64_t c = config.channels;
   cls_tower_ = torch::nn::Sequential();
   if (!config.share_tower) reg_tower_ = torch::nn::Sequential();
@@ -153,7 +153,7 @@ HeadOutput HeadImpl::forward(const std::vector<torch::Tensor>& pyramid) {
     // clamp + out-of-place multiply: ReLU followed by an in-place *stride breaks autograd
     // (mmdet PR #7074).
     auto t = reg_pred->forward(reg_feat);
-    out.distances.push_back(torch::clamp_min(scales[l] * t, 0.0) * strides_[l]);
+    out.distances.push_back(torch::clamp_min(scales[l] * t, min_distance_) * strides_[l]);
   }
   return out;
 }

@@ -120,8 +120,18 @@ torch::Tensor to_original_frame(const torch::Tensor& boxes, const ImageGeometry&
                      .to(boxes.device());
 }
 
-// Class-aware NMS over the candidates, the first max_detections kept, best first.
-ImageDetections keep_best(const ImageDetections& candidates, const PostprocessConfig& config) {
+// Class-aware NMS over the candidates, the first max_detections kept, best first. Boxes whose
+// sides cross (head.min_distance < 0 allows them) are no boxes and go first; with the default
+// min_distance 0 there are none.
+ImageDetections keep_best(ImageDetections candidates, const PostprocessConfig& config) {
+  const auto& c = candidates.boxes;
+  auto uncrossed =
+      ((c.select(1, 2) >= c.select(1, 0)) & (c.select(1, 3) >= c.select(1, 1))).nonzero().view(-1);
+  if (uncrossed.numel() < c.size(0)) {
+    candidates.boxes = c.index_select(0, uncrossed);
+    candidates.scores = candidates.scores.index_select(0, uncrossed);
+    candidates.labels = candidates.labels.index_select(0, uncrossed);
+  }
   auto keep = nms(candidates.boxes, candidates.scores, config.nms_iou, candidates.labels);
   if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
   keep = keep.to(candidates.boxes.device());

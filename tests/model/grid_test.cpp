@@ -50,6 +50,24 @@ TEST(BoxCoder, GiouHandValues) {
   EXPECT_FLOAT_EQ(g.item<float>(), 0.2f);
 }
 
+// head.min_distance < 0: a box may miss the point that predicts it, and its sides may cross.
+TEST(BoxCoder, GiouOfSignedDistances) {
+  // Target 3 px right of the point: ltrb (-1, 2, 4, 2) = [x+1, x+4] x [y-2, y+2]; the same
+  // prediction is a perfect match.
+  auto t = torch::tensor({-1.f, 2.f, 4.f, 2.f});
+  EXPECT_FLOAT_EQ(giou_ltrb(t, t).item<float>(), 1.f);
+  // Prediction (-2, 2, 4, 2) = [x+2, x+4]: inter 2 x 4 = 8, union 12, enclosing the target:
+  // GIoU = 8/12.
+  EXPECT_FLOAT_EQ(giou_ltrb(torch::tensor({-2.f, 2.f, 4.f, 2.f}), t).item<float>(), 8.f / 12.f);
+  // Crossed prediction (-3, -3, 1, 1): width and height -2, no area (not (-2) x (-2) = 4).
+  // Target (1, 1, 1, 1), area 4: inter 0, union 4; enclosing max(-3, 1) + max(1, 1) = 2 per
+  // side, area 4: GIoU = 0 - (4 - 4) / 4 = 0 (the product of the crossed sides gave 1.5).
+  EXPECT_FLOAT_EQ(
+      giou_ltrb(torch::tensor({-3.f, -3.f, 1.f, 1.f}), torch::tensor({1.f, 1.f, 1.f, 1.f}))
+          .item<float>(),
+      0.f);
+}
+
 TEST(BoxCoder, IouHandValues) {
   auto a = torch::tensor({{0.f, 0.f, 10.f, 10.f}});
   auto b = torch::tensor({{5.f, 0.f, 15.f, 10.f}, {20.f, 20.f, 30.f, 30.f}, {3.f, 3.f, 3.f, 8.f}});

@@ -150,6 +150,42 @@ TEST(Head, SharedTowerFeedsAllPredictors) {
   for (size_t l = 0; l < 2; ++l) EXPECT_TRUE(torch::equal(out.cls_logits[l], out.obj_logits[l]));
 }
 
+// head.min_distance bounds the distances below, in strides: 0 is FCOS's ReLU, -0.5 lets a
+// prediction reach half a stride past its point and no further.
+TEST(Head, MinDistanceBoundsTheDistancesInStrides) {
+  for (const double min_distance : {0.0, -0.5}) {
+    HeadConfig hc;
+    hc.channels = 8;
+    hc.num_convs = 1;
+    hc.norm = "bn";
+    hc.share_tower = true;
+    hc.min_distance = min_distance;
+    Head head(hc, 1, std::vector<int>{8, 16});
+    torch::NoGradGuard g;
+    // Zero weights: each distance channel is its bias times the level scale (1), times the
+    // stride, after the bound.
+    head->reg_pred->weight.zero_();
+    head->reg_pred->bias.copy_(torch::tensor({-2.f, -0.25f, 0.f, 1.5f}));
+    head->eval();
+    auto out = head->forward({torch::randn({1, 8, 4, 4}), torch::randn({1, 8, 2, 2})});
+    for (size_t l = 0; l < 2; ++l) {
+      const float s = l == 0 ? 8.f : 16.f;
+      const float lo = static_cast<float>(min_distance);
+      const std::vector<float> want = {std::max(-2.f, lo) * s, std::max(-0.25f, lo) * s, 0.f,
+                                       1.5f * s};
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_TRUE((out.distances[l][0][k] == want[k]).all().item<bool>())
+            << "level " << l << " channel " << k << " min_distance " << min_distance;
+      }
+    }
+  }
+  ModelConfig bad = ModelConfig::preset("face-rt");
+  bad.head.min_distance = -1.5;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad.head.min_distance = 0.1;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+}
+
 // How far a head's inference outputs (running statistics) are from its training outputs (the
 // batch's statistics) once the running statistics have converged on a fixed pyramid whose
 // levels differ in mean and scale, as FPN levels do: the largest difference over levels,

@@ -166,6 +166,30 @@ TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
   EXPECT_EQ(det.scores.numel(), 0);
 }
 
+// head.min_distance < 0: a box whose sides cross is no box; it is dropped before NMS, so it
+// neither suppresses nor takes a place, in both orders.
+TEST(Postprocess, DropsBoxesWhoseSidesCross) {
+  for (const std::string order : {"cvpods", "mmdet"}) {
+    auto out = one_level(-10.f);
+    out.cls_logits[0][0][0][1][1] = 5.f;  // point (8, 8): the best score, crossed box
+    out.distances[0][0][0][1][1] = -3.f;  // l + r = -3 + 2 < 0
+    out.distances[0][0][2][1][1] = 2.f;
+    out.cls_logits[0][0][0][1][2] = 4.f;  // point (16, 8): a box 8x8 about it, kept
+    PostprocessConfig cfg;
+    cfg.order = order;
+    cfg.max_detections = 1;
+    auto det = postprocess(out, 0, {8}, cfg, ImageGeometry{64, 64, 1.0, 1.0});
+    ASSERT_EQ(det.scores.numel(), 1) << order;
+    EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({12.f, 4.f, 20.f, 12.f}))) << order;
+    // A box that misses its point without crossing is a box: l = -1, r = 3 -> [9, 11].
+    out.distances[0][0][0][1][1] = -1.f;
+    out.distances[0][0][2][1][1] = 3.f;
+    det = postprocess(out, 0, {8}, cfg, ImageGeometry{64, 64, 1.0, 1.0});
+    ASSERT_EQ(det.scores.numel(), 1) << order;
+    EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({9.f, 4.f, 11.f, 12.f}))) << order;
+  }
+}
+
 // MMDetection 2.12's order (postprocess.order = "mmdet"), each difference from the authors' order
 // checked against hand-computed values.
 TEST(PostprocessMmdet, ThresholdOnPiAloneThenTimesOmega) {

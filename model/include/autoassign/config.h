@@ -51,6 +51,12 @@ struct HeadConfig {
   /// levels normalises each level with that level's batch statistics in training but with
   /// running statistics averaged over all levels at inference, which fit none of them.
   bool norm_per_level = false;
+  /// Lower bound of the predicted ltrb distances, in strides. 0 is FCOS's ReLU: every box holds
+  /// the location that predicts it, so a face smaller than the stride that falls between
+  /// locations can only be boxed too large. -0.5 lets a box miss its location by up to half a
+  /// stride, enough to box any such face tightly from its nearest location; a box whose sides
+  /// cross (width or height below 0) is no box and post-processing drops it.
+  double min_distance = 0.0;
 };
 
 struct InputConfig {

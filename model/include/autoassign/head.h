@@ -37,6 +37,7 @@ class HeadImpl : public torch::nn::Module {
 
  private:
   std::vector<int> strides_;
+  double min_distance_ = 0.0;  // HeadConfig::min_distance, in strides
   // With share_tower only cls_tower_ exists; it feeds all three predictors.
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
   // norm_per_level: each tower's BatchNorms, level-major ([level * num_convs + conv]).
