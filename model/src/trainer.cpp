@@ -144,14 +144,15 @@ Batch BatchMaker::make(int64_t it) const {
         x2 = ow - t;
       }
       // WIDER-style crop rule: a box stays if its centre is inside; it is clipped. An ignore
-      // region stays while any of it is inside.
+      // region stays while any of it is inside, and so does a cut box with ignore_cut.
       const double cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
-      if (!o.ignore && (cx < 0 || cy < 0 || cx >= ow || cy >= oh)) continue;
+      const bool cut = cx < 0 || cy < 0 || cx >= ow || cy >= oh;
+      if (!o.ignore && cut && !options_.ignore_cut) continue;
       x1 = std::clamp(x1, 0.0, double(ow));
       x2 = std::clamp(x2, 0.0, double(ow));
       y1 = std::clamp(y1, 0.0, double(oh));
       y2 = std::clamp(y2, 0.0, double(oh));
-      if (o.ignore || std::min(x2 - x1, y2 - y1) < options_.ignore_below) {
+      if (o.ignore || cut || std::min(x2 - x1, y2 - y1) < options_.ignore_below) {
         if (x2 > x1 && y2 > y1) {
           ignore.insert(ignore.end(), {float(x1), float(y1), float(x2), float(y2)});
         }
@@ -545,6 +546,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"force_topk", o.force_topk},
           {"ignore_regions", o.ignore_regions},
           {"ignore_below", o.ignore_below},
+          {"ignore_cut", o.ignore_cut},
           {"ema", o.ema},
           {"ema_ramp", o.ema_ramp}};
 }

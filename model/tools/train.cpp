@@ -127,6 +127,9 @@ void add_train(CLI::App& app) {
                   "objects whose shorter side is under PX pixels at the network input (after "
                   "the crop) become ignore regions instead of objects (0 = off)")
       ->capture_default_str();
+  cmd->add_flag("--ignore-cut", o->ignore_cut,
+                "objects whose centre the crop leaves become ignore regions over their visible "
+                "part instead of being dropped (which trains that part as background)");
   cmd->add_option("--ema", o->ema,
                   "keep an exponential moving average of the weights with this decay (e.g. "
                   "0.9995, about the last 2,000 steps) and write it as model.pt and the "

@@ -91,17 +91,19 @@ TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
   data.class_names = {"face"};
   Sample s;
   s.image = image;
-  s.objects = {{20, 20, 100, 100, 0, false},    // 40x40 at the input
-               {200, 40, 210, 52, 0, false},    // 5x6 at the input
-               {240, 100, 300, 180, 0, true}};  // invalid: 30x40 at the input
+  s.objects = {{20, 20, 100, 100, 0, false},   // 40x40 at the input
+               {200, 40, 210, 52, 0, false},   // 5x6 at the input
+               {240, 100, 300, 180, 0, true},  // invalid: 30x40 at the input
+               {280, 10, 380, 50, 0, false}};  // centre x 330 outside the 320-px picture
   data.samples = {s};
   const ModelConfig config = testing::tiny_config(1, 5, 160, 96);
-  auto targets_with = [&](bool regions, double below) {
+  auto targets_with = [&](bool regions, double below, bool cut = false) {
     TrainOptions o;
     o.batch_size = 1;
     o.hflip = false;
     o.ignore_regions = regions;
     o.ignore_below = below;
+    o.ignore_cut = cut;
     return BatchMaker(config, data, o, 0, 1).make(0).targets.at(0);
   };
   auto rows = [](const torch::Tensor& t) {
@@ -114,6 +116,7 @@ TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
   };
   using Rows = std::vector<std::vector<float>>;
   const Rows a = {{10, 10, 50, 50}}, b = {{100, 20, 105, 26}}, c = {{120, 50, 150, 90}};
+  // The cut face (centre outside) is dropped in all four cases below.
   // [OFF]'s treatment: the invalid face is dropped (background), the tiny one is a gt.
   auto t = targets_with(false, 0);
   EXPECT_EQ(rows(t.boxes), (Rows{a[0], b[0]}));
@@ -131,6 +134,15 @@ TEST(BatchMakerTargets, IgnoredAndTooSmallObjectsBecomeIgnoreRegions) {
   t = targets_with(true, 5);
   EXPECT_EQ(rows(t.boxes), (Rows{a[0], b[0]}));
   EXPECT_EQ(rows(t.ignore), c);
+  // ignore_cut: the cut face's visible part, (140, 5, 160, 25) at the input, is an ignore
+  // region, with or without the other rules.
+  const Rows d = {{140, 5, 160, 25}};
+  t = targets_with(true, 8, true);
+  EXPECT_EQ(rows(t.boxes), a);
+  EXPECT_EQ(rows(t.ignore), (Rows{b[0], c[0], d[0]}));
+  t = targets_with(false, 0, true);
+  EXPECT_EQ(rows(t.boxes), (Rows{a[0], b[0]}));
+  EXPECT_EQ(rows(t.ignore), d);
 }
 
 // --grow: a wider face-rt (C4 96->128, C5 128->192, FPN and head 48->56) started from a

@@ -77,6 +77,9 @@ struct TrainOptions {
   /// Objects whose shorter side, at the network input after the crop, is under this many
   /// pixels become ignore regions instead of gts (0 = off).
   double ignore_below = 0;
+  /// Objects whose centre the crop leaves (WIDER's crop rule drops them) become ignore regions
+  /// over their visible part instead; dropped, that part is trained as background.
+  bool ignore_cut = false;
   /// Exponential moving average of the weights and BatchNorm statistics (YOLOX's ModelEMA):
   /// after step n the average moves to d_n x average + (1 - d_n) x weights, with
   /// d_n = ema x (1 - exp(-n / ema_ramp)), so it follows the fast early changes and then
