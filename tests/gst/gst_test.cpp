@@ -1233,9 +1233,9 @@ std::vector<cv::Rect> wider_val_faces(const std::string& data, const std::string
 // frames overlap (IoU >= 0.5), so the tracker could have continued the track. When the detector
 // boxes a face twice and then drops one box (v9 on _110's second face: tight and loose boxes in
 // frame 8, two tracks, only the loose one in frame 9), the face's best box moves to the other,
-// existing track: right, and counted apart as a handover. The photos are chosen so
-// no face of a shot overlaps one of the shot before (checked below): an IoU tracker cannot tell a
-// cut, and need not here.
+// existing track: right, and counted apart as a handover. The photos are chosen so no face of a
+// shot overlaps one of the shot before (checked below): an IoU tracker cannot tell a cut, and
+// need not here.
 TEST(Tracking, IdsStayWithinAShotAndAreNewAcrossShots) {
   const char* data = std::getenv("AUTOASSIGN_DATA");
   const char* model = std::getenv("AUTOASSIGN_MODEL");
