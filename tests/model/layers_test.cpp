@@ -118,13 +118,18 @@ TEST(Reparam, FoldedNetworkEqualsTrainingForm) {
   testing::expect_outputs_close(before, model->forward(x));
 }
 
-TEST(Head, SharedTowerFeedsAllPredictors) {
+// A small head of the face-rt kind: 8 channels, BatchNorm, one tower for the three predictors.
+HeadConfig small_shared_head(int num_convs) {
   HeadConfig hc;
   hc.channels = 8;
-  hc.num_convs = 2;
+  hc.num_convs = num_convs;
   hc.norm = "bn";
   hc.share_tower = true;
-  Head head(hc, 1, std::vector<int>{8, 16});
+  return hc;
+}
+
+TEST(Head, SharedTowerFeedsAllPredictors) {
+  Head head(small_shared_head(2), 1, std::vector<int>{8, 16});
   std::set<std::string> children;
   for (const auto& c : head->named_children()) children.insert(c.key());
   EXPECT_TRUE(children.count("tower"));
@@ -154,11 +159,7 @@ TEST(Head, SharedTowerFeedsAllPredictors) {
 // prediction reach half a stride past its point and no further.
 TEST(Head, MinDistanceBoundsTheDistancesInStrides) {
   for (const double min_distance : {0.0, -0.5}) {
-    HeadConfig hc;
-    hc.channels = 8;
-    hc.num_convs = 1;
-    hc.norm = "bn";
-    hc.share_tower = true;
+    HeadConfig hc = small_shared_head(1);
     hc.min_distance = min_distance;
     Head head(hc, 1, std::vector<int>{8, 16});
     torch::NoGradGuard g;
@@ -191,11 +192,7 @@ TEST(Head, MinDistanceBoundsTheDistancesInStrides) {
 // levels differ in mean and scale, as FPN levels do: the largest difference over levels,
 // relative to the spread of that level's training output.
 double train_eval_gap(bool norm_per_level) {
-  HeadConfig hc;
-  hc.channels = 8;
-  hc.num_convs = 2;
-  hc.norm = "bn";
-  hc.share_tower = true;
+  HeadConfig hc = small_shared_head(2);
   hc.norm_per_level = norm_per_level;
   torch::manual_seed(7);
   Head head(hc, 1, std::vector<int>{8, 16, 32});
