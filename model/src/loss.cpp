@@ -70,6 +70,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
   a.has_candidates =
       torch::zeros({num_gts}, torch::TensorOptions().dtype(torch::kBool).device(device));
   a.loss_pos_sum = torch::zeros({}, fopts);
+  a.loss_reg_sum = torch::zeros({}, fopts);
   a.prior_sum = torch::zeros({}, fopts);
   a.pair_gt = a.pair_loc = torch::zeros({0}, lopts);
   a.prior = a.giou = a.joint = a.pos_weight = torch::zeros({0}, fopts);
@@ -159,6 +160,7 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
       // BCE(P^bar, 1) = -log P^bar, clamped as PyTorch's BCE. Gts without a candidate are
       // left out: [OFF] gives them a constant 100 with zero gradient (section 3.9).
       a.loss_pos_sum = -torch::log(a.bag_prob.index({a.has_candidates})).clamp_min(kLogClamp).sum();
+      a.loss_reg_sum = (a.pos_weight.detach() * (1.0 - a.giou)).sum();
       a.prior_sum = a.prior.sum();
     }
   }
@@ -195,12 +197,13 @@ std::map<std::string, torch::Tensor> autoassign_loss(
 
   auto fopts = torch::TensorOptions().dtype(torch::kFloat).device(device);
   auto pos_sum = torch::zeros({}, fopts), neg_sum = torch::zeros({}, fopts);
-  auto center_sum = torch::zeros({}, fopts);
+  auto center_sum = torch::zeros({}, fopts), reg_sum = torch::zeros({}, fopts);
   double num_gts = 0, prior_mass = 0;
   for (size_t b = 0; b < flat.size(); ++b) {
     auto a = assign_image(flat[b], grid, targets[b], prior, options);
     pos_sum = pos_sum + a.loss_pos_sum;
     neg_sum = neg_sum + a.loss_neg_sum;
+    if (options.reg_weight > 0) reg_sum = reg_sum + a.loss_reg_sum;
     const int64_t n = targets[b].boxes.size(0);
     num_gts += static_cast<double>(n);
     if (a.pair_gt.numel() > 0) {
@@ -217,6 +220,7 @@ std::map<std::string, torch::Tensor> autoassign_loss(
   losses["loss_pos"] = kLossAlpha * pos_sum / std::max(1.0, num_gts);
   losses["loss_neg"] = (1.0 - kLossAlpha) * neg_sum / std::max(1.0, prior_mass);
   losses["loss_center"] = (1.0 - kLossAlpha) * center_sum / static_cast<double>(flat.size());
+  if (options.reg_weight > 0) losses["loss_reg"] = options.reg_weight * reg_sum / std::max(1.0, num_gts);
   // Zero-weighted terms so every trainable tensor is in the graph even when a batch has no
   // candidate (unused parameters would deadlock a distributed all-reduce; section 3.9).
   auto touch = prior.mu.sum() + prior.sigma.sum();

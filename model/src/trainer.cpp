@@ -544,6 +544,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"precision", o.precision},
           {"channels_last", o.channels_last},
           {"force_topk", o.force_topk},
+          {"reg_weight", o.reg_weight},
           {"ignore_regions", o.ignore_regions},
           {"ignore_below", o.ignore_below},
           {"ignore_cut", o.ignore_cut},
@@ -580,6 +581,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
     throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
   if (o.force_topk < 0 || o.force_topk > 100)
     throw std::invalid_argument("force_topk must be in [0, 100]");
+  if (!(o.reg_weight >= 0 && o.reg_weight <= 100))
+    throw std::invalid_argument("reg_weight must be in [0, 100]");
   if (!(o.ignore_below >= 0 && o.ignore_below <= 1024))
     throw std::invalid_argument("ignore_below must be in [0, 1024] pixels");
   // The config's own checks first (bounds, refused options such as backbone.reparam), before
@@ -633,6 +636,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   const bool bf16 = o.precision == "bf16";
   AssignOptions assign;
   assign.force_topk = o.force_topk;
+  assign.reg_weight = o.reg_weight;
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -751,7 +755,8 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
         out, model->strides(), batch.targets, *model->center_prior,
         [&comm](double v) { return comm.average(v); }, assign);
     const double loss_s = seconds_since(t2);
-    auto total = losses["loss_pos"] + losses["loss_neg"] + losses["loss_center"];
+    auto total = torch::zeros({}, losses["loss_pos"].options());
+    for (const auto& [name, term] : losses) total = total + term;
     const double total_value = total.item<double>();
     if (!std::isfinite(total_value)) {
       throw std::runtime_error("loss is not finite at iteration " + std::to_string(it) +
@@ -825,6 +830,7 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
                             {"images_per_s", ips},
                             {"eta_s", eta},
                             {"elapsed_s", seconds_since(t_start)}};
+      if (result.last_losses.count("loss_reg")) row["loss_reg"] = result.last_losses["loss_reg"];
       log << row.dump() << "\n";
       log.flush();
       if (!o.quiet) {

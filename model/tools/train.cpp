@@ -119,6 +119,11 @@ void add_train(CLI::App& app) {
                   "largest centre prior as candidates, as MMDetection's force_topk (0 = off, "
                   "the authors' behaviour; 9 is MMDetection's K)")
       ->capture_default_str();
+  cmd->add_option("--reg-weight", o->reg_weight,
+                  "add W x the mean over faces of the positive-weighted GIoU loss of their "
+                  "assigned locations (not in the authors' loss, which learns boxes only inside "
+                  "the bag probability; sharper boxes on small objects; 0 = off)")
+      ->capture_default_str();
   cmd->add_flag("--ignore-regions", o->ignore_regions,
                 "train the dataset's ignored objects (WIDER invalid faces, COCO crowds, VOC "
                 "difficult) as ignore regions, with no background loss inside, instead of as "

@@ -422,6 +422,40 @@ TEST(Loss, BatchNormalisersAndWeights) {
                   1e-4, "loss_neg reduced");
 }
 
+TEST(Loss, RegWeightAddsThePositiveWeightedGiouOfTheAssignedLocations) {
+  // The optional localisation term: W * sum_nj w+_nj (1 - GIoU_nj) / N_tot, against the loop
+  // reference; the [OFF] terms stay as they were and w+ carries no gradient, so the term
+  // moves only the distances.
+  Scene sc(23);
+  const std::vector<Box> gts = {{3, 5, 21, 19, 0}, {9, 5, 35, 30, 1}, {2, 2, 30, 33, 0}};
+  const auto ref = reference(sc, gts);
+  double expected = 0;
+  for (size_t n = 0; n < gts.size(); ++n) {
+    for (int64_t j = 0; j < sc.J(); ++j) {
+      if (ref.inside[n][j]) expected += ref.wpos[n][j] * (1.0 - ref.Giou[n][j]);
+    }
+  }
+  ASSERT_GT(expected, 0.0);
+  AssignOptions options;
+  options.reg_weight = 2.5;
+  auto plain = autoassign_loss(sc.out, sc.strides, {make_target(gts)}, *sc.prior);
+  auto with = autoassign_loss(sc.out, sc.strides, {make_target(gts)}, *sc.prior, nullptr, options);
+  EXPECT_EQ(plain.count("loss_reg"), 0u);
+  ASSERT_EQ(with.count("loss_reg"), 1u);
+  expect_near_rel(with["loss_reg"].item<double>(), 2.5 * expected / 3.0, 1e-5, "loss_reg");
+  for (const char* k : {"loss_pos", "loss_neg", "loss_center"}) {
+    EXPECT_DOUBLE_EQ(with[k].item<double>(), plain[k].item<double>()) << k;
+  }
+  std::vector<torch::Tensor> inputs = {sc.out.distances[0], sc.out.distances[1],
+                                       sc.out.cls_logits[0], sc.out.obj_logits[0]};
+  auto grads = torch::autograd::grad({with["loss_reg"]}, inputs, {}, false, false, true);
+  EXPECT_GT(grads[0].abs().sum().item<double>() + grads[1].abs().sum().item<double>(), 0.0);
+  for (size_t i = 2; i < grads.size(); ++i) {
+    EXPECT_TRUE(!grads[i].defined() || grads[i].abs().sum().item<double>() == 0.0)
+        << "the positive weights must be constants in loss_reg";
+  }
+}
+
 // A full tiny model at its initial weights.
 struct InitialModel : ::testing::Test {
   void SetUp() override {

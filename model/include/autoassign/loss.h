@@ -58,6 +58,7 @@ struct ImageAssignment {
   torch::Tensor max_iou;         // [J] u_j (no grad)
   torch::Tensor neg_weight;      // [J, K] w-_jk = 1 - Phi_jk, 0 in ignore regions (no grad)
   torch::Tensor loss_pos_sum;    // scalar: sum_n -log P^bar_n over gts with candidates
+  torch::Tensor loss_reg_sum;    // scalar: sum_nj w+_nj (1 - GIoU_nj), w+ without grad
   torch::Tensor loss_neg_sum;    // scalar: sum_jk y^2 * -log(1 - y)
   torch::Tensor prior_sum;       // scalar: sum_nj G_nj m_nj (with grad)
 };
@@ -69,6 +70,12 @@ struct AssignOptions {
   /// instead of having none (AUTOASSIGN.md 3.2, 3.9). 0 = [OFF]: such gts are never learnt and
   /// their surroundings are trained as background. Small faces are mostly such gts.
   int force_topk = 0;
+  /// Weight of an explicit localisation term, not in [OFF]: the mean over gts of
+  /// sum_j w+_nj (1 - GIoU_nj), with the positive weights w+ taken as constants. AutoAssign
+  /// learns boxes only through P_loc inside the bag, whose gradient fades where the
+  /// classification confidence is low (small faces); this term keeps pulling the boxes the
+  /// assignment trusts. 0 = off (the authors' loss).
+  double reg_weight = 0.0;
 };
 
 /// Runs the assignment of section 3.10 for one image.
@@ -78,7 +85,9 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
 /// Averages a scalar over the processes of a distributed job (identity for one process).
 using MeanReducer = std::function<double(double)>;
 
-/// The batch loss: {"loss_pos", "loss_neg", "loss_center"}, each a scalar fp32 tensor.
+/// The batch loss: {"loss_pos", "loss_neg", "loss_center"}, each a scalar fp32 tensor, plus
+/// "loss_reg" (AssignOptions::reg_weight times the mean of loss_reg_sum over gts) when
+/// reg_weight > 0. The training loss is the sum of all entries.
 /// `reduce_mean` all-reduces N_tot and Z as [OFF] does under DDP (section 3.7).
 std::map<std::string, torch::Tensor> autoassign_loss(const HeadOutput& out,
                                                      const std::vector<int>& strides,

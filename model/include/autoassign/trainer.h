@@ -70,6 +70,8 @@ struct TrainOptions {
   bool channels_last = false;
   /// AssignOptions::force_topk: candidates for gts too small to contain a location (0 = off).
   int force_topk = 0;
+  /// AssignOptions::reg_weight: an explicit GIoU term on the assigned locations (0 = off).
+  double reg_weight = 0.0;
   /// The dataset's ignored objects (WIDER "invalid" faces, COCO crowds, VOC "difficult") as
   /// ignore regions (Target::ignore: no negative loss inside) instead of background, [OFF]'s
   /// treatment, where they are dropped.
