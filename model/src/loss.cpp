@@ -220,7 +220,8 @@ std::map<std::string, torch::Tensor> autoassign_loss(
   losses["loss_pos"] = kLossAlpha * pos_sum / std::max(1.0, num_gts);
   losses["loss_neg"] = (1.0 - kLossAlpha) * neg_sum / std::max(1.0, prior_mass);
   losses["loss_center"] = (1.0 - kLossAlpha) * center_sum / static_cast<double>(flat.size());
-  if (options.reg_weight > 0) losses["loss_reg"] = options.reg_weight * reg_sum / std::max(1.0, num_gts);
+  if (options.reg_weight > 0)
+    losses["loss_reg"] = options.reg_weight * reg_sum / std::max(1.0, num_gts);
   // Zero-weighted terms so every trainable tensor is in the graph even when a batch has no
   // candidate (unused parameters would deadlock a distributed all-reduce; section 3.9).
   auto touch = prior.mu.sum() + prior.sigma.sum();
