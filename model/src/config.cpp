@@ -161,13 +161,15 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   if (j.contains("postprocess")) {
     const json& p = j["postprocess"];
-    check_keys(p, {"score_threshold", "nms_iou", "topk_per_level", "max_detections", "order"},
-               source, "postprocess.");
+    check_keys(
+        p, {"score_threshold", "nms_iou", "topk_per_level", "max_detections", "order", "vote_iou"},
+        source, "postprocess.");
     get(p, "score_threshold", c.postprocess.score_threshold, source, "postprocess.");
     get(p, "nms_iou", c.postprocess.nms_iou, source, "postprocess.");
     get(p, "topk_per_level", c.postprocess.topk_per_level, source, "postprocess.");
     get(p, "max_detections", c.postprocess.max_detections, source, "postprocess.");
     get(p, "order", c.postprocess.order, source, "postprocess.");
+    get(p, "vote_iou", c.postprocess.vote_iou, source, "postprocess.");
   }
   if (c.class_names.empty()) {
     for (int k = 0; k < c.num_classes; ++k) c.class_names.push_back("class" + std::to_string(k));
@@ -214,7 +216,8 @@ std::string ModelConfig::to_json(int indent) const {
                       {"nms_iou", postprocess.nms_iou},
                       {"topk_per_level", postprocess.topk_per_level},
                       {"max_detections", postprocess.max_detections},
-                      {"order", postprocess.order}};
+                      {"order", postprocess.order},
+                      {"vote_iou", postprocess.vote_iou}};
   return j.dump(indent);
 }
 
@@ -374,6 +377,7 @@ void ModelConfig::validate() const {
   }
   range("postprocess.topk_per_level", postprocess.topk_per_level, 1, kMaxTopk);
   range("postprocess.max_detections", postprocess.max_detections, 1, kMaxTopk);
+  range("postprocess.vote_iou", postprocess.vote_iou, 0, 1);
   if (postprocess.order != "cvpods" && postprocess.order != "mmdet") {
     bad("postprocess.order '" + postprocess.order + "' is not one of cvpods, mmdet");
   }

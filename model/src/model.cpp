@@ -47,6 +47,13 @@ void AutoAssignImpl::set_channels_last(bool on) {
   channels_last_ = on;
 }
 
+void AutoAssignImpl::set_postprocess(const PostprocessConfig& postprocess) {
+  ModelConfig changed = config_;
+  changed.postprocess = postprocess;
+  changed.validate();
+  config_ = std::move(changed);
+}
+
 void AutoAssignImpl::prepare_for_inference() {
   eval();
   fuse_conv_norm(*this);

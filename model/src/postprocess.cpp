@@ -21,15 +21,16 @@ void check_nms_args(const torch::Tensor& boxes, const torch::Tensor& scores,
 
 }  // namespace
 
-torch::Tensor nms(const torch::Tensor& boxes_in, const torch::Tensor& scores_in,
-                  double iou_threshold, const torch::Tensor& labels_in) {
-  check_nms_args(boxes_in, scores_in, labels_in);
-  if (!boxes_in.device().is_cpu()) return nms_matrix(boxes_in, scores_in, iou_threshold, labels_in);
+namespace {
+
+// The greedy scan of nms() on host tensors; with vote_iou > 0 it also fills `voted` [K, 4].
+torch::Tensor greedy_nms(const torch::Tensor& boxes_in, const torch::Tensor& scores_in,
+                         double iou_threshold, const torch::Tensor& labels_in, double vote_iou,
+                         torch::Tensor* voted) {
   const int64_t n = boxes_in.size(0);
-  if (n == 0) return torch::zeros({0}, torch::kLong);
-  auto boxes = boxes_in.to(torch::kFloat).contiguous();
-  auto scores = scores_in.to(torch::kFloat).contiguous();
-  auto labels = labels_in.defined() ? labels_in.to(torch::kLong).contiguous()
+  auto boxes = boxes_in.to(torch::kCPU, torch::kFloat).contiguous();
+  auto scores = scores_in.to(torch::kCPU, torch::kFloat).contiguous();
+  auto labels = labels_in.defined() ? labels_in.to(torch::kCPU, torch::kLong).contiguous()
                                     : torch::zeros({n}, torch::kLong);
   const float* b = boxes.data_ptr<float>();
   const float* s = scores.data_ptr<float>();
@@ -44,14 +45,17 @@ torch::Tensor nms(const torch::Tensor& boxes_in, const torch::Tensor& scores_in,
   for (int64_t i = 0; i < n; ++i) {
     area[i] = std::max(0.f, b[4 * i + 2] - b[4 * i]) * std::max(0.f, b[4 * i + 3] - b[4 * i + 1]);
   }
-  std::vector<char> suppressed(n, 0);
+  std::vector<char> suppressed(n, 0), has_voted(n, 0);
   std::vector<int64_t> keep;
+  std::vector<double> sums;  // per kept box: weighted x1, y1, x2, y2 and the weight
   // Greedy: take the best box not yet suppressed, suppress every later box of its label that
   // overlaps it by more than the threshold.
   for (int64_t oi = 0; oi < n; ++oi) {
     const int64_t i = order[oi];
     if (suppressed[i]) continue;
     keep.push_back(i);
+    double acc[5] = {s[i] * b[4 * i], s[i] * b[4 * i + 1], s[i] * b[4 * i + 2], s[i] * b[4 * i + 3],
+                     s[i]};
     for (int64_t oj = oi + 1; oj < n; ++oj) {
       const int64_t j = order[oj];
       if (suppressed[j] || lab[j] != lab[i]) continue;
@@ -60,10 +64,51 @@ torch::Tensor nms(const torch::Tensor& boxes_in, const torch::Tensor& scores_in,
       if (w <= 0 || h <= 0) continue;
       const float inter = w * h;
       const float uni = area[i] + area[j] - inter;
-      if (uni > 0 && inter / uni > iou_threshold) suppressed[j] = 1;
+      if (!(uni > 0)) continue;
+      const float iou = inter / uni;
+      if (iou > iou_threshold) suppressed[j] = 1;
+      if (vote_iou > 0 && !has_voted[j] && iou >= vote_iou) {
+        has_voted[j] = 1;
+        for (int k = 0; k < 4; ++k) acc[k] += static_cast<double>(s[j]) * b[4 * j + k];
+        acc[4] += s[j];
+      }
+    }
+    if (voted) sums.insert(sums.end(), acc, acc + 5);
+  }
+  if (voted) {
+    const int64_t k = static_cast<int64_t>(keep.size());
+    *voted = torch::empty({k, 4}, torch::kFloat);
+    float* v = voted->data_ptr<float>();
+    for (int64_t r = 0; r < k; ++r) {
+      const double wsum = std::max(sums[5 * r + 4], 1e-30);
+      for (int c = 0; c < 4; ++c) v[4 * r + c] = static_cast<float>(sums[5 * r + c] / wsum);
     }
   }
   return torch::tensor(keep, torch::kLong);
+}
+
+}  // namespace
+
+torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold,
+                  const torch::Tensor& labels) {
+  check_nms_args(boxes, scores, labels);
+  if (!boxes.device().is_cpu()) return nms_matrix(boxes, scores, iou_threshold, labels);
+  if (boxes.size(0) == 0) return torch::zeros({0}, torch::kLong);
+  return greedy_nms(boxes, scores, iou_threshold, labels, 0.0, nullptr);
+}
+
+VotedNms nms_vote(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold,
+                  double vote_iou, const torch::Tensor& labels) {
+  check_nms_args(boxes, scores, labels);
+  VotedNms r;
+  if (boxes.size(0) == 0) {
+    r.keep = torch::zeros({0}, torch::kLong).to(boxes.device());
+    r.boxes = torch::zeros({0, 4}, torch::kFloat).to(boxes.device());
+    return r;
+  }
+  r.keep = greedy_nms(boxes, scores, iou_threshold, labels, vote_iou, &r.boxes).to(boxes.device());
+  r.boxes = r.boxes.to(boxes.device());
+  return r;
 }
 
 torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores,
@@ -132,11 +177,19 @@ ImageDetections keep_best(ImageDetections candidates, const PostprocessConfig& c
     candidates.scores = candidates.scores.index_select(0, uncrossed);
     candidates.labels = candidates.labels.index_select(0, uncrossed);
   }
-  auto keep = nms(candidates.boxes, candidates.scores, config.nms_iou, candidates.labels);
-  if (keep.size(0) > config.max_detections) keep = keep.narrow(0, 0, config.max_detections);
-  keep = keep.to(candidates.boxes.device());
+  torch::Tensor keep, voted;
+  if (config.vote_iou > 0) {
+    auto v = nms_vote(candidates.boxes, candidates.scores, config.nms_iou, config.vote_iou,
+                      candidates.labels);
+    keep = v.keep;
+    voted = v.boxes;
+  } else {
+    keep = nms(candidates.boxes, candidates.scores, config.nms_iou, candidates.labels);
+  }
+  const int64_t k = std::min<int64_t>(keep.size(0), config.max_detections);
+  keep = keep.narrow(0, 0, k).to(candidates.boxes.device());
   ImageDetections det;
-  det.boxes = candidates.boxes.index_select(0, keep);
+  det.boxes = voted.defined() ? voted.narrow(0, 0, k) : candidates.boxes.index_select(0, keep);
   det.scores = candidates.scores.index_select(0, keep);
   det.labels = candidates.labels.index_select(0, keep);
   return det;

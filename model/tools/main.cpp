@@ -77,7 +77,11 @@ void add_info(CLI::App& app) {
               << c.input.std[1] << "," << c.input.std[2] << "\n"
               << "postprocess   score > " << c.postprocess.score_threshold << ", NMS IoU "
               << c.postprocess.nms_iou << ", top-k/level " << c.postprocess.topk_per_level
-              << ", max " << c.postprocess.max_detections << "\n"
+              << ", max " << c.postprocess.max_detections
+              << (c.postprocess.vote_iou > 0
+                      ? ", box voting IoU " + std::to_string(c.postprocess.vote_iou).substr(0, 4)
+                      : std::string())
+              << "\n"
               << "parameters    " << count_parameters(*net) << "\n";
     const auto f = cpu_features();
     auto yes = [](bool b) { return b ? "yes" : "no"; };
@@ -138,6 +142,46 @@ void add_convert(CLI::App& app) {
     std::cout << "converted " << *in << " (format v1, LibTorch archive) -> " << *out << " (format v"
               << kModelFormatVersion << ", " << back->config().name << ", "
               << count_parameters(*back) << " parameters)\n";
+  });
+}
+
+void add_tune(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "tune",
+      "Copy a model file with new post-processing defaults (the ones detect, eval and the "
+      "element start from); the weights are copied unchanged");
+  auto in = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  // Unset options keep the file's value: -1 is outside every valid range.
+  auto threshold = std::make_shared<float>(-1.0f);
+  auto nms_iou = std::make_shared<float>(-1.0f);
+  auto vote_iou = std::make_shared<float>(-1.0f);
+  auto max_det = std::make_shared<int>(-1);
+  cmd->add_option("model", *in, "model file to read")->required();
+  cmd->add_option("-o,--output", *out, "model file to write")->required();
+  cmd->add_option("--threshold", *threshold, "score threshold, 0..1");
+  cmd->add_option("--iou-threshold", *nms_iou, "NMS IoU, (0, 1]");
+  cmd->add_option("--vote-iou", *vote_iou,
+                  "box voting after NMS: a kept box becomes the score-weighted mean of the "
+                  "candidates overlapping it by at least this IoU (0 = off)");
+  cmd->add_option("--max-detections", *max_det, "detections per image");
+  cmd->callback([=] {
+    auto model = load_model(*in);
+    PostprocessConfig p = model->config().postprocess;
+    if (*threshold != -1.0f) p.score_threshold = *threshold;
+    if (*nms_iou != -1.0f) p.nms_iou = *nms_iou;
+    if (*vote_iou != -1.0f) p.vote_iou = *vote_iou;
+    if (*max_det != -1) p.max_detections = *max_det;
+    try {
+      model->set_postprocess(p);
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError("tune", e.what());
+    }
+    save_model(*out, model);
+    const auto& q = load_model(*out)->config().postprocess;  // what every loader accepts
+    std::cout << "wrote " << *out << ": score > " << q.score_threshold << ", NMS IoU " << q.nms_iou
+              << ", box voting IoU " << q.vote_iou << " (0 = off), max " << q.max_detections
+              << "\n";
   });
 }
 
@@ -223,6 +267,7 @@ int main(int argc, char** argv) {
   autoassign::cli::add_bench(app);
   autoassign::cli::add_convert(app);
   autoassign::cli::add_import(app);
+  autoassign::cli::add_tune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

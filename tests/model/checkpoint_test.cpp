@@ -68,6 +68,34 @@ TEST_F(ModelFile, RoundTripIsBitIdentical) {
   EXPECT_EQ(read_model_config(path).name, "tiny");
 }
 
+// What `autoassign tune` does: new post-processing defaults, the weights untouched.
+TEST_F(ModelFile, NewPostprocessDefaultsTravelWithTheFile) {
+  auto loaded = load_model(path);
+  EXPECT_EQ(loaded->config().postprocess.vote_iou, 0.0f);  // off unless set
+  PostprocessConfig p = loaded->config().postprocess;
+  p.vote_iou = 0.7f;
+  p.nms_iou = 0.45f;
+  loaded->set_postprocess(p);
+  const std::string tuned = dir + "/tuned.pt";
+  save_model(tuned, loaded);
+  auto back = load_model(tuned);
+  EXPECT_EQ(back->config().postprocess.vote_iou, 0.7f);
+  EXPECT_EQ(back->config().postprocess.nms_iou, 0.45f);
+  const auto tuned_params = back->named_parameters();
+  for (const auto& p0 : model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p0.value(), tuned_params[p0.key()])) << p0.key();
+  }
+  // A bad value is refused with its field named, and nothing changes.
+  p.vote_iou = 1.5f;
+  try {
+    back->set_postprocess(p);
+    FAIL() << "vote_iou 1.5 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("postprocess.vote_iou"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(back->config().postprocess.vote_iou, 0.7f);
+}
+
 TEST_F(ModelFile, Missing) { expect_error(dir + "/nope.pt", Kind::kNotFound, "no such file"); }
 
 TEST_F(ModelFile, Directory) { expect_error(dir, Kind::kUnreadable, "is a directory"); }
@@ -348,6 +376,7 @@ TEST(Config, HostileValuesAreRefusedBeforeAnythingIsBuilt) {
   expect_msg(with("/input/std", {1.0, 0.0, 1.0}), "input.std");
   expect_msg(with("/postprocess/topk_per_level", 2000000000), "postprocess.topk_per_level");
   expect_msg(with("/postprocess/max_detections", 0), "postprocess.max_detections");
+  expect_msg(with("/postprocess/vote_iou", -0.1), "postprocess.vote_iou must be in [0, 1]");
   expect_msg(with("/class_names/0", std::string(300, 'x')), "class_names[0]");
   // Every field within its bound, but together far too large a network.
   auto big = nlohmann::json::parse(with("/backbone/channels", {4096, 4096, 4096, 4096, 4096}));

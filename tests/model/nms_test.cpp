@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // NMS against a brute-force reference, and the post-processing of section 5.
 #include <algorithm>
+#include <array>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -114,6 +116,73 @@ TEST(Nms, RejectsBadShapes) {
   EXPECT_THROW(nms(torch::zeros({3, 4}), torch::zeros({2}), 0.5), c10::Error);
 }
 
+// nms_vote against the rule written out directly: IoUs in double, every pair, then the scan.
+TEST(Nms, VotingMatchesTheRuleOnRandomBoxes) {
+  torch::manual_seed(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    // 20 objects with 3 jittered boxes each: the piles that voting averages.
+    const int64_t n = 60;
+    auto xy = torch::rand({n / 3, 2}) * 40;
+    auto wh = torch::rand({n / 3, 2}) * 12 + 4;
+    auto boxes = torch::cat({xy, xy + wh}, 1).repeat({3, 1}) + torch::randn({n, 4}) * 0.7;
+    auto scores = torch::rand({n});
+    auto labels = torch::randint(0, 2, {n}, torch::kLong);
+    const double nms_iou = 0.3 + 0.02 * trial, vote_iou = 0.25 + 0.03 * trial;
+    auto got = nms_vote(boxes, scores, nms_iou, vote_iou, labels);
+    ASSERT_TRUE(torch::equal(got.keep, nms(boxes, scores, nms_iou, labels)));
+
+    auto B = boxes.accessor<float, 2>();
+    auto S = scores.accessor<float, 1>();
+    auto L = labels.accessor<int64_t, 1>();
+    auto iou = [&](int64_t i, int64_t j) {
+      const double iw = std::min(B[i][2], B[j][2]) - std::max(B[i][0], B[j][0]);
+      const double ih = std::min(B[i][3], B[j][3]) - std::max(B[i][1], B[j][1]);
+      if (iw <= 0 || ih <= 0) return 0.0;
+      const double a = (B[i][2] - B[i][0]) * (B[i][3] - B[i][1]);
+      const double c = (B[j][2] - B[j][0]) * (B[j][3] - B[j][1]);
+      return iw * ih / (a + c - iw * ih);
+    };
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return S[i] > S[j]; });
+    std::vector<bool> gone(n, false), voted(n, false);
+    std::vector<std::array<double, 4>> expect;
+    for (int64_t oi = 0; oi < n; ++oi) {
+      const int64_t i = order[oi];
+      if (gone[i]) continue;
+      std::array<double, 4> sum{};
+      double w = S[i];
+      for (int k = 0; k < 4; ++k) sum[k] = S[i] * B[i][k];
+      for (int64_t oj = oi + 1; oj < n; ++oj) {
+        const int64_t j = order[oj];
+        if (gone[j] || L[j] != L[i]) continue;
+        const double o = iou(i, j);
+        if (o > nms_iou) gone[j] = true;
+        if (!voted[j] && o >= vote_iou) {
+          voted[j] = true;
+          for (int k = 0; k < 4; ++k) sum[k] += S[j] * B[j][k];
+          w += S[j];
+        }
+      }
+      for (auto& v : sum) v /= w;
+      expect.push_back(sum);
+    }
+    ASSERT_EQ(got.boxes.size(0), static_cast<int64_t>(expect.size()));
+    int moved = 0;
+    for (size_t r = 0; r < expect.size(); ++r) {
+      const int64_t i = got.keep[r].item<int64_t>();
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_NEAR(got.boxes[r][k].item<double>(), expect[r][k], 1e-4) << trial << " " << r;
+        moved += std::abs(expect[r][k] - B[i][k]) > 1e-3;
+      }
+    }
+    EXPECT_GT(moved, 0) << "trial " << trial << ": no kept box had a voter";
+  }
+  auto none = nms_vote(torch::zeros({0, 4}), torch::zeros({0}), 0.5, 0.6);
+  EXPECT_EQ(none.keep.numel(), 0);
+  EXPECT_EQ(none.boxes.size(0), 0);
+}
+
 // One level of outputs with hand-placed scores: stride 8, 4x4 locations, 2 classes.
 HeadOutput one_level(float fill_logit) {
   HeadOutput out;
@@ -187,6 +256,42 @@ TEST(Postprocess, DropsBoxesWhoseSidesCross) {
     det = postprocess(out, 0, {8}, cfg, ImageGeometry{64, 64, 1.0, 1.0});
     ASSERT_EQ(det.scores.numel(), 1) << order;
     EXPECT_TRUE(torch::allclose(det.boxes[0], torch::tensor({9.f, 4.f, 11.f, 12.f}))) << order;
+  }
+}
+
+// postprocess.vote_iou: the kept box becomes the score-weighted mean of its class's candidates
+// that overlap it by at least vote_iou, suppressed ones included; scores stay.
+TEST(Postprocess, BoxVotingAveragesTheSameClassCandidatesAboutAKeptBox) {
+  for (const std::string order : {"cvpods", "mmdet"}) {
+    auto out = one_level(-10.f);
+    out.cls_logits[0][0][1][2][1] = std::log(0.8f / 0.2f);  // point (8, 16), class 1: 0.4
+    out.cls_logits[0][0][1][2][2] = std::log(0.6f / 0.4f);  // point (16, 16), class 1: 0.3
+    out.cls_logits[0][0][0][2][2] = std::log(0.9f / 0.1f);  // point (16, 16), class 0: 0.45
+    // Point (16, 16) boxes [6, 12, 14, 20] (l 10, r -2): IoU 48 / 80 = 0.6 with [4, 12, 12, 20].
+    out.distances[0][0][0][2][2] = 10.f;
+    out.distances[0][0][2][2][2] = -2.f;
+    PostprocessConfig cfg;
+    cfg.order = order;
+    cfg.nms_iou = 0.5f;  // the class-1 box at (16, 16) is suppressed
+    const ImageGeometry geo{64, 64, 1.0, 1.0};
+    auto plain = postprocess(out, 0, {8}, cfg, geo);
+    cfg.vote_iou = 0.55f;
+    auto voted = postprocess(out, 0, {8}, cfg, geo);
+    cfg.vote_iou = 0.65f;  // above the pair's IoU: nothing to average
+    auto strict = postprocess(out, 0, {8}, cfg, geo);
+    for (const auto* det : {&plain, &voted, &strict}) {
+      ASSERT_EQ(det->scores.numel(), 2) << order;
+      EXPECT_NEAR(det->scores[0].item<float>(), 0.45f, 1e-6) << order;
+      EXPECT_NEAR(det->scores[1].item<float>(), 0.4f, 1e-6) << order;
+      // The class-0 box has no class-0 neighbour: never moved by the class-1 candidates.
+      EXPECT_TRUE(torch::allclose(det->boxes[0], torch::tensor({6.f, 12.f, 14.f, 20.f}))) << order;
+    }
+    EXPECT_TRUE(torch::allclose(plain.boxes[1], torch::tensor({4.f, 12.f, 12.f, 20.f}))) << order;
+    EXPECT_TRUE(torch::allclose(strict.boxes[1], plain.boxes[1])) << order;
+    // (0.4 * [4, 12, 12, 20] + 0.3 * [6, 12, 14, 20]) / 0.7
+    EXPECT_TRUE(torch::allclose(voted.boxes[1], torch::tensor({34.f / 7, 12.f, 90.f / 7, 20.f}),
+                                1e-5, 1e-4))
+        << order << ": " << voted.boxes[1];
   }
 }
 

@@ -32,6 +32,9 @@ class AutoAssignImpl : public torch::nn::Module {
   torch::ScalarType precision() const { return precision_; }
 
   const ModelConfig& config() const { return config_; }
+  /// New post-processing defaults (the ones save_model writes and Detector starts from);
+  /// validated with the rest of the config first, so a bad value changes nothing.
+  void set_postprocess(const PostprocessConfig& postprocess);
   const std::vector<int>& strides() const { return strides_; }
 
   Backbone backbone{nullptr};

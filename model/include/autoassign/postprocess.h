@@ -16,6 +16,17 @@ namespace autoassign {
 /// the device and run the greedy scan on the host.
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold,
                   const torch::Tensor& labels = {});
+/// nms() with box voting: `boxes` [K, 4] holds, for each kept index (same order), the
+/// score-weighted mean of the kept box and of every later-ranked box of its label whose IoU
+/// with it is >= vote_iou and that has not voted for a better kept box (each box votes once,
+/// for the best kept box it overlaps that much). The votes ride on the IoUs the greedy scan
+/// computes anyway, so voting costs almost nothing; it runs on the host for any device.
+struct VotedNms {
+  torch::Tensor keep;   // [K] int64, as nms()
+  torch::Tensor boxes;  // [K, 4] float, on the input's device
+};
+VotedNms nms_vote(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold,
+                  double vote_iou, const torch::Tensor& labels = {});
 /// The device path of nms(), callable on CPU tensors too (tests compare the two).
 torch::Tensor nms_matrix(const torch::Tensor& boxes, const torch::Tensor& scores,
                          double iou_threshold, const torch::Tensor& labels = {});
