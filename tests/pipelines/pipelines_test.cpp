@@ -632,13 +632,16 @@ Resources settled_resources(int pid, const Resources& baseline, double seconds) 
 
 // Takes the process's settled resources (up to 20 s), prints both snapshots ("after 10 / 100
 // reconnections: ...") and checks the growth from `before`: resident memory under
-// `rss_bound_kb`, fds and threads within 2, naming what it holds if they are not.
+// `rss_bound_kb` (0: not checked here), fds and threads within 2, naming what it holds if they
+// are not.
 void expect_flat(const Resources& before, int pid, long rss_bound_kb, const std::string& what) {
   const Resources after = settled_resources(pid, before, 20);
   std::printf("after %s: RSS %ld / %ld kB, fds %d / %d, threads %d / %d\n", what.c_str(),
               before.rss_kb, after.rss_kb, before.fds, after.fds, before.threads, after.threads);
-  EXPECT_LT(after.rss_kb - before.rss_kb, rss_bound_kb)
-      << "resident memory grew by " << (after.rss_kb - before.rss_kb) << " kB";
+  if (rss_bound_kb > 0) {
+    EXPECT_LT(after.rss_kb - before.rss_kb, rss_bound_kb)
+        << "resident memory grew by " << (after.rss_kb - before.rss_kb) << " kB";
+  }
   EXPECT_LE(after.fds, before.fds + 2) << holdings_of(pid);
   EXPECT_LE(after.threads, before.threads + 2) << holdings_of(pid);
 }
@@ -965,7 +968,7 @@ TEST_F(Pipelines, CamerasTrackAndMqttWithTheBrokerDownAtStart) {
   EXPECT_LT(to_playing, 30) << "seconds until the camera played";
 }
 
-// Twenty cameras added and removed while one keeps running: each removal leaves the others
+// Thirty cameras added and removed while one keeps running: each removal leaves the others
 // undisturbed (no reconnection, frames still flowing), and memory, fds and threads stay flat.
 TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
   Process p(cameras_cmd({"--http", "127.0.0.1:0", "--drop-when-busy", "test"}), dir_);
@@ -980,7 +983,9 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
     return j.is_object() && j.contains("frames") ? j["frames"].get<int64_t>() : -1;
   };
   Resources at5;
-  for (int cycle = 1; cycle <= 20; ++cycle) {
+  std::vector<long> rss;  // at the end of each cycle from the fifth on
+  const int kCycles = 30;
+  for (int cycle = 1; cycle <= kCycles; ++cycle) {
     const int64_t keeper_before = frames_of(0);
     const HttpAnswer added = http(port, "POST", "/streams", R"({"uri": "test"})");
     ASSERT_EQ(added.status, 201) << added.body << p.err();
@@ -997,18 +1002,27 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
     EXPECT_EQ(http(port, "GET", "/streams/" + std::to_string(id)).status, 404);
     EXPECT_GT(frames_of(0), keeper_before) << "cycle " << cycle;
     if (cycle == 5) at5 = resources_of(p.pid());
+    if (cycle >= 5) rss.push_back(resources_of(p.pid()).rss_kb);
   }
   const auto list = nlohmann::json::parse(http(port, "GET", "/streams").body);
   ASSERT_EQ(list.size(), 1u) << list.dump();
   EXPECT_EQ(list[0]["reconnects"], 0);
   EXPECT_EQ(list[0]["state"], "running");
-  // Measured from cycle 5 to 20 in five runs: -15 to +13 MB (allocator noise; 100 cycles by hand
-  // stay flat after cycle 20). The bound catches a leak of 2 MB a cycle; fds and threads, exact
-  // counts, are the sharp checks.
-  expect_flat(at5, p.pid(), 32 * 1024, "5 / 20 add+remove cycles");
+  // Resident memory swings while streams come and go (the buffers of the stream being set up
+  // or torn down; polled during one run on a 2-core machine: 206-256 MB), so two single samples
+  // differed by up to +57 MB in 1 run of 4 with no leak. The floor does not swing (the lowest of
+  // cycles 5-9 against the lowest of the last five moved -3 to +9 MB in eight runs); it catches
+  // a leak of 2 MB a cycle (+42 MB over the 21 cycles between). fds and threads, exact counts,
+  // are the sharp checks.
+  const long early = *std::min_element(rss.begin(), rss.begin() + 5);
+  const long late = *std::min_element(rss.end() - 5, rss.end());
+  std::printf("lowest RSS over cycles 5-9 / %d-%d: %ld / %ld kB\n", kCycles - 4, kCycles, early,
+              late);
+  EXPECT_LT(late - early, 32 * 1024) << "resident memory floor grew by " << (late - early) << " kB";
+  expect_flat(at5, p.pid(), 0, "5 / 30 add+remove cycles");
   const auto m = parse_metrics(http(port, "GET", "/metrics").body);
   EXPECT_EQ(m.at("autoassign_models_loaded"), 1);
-  EXPECT_EQ(m.count("autoassign_frames_total{camera=\"20\"}"), 0u);  // removed: not reported
+  EXPECT_EQ(m.count("autoassign_frames_total{camera=\"30\"}"), 0u);  // removed: not reported
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(30), 0) << p.err();
   EXPECT_TRUE(read_jsonl(dir_ + "/camera-0.jsonl").well_formed);
