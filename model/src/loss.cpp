@@ -160,7 +160,8 @@ ImageAssignment assign_image(const FlatOutputs& out, const Grid& grid, const Tar
       // BCE(P^bar, 1) = -log P^bar, clamped as PyTorch's BCE. Gts without a candidate are
       // left out: [OFF] gives them a constant 100 with zero gradient (section 3.9).
       a.loss_pos_sum = -torch::log(a.bag_prob.index({a.has_candidates})).clamp_min(kLogClamp).sum();
-      a.loss_reg_sum = (a.pos_weight.detach() * (1.0 - a.giou)).sum();
+      // Only when asked for: it would be one more graph node per image in every step.
+      if (options.reg_weight > 0) a.loss_reg_sum = (a.pos_weight.detach() * (1.0 - a.giou)).sum();
       a.prior_sum = a.prior.sum();
     }
   }

@@ -77,11 +77,9 @@ void add_info(CLI::App& app) {
               << c.input.std[1] << "," << c.input.std[2] << "\n"
               << "postprocess   score > " << c.postprocess.score_threshold << ", NMS IoU "
               << c.postprocess.nms_iou << ", top-k/level " << c.postprocess.topk_per_level
-              << ", max " << c.postprocess.max_detections
-              << (c.postprocess.vote_iou > 0
-                      ? ", box voting IoU " + std::to_string(c.postprocess.vote_iou).substr(0, 4)
-                      : std::string())
-              << "\n"
+              << ", max " << c.postprocess.max_detections;
+    if (c.postprocess.vote_iou > 0) std::cout << ", box voting IoU " << c.postprocess.vote_iou;
+    std::cout << "\n"
               << "parameters    " << count_parameters(*net) << "\n";
     const auto f = cpu_features();
     auto yes = [](bool b) { return b ? "yes" : "no"; };

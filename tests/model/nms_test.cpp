@@ -259,8 +259,9 @@ TEST(Postprocess, DropsBoxesWhoseSidesCross) {
   }
 }
 
-// postprocess.vote_iou: the kept box becomes the score-weighted mean of its class's candidates
-// that overlap it by at least vote_iou, suppressed ones included; scores stay.
+// postprocess.vote_iou: the kept box becomes the score-weighted mean of itself and the
+// lower-scored candidates of its class that overlap it by at least vote_iou, suppressed ones
+// included; scores stay.
 TEST(Postprocess, BoxVotingAveragesTheSameClassCandidatesAboutAKeptBox) {
   for (const std::string order : {"cvpods", "mmdet"}) {
     auto out = one_level(-10.f);

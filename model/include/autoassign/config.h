@@ -84,9 +84,9 @@ struct PostprocessConfig {
   /// Box voting in NMS (0 = off, the authors' behaviour): each kept box becomes the
   /// score-weighted mean of itself and the lower-scored same-class candidates whose IoU with
   /// it is at least this (each candidate votes once, for the best such kept box); scores
-  /// unchanged (nms_vote). The candidates a detector piles on one object
-  /// disagree by a few pixels; their mean is closer to the object than the single best, which
-  /// counts for small objects, where a few pixels decide IoU >= 0.5.
+  /// unchanged (nms_vote). The candidates a detector piles on one object disagree by a few
+  /// pixels; their mean is closer to the object than the single best, which counts for small
+  /// objects, where a few pixels decide IoU >= 0.5.
   float vote_iou = 0.0f;
   /// The order of scoring, top-k and threshold. "cvpods" (the authors' code, the default): s =
   /// pi * omega, the top-k (location, class) pairs by s per level, keep s > score_threshold,

@@ -58,7 +58,8 @@ struct ImageAssignment {
   torch::Tensor max_iou;         // [J] u_j (no grad)
   torch::Tensor neg_weight;      // [J, K] w-_jk = 1 - Phi_jk, 0 in ignore regions (no grad)
   torch::Tensor loss_pos_sum;    // scalar: sum_n -log P^bar_n over gts with candidates
-  torch::Tensor loss_reg_sum;    // scalar: sum_nj w+_nj (1 - GIoU_nj), w+ without grad
+  torch::Tensor loss_reg_sum;    // scalar: sum_nj w+_nj (1 - GIoU_nj), w+ without grad; 0
+                                 // unless AssignOptions::reg_weight > 0
   torch::Tensor loss_neg_sum;    // scalar: sum_jk y^2 * -log(1 - y)
   torch::Tensor prior_sum;       // scalar: sum_nj G_nj m_nj (with grad)
 };
