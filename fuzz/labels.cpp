@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "autoassign/types.h"
+#include "autoassign/core/types.h"
 #include "common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -9,7 +9,8 @@
 #include <gst/gst.h>
 #include <nlohmann/json.hpp>
 
-#include "roi.h"
+#include "frame_json.h"
+#include "roi_meta.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   gst_init(nullptr, nullptr);

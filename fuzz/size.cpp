@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <regex>
 
-#include "autoassign/types.h"
+#include "autoassign/core/types.h"
 #include "common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,12 +2,12 @@
 // The model-file reader's header parser (tensor_file.h), on whole files in memory: either a
 // named std::invalid_argument, or a header whose tensors tile the data section exactly, each
 // of numel x element-size bytes; a "config" in its metadata goes through the config parser.
-#include "autoassign/tensor_file.h"
+#include "autoassign/core/tensor_file.h"
 
 #include <cstdlib>
 #include <stdexcept>
 
-#include "autoassign/config.h"
+#include "autoassign/core/config.h"
 #include "common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,7 +2,7 @@
 // The PyTorch checkpoint reader (torch_checkpoint.h) on whole files in memory: either a named
 // std::invalid_argument, or a checkpoint whose every tensor view lies inside the bytes the
 // reader hands out for it (offset + the furthest strided element, times the element size).
-#include "autoassign/torch_checkpoint.h"
+#include "autoassign/core/torch_checkpoint.h"
 
 #include <cstdlib>
 #include <stdexcept>

@@ -31,13 +31,15 @@
 #include <thread>
 #include <vector>
 
-#include "autoassign/detector.h"
-#include "autoassign/scheduler.h"
-#include "autoassign/shared_cache.h"
-#include "roi.h"
-#ifdef AUTOASSIGN_WITH_CUDA
-#include "cuda_frame.h"
-#endif
+#include "autoassign/core/files.h"
+#include "autoassign/core/scheduler.h"
+#include "autoassign/core/shared_cache.h"
+#include "autoassign/infer/detector.h"
+#include "element.h"
+#include "inference_mark.h"
+#include "model_pool.h"
+#include "roi_meta.h"
+#include "video_frame.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_detect_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_detect_debug
@@ -60,6 +62,8 @@ enum {
   PROP_DROP_WHEN_BUSY,
   PROP_INPUT_SIZE,
   PROP_PRECISION,
+  PROP_KEEP_MODELS,
+  PROP_LOADED_MODELS,
 };
 
 #define DEFAULT_DEVICE "cpu"
@@ -131,107 +135,22 @@ Settings settings_of(GstAutoAssignDetect* self) {
   return self->priv->settings;
 }
 
-// A labels file that cannot be opened: RESOURCE NOT_FOUND, like a missing model file.
-struct LabelsFileMissing : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// The names of a labels file (autoassign::parse_labels: invalid UTF-8 replaced, warned about).
-std::vector<std::string> read_labels(const std::string& path, std::vector<std::string>* warnings) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw LabelsFileMissing("cannot open labels file '" + path + "'");
-  // 10,000 classes of 256-byte names fit in 3 MB: a larger file is not a labels file.
-  in.seekg(0, std::ios::end);
-  if (in.tellg() > (16 << 20)) {
-    throw std::invalid_argument("labels file '" + path + "' is larger than 16 MB");
-  }
-  in.seekg(0);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return autoassign::parse_labels(text.str(), path, warnings);
-}
-
-// Builds a Detector from the settings; throws what the library throws. Problems that do not
-// stop it (a label that is not UTF-8) go to `warnings`.
-std::shared_ptr<Detector> make_detector(const Settings& s, std::vector<std::string>* warnings) {
-  DetectorOptions o;
-  o.device = s.device;
-  o.threads = s.threads;
-  o.threshold = static_cast<float>(s.threshold);
-  o.iou_threshold = static_cast<float>(s.iou_threshold);
-  o.max_detections = s.max_detections;
-  o.precision = s.precision;
-  if (!s.input_size.empty() &&
-      !autoassign::parse_size(s.input_size, &o.input_width, &o.input_height)) {
-    throw std::invalid_argument("input-size must be WxH (e.g. 960x576), got '" +
-                                autoassign::sanitize_utf8(s.input_size) + "'");
-  }
-  auto det = std::make_shared<Detector>(s.model_file, o);
-  if (!s.labels_file.empty()) {
-    auto names = read_labels(s.labels_file, warnings);
-    try {
-      det->set_class_names(names);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("labels file '" + s.labels_file + "': " + e.what());
-    }
-  }
-  return det;
+// What the shared model depends on, from the settings.
+autoassign::gst::ModelSpec spec_of(const Settings& s) {
+  autoassign::gst::ModelSpec m;
+  m.model_file = s.model_file;
+  m.device = s.device;
+  m.threads = s.threads;
+  m.labels_file = s.labels_file;
+  m.input_size = s.input_size;
+  m.precision = s.precision;
+  return m;
 }
 
 void post_warnings(GstAutoAssignDetect* self, const std::vector<std::string>& warnings) {
   for (const auto& w : warnings) {
     GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS, ("%s", w.c_str()), (nullptr));
   }
-}
-
-// Reports a failure to build the detector as the element error the kind of failure calls for.
-void post_load_error(GstAutoAssignDetect* self, const std::exception& e) {
-  using Kind = autoassign::ModelFileError::Kind;
-  // Paths and messages may hold bytes that are not UTF-8; GLib needs valid text.
-  const std::string msg = autoassign::sanitize_utf8(e.what());
-  if (auto* mf = dynamic_cast<const autoassign::ModelFileError*>(&e)) {
-    switch (mf->kind()) {
-      case Kind::kNotFound:
-        GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", msg.c_str()), (nullptr));
-        return;
-      case Kind::kVersion:
-        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", msg.c_str()), (nullptr));
-        return;
-      default:
-        GST_ELEMENT_ERROR(self, RESOURCE, READ, ("%s", msg.c_str()), (nullptr));
-        return;
-    }
-  }
-  if (dynamic_cast<const LabelsFileMissing*>(&e)) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", msg.c_str()), (nullptr));
-    return;
-  }
-  if (dynamic_cast<const autoassign::DeviceError*>(&e)) {
-    GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("%s", msg.c_str()), (nullptr));
-    return;
-  }
-  GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", msg.c_str()), (nullptr));
-}
-
-// The process's loaded models, shared: N camera pipelines in one process hold one copy of the
-// weights. Thresholds are per element (passed per call), so sharing changes no behaviour.
-autoassign::SharedCache<Detector>& model_pool() {
-  static autoassign::SharedCache<Detector> pool;
-  return pool;
-}
-
-std::string model_key(const Settings& s) {
-  return s.model_file + '\n' + s.device + '\n' + std::to_string(s.threads) + '\n' + s.labels_file +
-         '\n' + s.input_size + '\n' + s.precision;
-}
-
-// The shared Detector for these settings, loading it if no element holds it. `fresh` (a
-// model-file set while playing) always reads the file again, since it may have changed on
-// disk, and then becomes the shared copy for elements that load after it.
-std::shared_ptr<Detector> acquire_detector(const Settings& s, std::vector<std::string>* warnings,
-                                           bool fresh = false) {
-  return model_pool().acquire(
-      model_key(s), [&] { return make_detector(s, warnings); }, fresh);
 }
 
 std::shared_ptr<Detector> current_detector(GstAutoAssignDetect* self) {
@@ -244,40 +163,8 @@ std::shared_ptr<autoassign::InferenceScheduler> scheduler_of(GstAutoAssignDetect
   return self->priv->scheduler;
 }
 
-// A frame mapped for reading for as long as the object lives: system memory through its CPU
-// pointers, CUDA memory (when built with the cuda option) through its device pointers, never
-// copying pixels. Throws std::runtime_error when the buffer cannot be mapped or described.
-class MappedFrame {
- public:
-  MappedFrame(const GstVideoInfo* info, GstBuffer* buffer) {
-#ifdef AUTOASSIGN_WITH_CUDA
-    if (autoassign::gst::is_cuda_buffer(buffer)) {
-      mapped_ = autoassign::gst::map_cuda_frame(&frame_, info, buffer, &view_);
-      if (!mapped_) throw std::runtime_error("cannot map the CUDA video frame");
-      return;
-    }
-#endif
-    mapped_ = gst_video_frame_map(&frame_, const_cast<GstVideoInfo*>(info), buffer, GST_MAP_READ);
-    if (!mapped_) throw std::runtime_error("cannot map the video frame for reading");
-    view_ = autoassign::gst::frame_view(&frame_);  // may throw: the destructor does not run
-  }
-  ~MappedFrame() {
-    if (mapped_) gst_video_frame_unmap(&frame_);
-  }
-  MappedFrame(const MappedFrame&) = delete;
-  MappedFrame& operator=(const MappedFrame&) = delete;
-  const autoassign::ImageView& view() const { return view_; }
-  int width() const { return GST_VIDEO_FRAME_WIDTH(&frame_); }
-  int height() const { return GST_VIDEO_FRAME_HEIGHT(&frame_); }
-
- private:
-  GstVideoFrame frame_{};  // zeroed: frame_view reads its map table
-  autoassign::ImageView view_;
-  bool mapped_ = false;
-};
-
-// Runs the detector on a frame with the thresholds of the moment; boxes normalised by the frame
-// size, the time the model took in `ms` (it travels on the buffer's inference mark).
+// Runs the detector on a frame with the thresholds of the moment: boxes in the frame's pixels
+// with its size, the time the model took in `ms` (it travels on the buffer's inference mark).
 autoassign::InferenceResult run_detector(GstAutoAssignDetect* self, const GstVideoInfo* info,
                                          GstBuffer* buffer) {
   auto det = current_detector(self);
@@ -287,35 +174,36 @@ autoassign::InferenceResult run_detector(GstAutoAssignDetect* self, const GstVid
   params.threshold = static_cast<float>(s.threshold);
   params.iou_threshold = static_cast<float>(s.iou_threshold);
   params.max_detections = s.max_detections;
-  MappedFrame frame(info, buffer);
+  autoassign::gst::MappedFrame frame(info, buffer);
   autoassign::InferenceResult r;
   const auto t0 = std::chrono::steady_clock::now();
   r.detections = det->detect(frame.view(), params);
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   r.pts = GST_BUFFER_PTS_IS_VALID(buffer) ? static_cast<int64_t>(GST_BUFFER_PTS(buffer)) : -1;
-  const double w = frame.width(), h = frame.height();
-  for (auto& d : r.detections) {
-    d.x1 = static_cast<float>(d.x1 / w);
-    d.x2 = static_cast<float>(d.x2 / w);
-    d.y1 = static_cast<float>(d.y1 / h);
-    d.y2 = static_cast<float>(d.y2 / h);
-  }
+  // Boxes stay in this frame's pixels, with its size, until they are attached.
+  r.width = frame.width();
+  r.height = frame.height();
   return r;
 }
 
-// Attaches what the scheduler says this frame carries (boxes back in pixels) and the inference
-// mark.
+// Attaches what the scheduler says this frame carries and the inference mark. The boxes are in
+// the pixels of the frame they were found on; only a result from a frame of another size
+// (drop-when-busy across a caps change) is scaled to this one.
 void attach(GstBuffer* buffer, const autoassign::FrameBoxes& boxes, int w, int h) {
   if (boxes.has_result) {
-    std::vector<Detection> px = boxes.result.detections;
-    for (auto& d : px) {
-      d.x1 *= static_cast<float>(w);
-      d.x2 *= static_cast<float>(w);
-      d.y1 *= static_cast<float>(h);
-      d.y2 *= static_cast<float>(h);
+    const auto& r = boxes.result;
+    std::vector<Detection> px = r.detections;
+    if ((r.width != w || r.height != h) && r.width > 0 && r.height > 0) {
+      const float sx = static_cast<float>(w) / static_cast<float>(r.width);
+      const float sy = static_cast<float>(h) / static_cast<float>(r.height);
+      for (auto& d : px) {
+        d.x1 *= sx;
+        d.x2 *= sx;
+        d.y1 *= sy;
+        d.y2 *= sy;
+      }
     }
-    const GstClockTime pts =
-        boxes.result.pts < 0 ? GST_CLOCK_TIME_NONE : static_cast<GstClockTime>(boxes.result.pts);
+    const GstClockTime pts = r.pts < 0 ? GST_CLOCK_TIME_NONE : static_cast<GstClockTime>(r.pts);
     autoassign::gst::attach_detections(buffer, px, w, h, pts);
   }
   autoassign::gst::mark_inference(buffer, boxes.fresh, boxes.fresh ? boxes.result.ms : 0);
@@ -352,7 +240,7 @@ void join_loader(GstAutoAssignDetect* self) {
 void reload_model(GstAutoAssignDetect* self, Settings s) {
   try {
     std::vector<std::string> warnings;
-    auto det = acquire_detector(s, &warnings, /*fresh=*/true);
+    auto det = autoassign::gst::acquire_model(spec_of(s), &warnings, /*fresh=*/true);
     post_warnings(self, warnings);
     {
       std::lock_guard<std::mutex> lock(self->priv->detector_lock);
@@ -368,7 +256,7 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
   } catch (const std::exception& e) {
     // An error on the bus, of the same kind as a failed start (the application decides
     // whether to stop); until then the running model keeps serving frames.
-    post_load_error(self, e);
+    autoassign::gst::post_model_error(GST_ELEMENT(self), e);
   }
 }
 
@@ -381,7 +269,7 @@ gboolean detect_start(GstBaseTransform* trans) {
   }
   try {
     std::vector<std::string> warnings;
-    auto det = acquire_detector(s, &warnings);
+    auto det = autoassign::gst::acquire_model(spec_of(s), &warnings);
     post_warnings(self, warnings);
     GST_INFO_OBJECT(self, "model %s on %s: precision %s (asked %s), layout %s",
                     det->info().name.c_str(), det->device().c_str(), det->precision().c_str(),
@@ -389,7 +277,7 @@ gboolean detect_start(GstBaseTransform* trans) {
     std::lock_guard<std::mutex> lock(self->priv->detector_lock);
     self->priv->detector = det;
   } catch (const std::exception& e) {
-    post_load_error(self, e);
+    autoassign::gst::post_model_error(GST_ELEMENT(self), e);
     return FALSE;
   }
   autoassign::InferenceScheduler::Options options;
@@ -414,7 +302,7 @@ gboolean detect_start(GstBaseTransform* trans) {
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       scheduler->set_inference_ms(ms);
     } catch (const std::exception& e) {
-      post_load_error(self, e);
+      autoassign::gst::post_model_error(GST_ELEMENT(self), e);
       return FALSE;
     }
   }
@@ -440,9 +328,8 @@ gboolean detect_sink_event(GstBaseTransform* trans, GstEvent* event) {
   return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_detect_parent_class)->sink_event(trans, event);
 }
 
-GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
-  auto* self = GST_AUTO_ASSIGN_DETECT(trans);
-  GstVideoInfo* info = &GST_VIDEO_FILTER(trans)->in_info;
+GstFlowReturn detect_buffer(GstAutoAssignDetect* self, GstBuffer* buffer) {
+  GstVideoInfo* info = &GST_VIDEO_FILTER(self)->in_info;
   const int w = GST_VIDEO_INFO_WIDTH(info), h = GST_VIDEO_INFO_HEIGHT(info);
   auto scheduler = scheduler_of(self);
   if (!scheduler) {
@@ -502,6 +389,12 @@ GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
   }
   return GST_FLOW_OK;
+}
+
+GstFlowReturn detect_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
+  return autoassign::gst::guarded(GST_ELEMENT(trans), "inference", [&] {
+    return detect_buffer(GST_AUTO_ASSIGN_DETECT(trans), buffer);
+  });
 }
 
 gboolean detect_query(GstBaseTransform* trans, GstPadDirection direction, GstQuery* query) {
@@ -604,6 +497,10 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
       s.precision = v ? v : DEFAULT_PRECISION;
       break;
     }
+    case PROP_KEEP_MODELS:
+      // Process-wide (the pool is): not a setting of this element.
+      autoassign::gst::keep_models(g_value_get_boolean(value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -649,6 +546,12 @@ void detect_get_property(GObject* object, guint prop_id, GValue* value, GParamSp
       break;
     case PROP_PRECISION:
       g_value_set_string(value, s.precision.c_str());
+      break;
+    case PROP_KEEP_MODELS:
+      g_value_set_boolean(value, autoassign::gst::keeping_models());
+      break;
+    case PROP_LOADED_MODELS:
+      g_value_set_uint(value, static_cast<guint>(autoassign::gst::loaded_models()));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -759,6 +662,23 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
                           "Box decoding, scores and NMS stay fp32; applies at the next "
                           "READY->PAUSED",
                           DEFAULT_PRECISION, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_KEEP_MODELS,
+      g_param_spec_boolean(
+          "keep-models", "Keep models",
+          "Process-wide: keep every model the process's autoassigndetect elements load (and "
+          "those loaded now) after its last element stops, until set FALSE again. A service "
+          "that restarts pipelines (a camera reconnecting, cameras added and removed) then reads "
+          "each model file once, and its memory does not grow and shrink with every restart",
+          FALSE, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_LOADED_MODELS,
+      g_param_spec_uint("loaded-models", "Loaded models",
+                        "Process-wide: models loaded now, shared by the elements whose "
+                        "model-file, device, threads, labels-file, input-size and precision are "
+                        "the same (in use or kept)",
+                        0, G_MAXUINT, 0,
+                        static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   gst_element_class_set_static_metadata(
       element_class, "AutoAssign object detector", "Filter/Analyzer/Video",
       "Detects objects with an AutoAssign model and attaches GstVideoRegionOfInterestMeta",
@@ -789,7 +709,3 @@ static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
   self->priv = new GstAutoAssignDetectPrivate();
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
 }
-
-void autoassign_detect_keep_models(gboolean keep) { model_pool().keep(keep); }
-
-size_t autoassign_detect_loaded_models() { return model_pool().alive(); }

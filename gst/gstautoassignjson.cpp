@@ -16,14 +16,18 @@
 #include "gstautoassignjson.h"
 
 #include <cstdio>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "autoassign/types.h"
-#include "roi.h"
+#include "autoassign/core/types.h"
+#include "element.h"
+#include "frame_json.h"
+#include "roi_meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_json_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_json_debug
@@ -32,21 +36,36 @@ enum { PROP_0, PROP_LOCATION, PROP_POST_MESSAGES, PROP_APPEND, PROP_SOURCE };
 #define DEFAULT_LOCATION "-"
 #define DEFAULT_POST_MESSAGES FALSE
 
-struct JsonState {
-  std::mutex lock;  // guards everything here
+namespace {
+
+// Written by properties (any thread); read at start and per frame, under settings_lock.
+struct Settings {
   std::string location = DEFAULT_LOCATION;
   bool post_messages = DEFAULT_POST_MESSAGES;
   bool append = false;
   std::string source;  // written as "source" when set (gvametaconvert's field)
-  FILE* out = nullptr;
-  bool owns_out = false;
-  GstVideoInfo info;
-  bool have_info = false;
+};
+
+// Made at start, dropped at stop (gst-plugins-rs's Settings/State split): the open output and
+// the frame size of the current caps, under state_lock.
+struct State {
+  std::string location;       // as it was at start
+  std::shared_ptr<FILE> out;  // closed with the state (stdout is not); null: messages only
+  autoassign::gst::VideoSize size;
+};
+
+}  // namespace
+
+struct GstAutoAssignJsonPrivate {
+  std::mutex settings_lock;
+  Settings settings;
+  std::mutex state_lock;
+  std::optional<State> state;
 };
 
 struct _GstAutoAssignJson {
   GstBaseTransform parent;
-  JsonState* state;
+  GstAutoAssignJsonPrivate* priv;
 };
 
 G_DEFINE_TYPE(GstAutoAssignJson, gst_auto_assign_json, GST_TYPE_BASE_TRANSFORM);
@@ -55,97 +74,88 @@ GST_ELEMENT_REGISTER_DEFINE(autoassignjson, "autoassignjson", GST_RANK_NONE,
 
 namespace {
 
+Settings settings_of(GstAutoAssignJson* self) {
+  std::lock_guard<std::mutex> lock(self->priv->settings_lock);
+  return self->priv->settings;
+}
+
 gboolean json_start(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  if (st->location.empty()) return TRUE;  // messages only
-  if (st->location == "-") {
-    st->out = stdout;
-    st->owns_out = false;
-    return TRUE;
+  auto* self = GST_AUTO_ASSIGN_JSON(trans);
+  const Settings s = settings_of(self);
+  State st;
+  st.location = s.location;
+  if (s.location == "-") {
+    st.out = std::shared_ptr<FILE>(stdout, [](FILE*) {});
+  } else if (!s.location.empty()) {  // empty: messages only
+    std::string error;
+    FILE* f = autoassign::gst::open_output(s.location, s.append, &error);
+    if (!f) {
+      GST_ELEMENT_ERROR(trans, RESOURCE, OPEN_WRITE,
+                        ("cannot open '%s' for writing: %s", s.location.c_str(), error.c_str()),
+                        (nullptr));
+      return FALSE;
+    }
+    st.out = std::shared_ptr<FILE>(f, [](FILE* file) { std::fclose(file); });
   }
-  st->out = std::fopen(st->location.c_str(), st->append ? "a" : "w");
-  if (!st->out) {
-    GST_ELEMENT_ERROR(trans, RESOURCE, OPEN_WRITE,
-                      ("cannot open '%s' for writing: %s", st->location.c_str(), g_strerror(errno)),
-                      (nullptr));
-    return FALSE;
-  }
-  st->owns_out = true;
+  std::lock_guard<std::mutex> lock(self->priv->state_lock);
+  self->priv->state.emplace(std::move(st));
   return TRUE;
 }
 
 gboolean json_stop(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  if (st->out && st->owns_out) std::fclose(st->out);
-  st->out = nullptr;
-  st->have_info = false;
+  auto* self = GST_AUTO_ASSIGN_JSON(trans);
+  std::lock_guard<std::mutex> lock(self->priv->state_lock);
+  self->priv->state.reset();  // closes the file
   return TRUE;
 }
 
 gboolean json_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
-  auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  st->have_info = gst_video_info_from_caps(&st->info, incaps);
-  return st->have_info;
+  auto* self = GST_AUTO_ASSIGN_JSON(trans);
+  autoassign::gst::VideoSize size;
+  if (!autoassign::gst::video_size_of(incaps, &size)) return FALSE;
+  std::lock_guard<std::mutex> lock(self->priv->state_lock);
+  if (self->priv->state) self->priv->state->size = size;
+  return TRUE;
 }
 
 using autoassign::gst::json_text;
 
-GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer);
-
-// No exception may cross into GStreamer's C code: anything thrown (allocation failure, a bug)
-// becomes an element error.
-GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
-  try {
-    return json_transform_ip_impl(trans, buffer);
-  } catch (const std::exception& e) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("writing JSON failed: %s", e.what()), (nullptr));
-  } catch (...) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("writing JSON failed"), (nullptr));
-  }
-  return GST_FLOW_ERROR;
-}
-
-GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
-  auto* st = GST_AUTO_ASSIGN_JSON(trans)->state;
+GstFlowReturn json_write(GstAutoAssignJson* self, GstBuffer* buffer) {
   const auto rois = autoassign::gst::read_rois(buffer);
+  const Settings s = settings_of(self);
   // Messages are posted after the lock is released: a synchronous bus handler may call back
-  // into this element (g_object_get), which takes the same lock.
+  // into this element (g_object_get), which takes the settings lock.
   std::vector<GstMessage*> messages;
-  std::unique_lock<std::mutex> lock(st->lock);
-  const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
-  const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
+  std::unique_lock<std::mutex> lock(self->priv->state_lock);
+  if (!self->priv->state) return GST_FLOW_FLUSHING;
+  State& st = *self->priv->state;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
-  const nlohmann::json frame = autoassign::gst::frame_to_json(buffer, rois, w, h, st->source);
-  if (st->post_messages) {
+  const nlohmann::json frame =
+      autoassign::gst::frame_to_json(buffer, rois, st.size.width, st.size.height, s.source);
+  if (s.post_messages) {
     for (size_t i = 0; i < rois.size(); ++i) {
       const auto& r = rois[i];
-      GstStructure* s = gst_structure_new(
+      GstStructure* m = gst_structure_new(
           "autoassign-object", "timestamp", G_TYPE_UINT64, static_cast<guint64>(pts), "x",
           G_TYPE_INT, r.x, "y", G_TYPE_INT, r.y, "w", G_TYPE_INT, r.w, "h", G_TYPE_INT, r.h,
           "roi-type", G_TYPE_STRING, r.roi_type.c_str(), "label", G_TYPE_STRING, r.label.c_str(),
           "label-id", G_TYPE_INT, r.label_id, "confidence", G_TYPE_DOUBLE, r.confidence, "json",
           G_TYPE_STRING, json_text(frame["objects"][i]).c_str(), nullptr);
-      messages.push_back(gst_message_new_element(GST_OBJECT(trans), s));
+      messages.push_back(gst_message_new_element(GST_OBJECT(self), m));
     }
   }
   bool write_failed = false;
-  std::string location;
-  if (st->out) {
+  if (st.out) {
     const std::string line = json_text(frame) + "\n";
-    if (std::fwrite(line.data(), 1, line.size(), st->out) != line.size() ||
-        std::fflush(st->out) != 0) {
-      write_failed = true;
-      location = st->location;
-    }
+    write_failed = std::fwrite(line.data(), 1, line.size(), st.out.get()) != line.size() ||
+                   std::fflush(st.out.get()) != 0;
   }
   const int saved_errno = errno;
+  const std::string location = st.location;
   lock.unlock();
-  for (GstMessage* m : messages) gst_element_post_message(GST_ELEMENT(trans), m);
+  for (GstMessage* m : messages) gst_element_post_message(GST_ELEMENT(self), m);
   if (write_failed) {
-    GST_ELEMENT_ERROR(trans, RESOURCE, WRITE,
+    GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
                       ("cannot write to '%s': %s", location.c_str(), g_strerror(saved_errno)),
                       (nullptr));
     return GST_FLOW_ERROR;
@@ -153,9 +163,15 @@ GstFlowReturn json_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer)
   return GST_FLOW_OK;
 }
 
+GstFlowReturn json_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
+  return autoassign::gst::guarded(GST_ELEMENT(trans), "writing JSON",
+                                  [&] { return json_write(GST_AUTO_ASSIGN_JSON(trans), buffer); });
+}
+
 void json_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_JSON(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* priv = GST_AUTO_ASSIGN_JSON(object)->priv;
+  std::lock_guard<std::mutex> lock(priv->settings_lock);
+  Settings* st = &priv->settings;
   switch (prop_id) {
     case PROP_LOCATION: {
       const char* v = g_value_get_string(value);
@@ -180,8 +196,9 @@ void json_set_property(GObject* object, guint prop_id, const GValue* value, GPar
 }
 
 void json_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_JSON(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* priv = GST_AUTO_ASSIGN_JSON(object)->priv;
+  std::lock_guard<std::mutex> lock(priv->settings_lock);
+  const Settings* st = &priv->settings;
   switch (prop_id) {
     case PROP_LOCATION:
       g_value_set_string(value, st->location.c_str());
@@ -202,7 +219,7 @@ void json_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec
 }
 
 void json_finalize(GObject* object) {
-  delete GST_AUTO_ASSIGN_JSON(object)->state;
+  delete GST_AUTO_ASSIGN_JSON(object)->priv;
   G_OBJECT_CLASS(gst_auto_assign_json_parent_class)->finalize(object);
 }
 
@@ -260,7 +277,7 @@ static void gst_auto_assign_json_class_init(GstAutoAssignJsonClass* klass) {
 }
 
 static void gst_auto_assign_json_init(GstAutoAssignJson* self) {
-  self->state = new JsonState();
+  self->priv = new GstAutoAssignJsonPrivate();
   // Reads metadata only: passthrough, the buffer is never made writable or copied.
   gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), TRUE);
 }

@@ -19,7 +19,8 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "roi.h"
+#include "element.h"
+#include "roi_meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_overlay_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_overlay_debug
@@ -96,8 +97,7 @@ cv::Mat plane(GstVideoFrame* frame, guint p, int type, int w, int h) {
                  static_cast<size_t>(GST_VIDEO_FRAME_PLANE_STRIDE(frame, p)));
 }
 
-GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* frame) {
-  auto* self = GST_AUTO_ASSIGN_OVERLAY(filter);
+GstFlowReturn draw(GstAutoAssignOverlay* self, GstVideoFrame* frame) {
   OverlaySettings s;
   {
     std::lock_guard<std::mutex> lock(*self->lock);
@@ -175,6 +175,12 @@ GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* 
     }
   }
   return GST_FLOW_OK;
+}
+
+// OpenCV's drawing can throw (allocation): never into GStreamer's C code.
+GstFlowReturn overlay_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* frame) {
+  return autoassign::gst::guarded(GST_ELEMENT(filter), "drawing",
+                                  [&] { return draw(GST_AUTO_ASSIGN_OVERLAY(filter), frame); });
 }
 
 void overlay_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {

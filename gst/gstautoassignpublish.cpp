@@ -33,12 +33,15 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
-#include "autoassign/types.h"
-#include "roi.h"
+#include "autoassign/core/types.h"
+#include "element.h"
+#include "frame_json.h"
+#include "roi_meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_publish_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_publish_debug
@@ -65,16 +68,23 @@ namespace {
 
 constexpr int kMaxInflight = 64;  // documents handed to libmosquitto and not yet sent
 
-struct PublishState {
-  std::mutex lock;  // guards everything here
-  std::condition_variable cv;
-  // Settings.
+// Written by properties (any thread), under the settings lock.
+struct Settings {
   std::string method = "mqtt", address = "127.0.0.1:1883", topic = "autoassign", client_id;
   std::string location, source;
   int qos = 0;
   guint max_queue = 1000, connect_timeout_ms = 5000, drain_timeout_ms = 5000;
   guint keepalive_s = 30;
-  // Running state.
+};
+
+// Made at start from the settings of that moment, closed at stop (gst-plugins-rs's
+// Settings/State split). Its two threads and libmosquitto's callbacks share `lock`; it stays
+// readable after stop (the counters of the run) until the next start replaces it.
+struct State {
+  explicit State(Settings s) : cfg(std::move(s)) {}
+  Settings cfg;     // as at start; `source` follows its property while playing
+  std::mutex lock;  // guards everything below
+  std::condition_variable cv;
   std::deque<std::string> queue;
   guint64 dropped = 0, published = 0;
   bool warned = false;  // a drop warning was posted in the current episode
@@ -88,15 +98,21 @@ struct PublishState {
   mosquitto* client = nullptr;
   FILE* file = nullptr;
   std::thread sender, network;
-  GstVideoInfo info;
-  bool have_info = false;
+  autoassign::gst::VideoSize size;
 };
 
 }  // namespace
 
+struct GstAutoAssignPublishPrivate {
+  std::mutex settings_lock;
+  Settings settings;
+  std::mutex state_lock;  // guards the pointer; users hold their own reference
+  std::shared_ptr<State> state;
+};
+
 struct _GstAutoAssignPublish {
   GstBaseTransform parent;
-  PublishState* state;
+  GstAutoAssignPublishPrivate* priv;
 };
 
 G_DEFINE_TYPE(GstAutoAssignPublish, gst_auto_assign_publish, GST_TYPE_BASE_TRANSFORM);
@@ -107,27 +123,27 @@ namespace {
 
 // libmosquitto callbacks, on its network thread.
 void on_connect(mosquitto*, void* data, int rc) {
-  auto* st = static_cast<PublishState*>(data);
+  auto* st = static_cast<State*>(data);
   std::lock_guard<std::mutex> lock(st->lock);
   st->connected = rc == 0;
   st->cv.notify_all();
 }
 
 void on_disconnect(mosquitto*, void* data, int) {
-  auto* st = static_cast<PublishState*>(data);
+  auto* st = static_cast<State*>(data);
   std::lock_guard<std::mutex> lock(st->lock);
   st->connected = false;
   // What was handed to libmosquitto and not yet written is lost with the connection at QoS 0
   // (counted as dropped, so published + dropped + queued accounts for every document); at QoS
   // 1 and 2 libmosquitto resends it after reconnecting.
-  if (st->qos == 0) st->dropped += static_cast<guint64>(st->inflight);
+  if (st->cfg.qos == 0) st->dropped += static_cast<guint64>(st->inflight);
   st->inflight = 0;
   ++st->disconnects;
   st->cv.notify_all();
 }
 
 void on_publish(mosquitto*, void* data, int) {
-  auto* st = static_cast<PublishState*>(data);
+  auto* st = static_cast<State*>(data);
   std::lock_guard<std::mutex> lock(st->lock);
   if (st->inflight > 0) --st->inflight;
   ++st->published;
@@ -143,7 +159,7 @@ void on_publish(mosquitto*, void* data, int) {
 // libmosquitto's keepalive check), retried after 1, 2, 4, 8, then every 10 s, and
 // `network_stopping` is looked at at least every 100 ms. mosquitto_publish on the sender thread
 // wakes the loop (mosquitto_threaded_set). Only this thread makes connection attempts.
-void network_loop(PublishState* st) {
+void network_loop(State* st) {
   using Clock = std::chrono::steady_clock;
   auto backoff = std::chrono::seconds(1);
   bool socket_open = false;
@@ -164,7 +180,7 @@ void network_loop(PublishState* st) {
       rc = mosquitto_loop(client, 100, 1);
     } else {
       const std::string host = st->host;  // read only for an attempt, not every loop
-      const int port = st->port, keepalive = static_cast<int>(st->keepalive_s);
+      const int port = st->port, keepalive = static_cast<int>(st->cfg.keepalive_s);
       lock.unlock();
       rc = mosquitto_connect_async(client, host.c_str(), port, keepalive);
       socket_open = rc == MOSQ_ERR_SUCCESS;
@@ -180,7 +196,7 @@ void network_loop(PublishState* st) {
 
 // Drains the queue: to the broker while connected (at most kMaxInflight unsent at a time), or
 // to the file.
-void sender_loop(PublishState* st) {
+void sender_loop(State* st) {
   std::unique_lock<std::mutex> lock(st->lock);
   auto ready = [&] {
     return st->stopping ||
@@ -203,8 +219,8 @@ void sender_loop(PublishState* st) {
     }
     ++st->inflight;
     mosquitto* client = st->client;
-    const std::string topic = st->topic;
-    const int qos = st->qos;
+    const std::string topic = st->cfg.topic;
+    const int qos = st->cfg.qos;
     const guint64 disconnects = st->disconnects;
     lock.unlock();
     const int rc = mosquitto_publish(client, nullptr, topic.c_str(), static_cast<int>(doc.size()),
@@ -217,7 +233,7 @@ void sender_loop(PublishState* st) {
       // between counted this document as dropped (QoS 0) and cleared it from the in-flight
       // count: it is queued again instead, so it is counted once.
       if (st->disconnects != disconnects) {
-        if (st->qos == 0 && st->dropped > 0) --st->dropped;
+        if (st->cfg.qos == 0 && st->dropped > 0) --st->dropped;
       } else if (st->inflight > 0) {
         --st->inflight;
       }
@@ -227,7 +243,7 @@ void sender_loop(PublishState* st) {
   }
 }
 
-void close_outputs(PublishState* st) {
+void close_outputs(State* st) {
   {
     std::lock_guard<std::mutex> lock(st->lock);
     st->stopping = true;
@@ -255,29 +271,37 @@ void close_outputs(PublishState* st) {
   st->network_stopping = false;
 }
 
-gboolean publish_start_impl(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+// Opens the file, or creates the MQTT client, starts its threads and waits for the broker
+// (connect-timeout); `st` is not yet visible to the streaming thread.
+gboolean start_outputs(GstBaseTransform* trans, State* st) {
   std::unique_lock<std::mutex> lock(st->lock);
-  st->dropped = st->published = 0;
-  st->warned = false;
-  if (st->method == "file") {
-    st->file = std::fopen(st->location.c_str(), "a");
+  if (st->cfg.method == "file") {
+    std::string error;
+    st->file = autoassign::gst::open_output(st->cfg.location, true, &error);
     if (!st->file) {
       GST_ELEMENT_ERROR(
           trans, RESOURCE, OPEN_WRITE,
-          ("cannot open '%s' for appending: %s", st->location.c_str(), g_strerror(errno)),
+          ("cannot open '%s' for appending: %s", st->cfg.location.c_str(), error.c_str()),
           (nullptr));
       return FALSE;
     }
   } else {
-    std::string host;
-    int port = 0;
-    if (!autoassign::parse_host_port(st->address, 1883, &host, &port) || port == 0) {
-      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS,
-                        ("address must be host:port, got '%s'", st->address.c_str()), (nullptr));
+    // An invalid topic is refused here too (the property refuses it when set): a broker drops
+    // what is published to one without a word.
+    if (const std::string why = autoassign::mqtt_publish_topic_problem(st->cfg.topic);
+        !why.empty()) {
+      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("topic: %s", why.c_str()), (nullptr));
       return FALSE;
     }
-    const std::string client_id = st->client_id;
+    std::string host;
+    int port = 0;
+    if (!autoassign::parse_host_port(st->cfg.address, 1883, &host, &port) || port == 0) {
+      GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS,
+                        ("address must be host:port, got '%s'", st->cfg.address.c_str()),
+                        (nullptr));
+      return FALSE;
+    }
+    const std::string client_id = st->cfg.client_id;
     // Set up without st->lock held: libmosquitto takes its callback mutex here and holds it
     // around on_connect, which takes st->lock (one lock order, as ThreadSanitizer checks).
     lock.unlock();
@@ -300,12 +324,12 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
     st->sender = std::thread(sender_loop, st);
     // connect-timeout 0: no wait; documents queue (and the oldest drop) until an attempt
     // connects. A camera service starting before its broker wants that.
-    const bool up = st->connect_timeout_ms == 0 ||
-                    st->cv.wait_for(lock, std::chrono::milliseconds(st->connect_timeout_ms),
+    const bool up = st->cfg.connect_timeout_ms == 0 ||
+                    st->cv.wait_for(lock, std::chrono::milliseconds(st->cfg.connect_timeout_ms),
                                     [&] { return st->connected; });
     if (!up) {
-      const std::string address = st->address;
-      const guint ms = st->connect_timeout_ms;
+      const std::string address = st->cfg.address;
+      const guint ms = st->cfg.connect_timeout_ms;
       lock.unlock();
       close_outputs(st);
       GST_ELEMENT_ERROR(
@@ -320,61 +344,77 @@ gboolean publish_start_impl(GstBaseTransform* trans) {
 
 // No exception may cross into GStreamer's C code (std::thread and the strings can throw).
 gboolean publish_start(GstBaseTransform* trans) {
+  auto* priv = GST_AUTO_ASSIGN_PUBLISH(trans)->priv;
+  std::shared_ptr<State> st;
+  {
+    std::lock_guard<std::mutex> lock(priv->settings_lock);
+    st = std::make_shared<State>(priv->settings);
+  }
   try {
-    return publish_start_impl(trans);
+    if (!start_outputs(trans, st.get())) return FALSE;
+    std::lock_guard<std::mutex> lock(priv->state_lock);
+    priv->state = st;
+    return TRUE;
   } catch (const std::exception& e) {
-    close_outputs(GST_AUTO_ASSIGN_PUBLISH(trans)->state);
+    close_outputs(st.get());
     GST_ELEMENT_ERROR(trans, RESOURCE, FAILED, ("cannot start publishing: %s", e.what()),
                       (nullptr));
   } catch (...) {
-    close_outputs(GST_AUTO_ASSIGN_PUBLISH(trans)->state);
+    close_outputs(st.get());
     GST_ELEMENT_ERROR(trans, RESOURCE, FAILED, ("cannot start publishing"), (nullptr));
   }
   return FALSE;
 }
 
+std::shared_ptr<State> state_of(GstAutoAssignPublish* self) {
+  std::lock_guard<std::mutex> lock(self->priv->state_lock);
+  return self->priv->state;
+}
+
 gboolean publish_stop(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
-  close_outputs(st);
-  std::lock_guard<std::mutex> lock(st->lock);
-  st->have_info = false;
+  // Closed, not dropped: its counters stay readable until the next start.
+  if (auto st = state_of(GST_AUTO_ASSIGN_PUBLISH(trans))) close_outputs(st.get());
   return TRUE;
 }
 
 gboolean publish_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  st->have_info = gst_video_info_from_caps(&st->info, incaps);
-  return st->have_info;
+  autoassign::gst::VideoSize size;
+  if (!autoassign::gst::video_size_of(incaps, &size)) return FALSE;
+  if (auto st = state_of(GST_AUTO_ASSIGN_PUBLISH(trans))) {
+    std::lock_guard<std::mutex> lock(st->lock);
+    st->size = size;
+  }
+  return TRUE;
 }
 
 // End of stream: give the queue a bounded time to drain, so a short run delivers everything.
 gboolean publish_sink_event(GstBaseTransform* trans, GstEvent* event) {
   if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
-    auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
-    std::unique_lock<std::mutex> lock(st->lock);
-    const bool drained = st->cv.wait_for(lock, std::chrono::milliseconds(st->drain_timeout_ms),
-                                         [&] { return st->queue.empty() && st->inflight == 0; });
-    const size_t left = st->queue.size() + static_cast<size_t>(st->inflight);
-    lock.unlock();
-    if (!drained) {
-      GST_ELEMENT_WARNING(trans, RESOURCE, WRITE,
-                          ("%zu documents not delivered at end of stream", left), (nullptr));
+    if (auto st = state_of(GST_AUTO_ASSIGN_PUBLISH(trans))) {
+      std::unique_lock<std::mutex> lock(st->lock);
+      const bool drained =
+          st->cv.wait_for(lock, std::chrono::milliseconds(st->cfg.drain_timeout_ms),
+                          [&] { return st->queue.empty() && st->inflight == 0; });
+      const size_t left = st->queue.size() + static_cast<size_t>(st->inflight);
+      lock.unlock();
+      if (!drained) {
+        GST_ELEMENT_WARNING(trans, RESOURCE, WRITE,
+                            ("%zu documents not delivered at end of stream", left), (nullptr));
+      }
     }
   }
   return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_publish_parent_class)->sink_event(trans, event);
 }
 
-GstFlowReturn publish_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(trans)->state;
+GstFlowReturn publish_buffer(GstAutoAssignPublish* self, GstBuffer* buffer) {
+  auto st = state_of(self);
+  if (!st) return GST_FLOW_FLUSHING;
   const auto rois = autoassign::gst::read_rois(buffer);
   std::unique_lock<std::mutex> lock(st->lock);
-  const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
-  const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
-  std::string doc =
-      autoassign::gst::json_text(autoassign::gst::frame_to_json(buffer, rois, w, h, st->source));
+  std::string doc = autoassign::gst::json_text(autoassign::gst::frame_to_json(
+      buffer, rois, st->size.width, st->size.height, st->cfg.source));
   bool warn = false;
-  while (st->queue.size() >= st->max_queue && !st->queue.empty()) {
+  while (st->queue.size() >= st->cfg.max_queue && !st->queue.empty()) {
     st->queue.pop_front();
     ++st->dropped;
     warn = !st->warned;
@@ -382,11 +422,11 @@ GstFlowReturn publish_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buff
   }
   if (st->queue.empty() && st->connected) st->warned = false;  // the episode is over
   st->queue.push_back(std::move(doc));
-  const std::string address = st->method == "file" ? st->location : st->address;
+  const std::string address = st->cfg.method == "file" ? st->cfg.location : st->cfg.address;
   lock.unlock();
   st->cv.notify_all();
   if (warn) {
-    GST_ELEMENT_WARNING(trans, RESOURCE, WRITE,
+    GST_ELEMENT_WARNING(self, RESOURCE, WRITE,
                         ("%s is slow or unreachable: dropping the oldest documents (see the "
                          "'dropped' property)",
                          address.c_str()),
@@ -395,64 +435,78 @@ GstFlowReturn publish_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buff
   return GST_FLOW_OK;
 }
 
-// No exception may cross into GStreamer's C code.
 GstFlowReturn publish_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
-  try {
-    return publish_transform_ip_impl(trans, buffer);
-  } catch (const std::exception& e) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("publishing failed: %s", e.what()), (nullptr));
-  } catch (...) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("publishing failed"), (nullptr));
-  }
-  return GST_FLOW_ERROR;
+  return autoassign::gst::guarded(GST_ELEMENT(trans), "publishing", [&] {
+    return publish_buffer(GST_AUTO_ASSIGN_PUBLISH(trans), buffer);
+  });
 }
 
 void publish_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* self = GST_AUTO_ASSIGN_PUBLISH(object);
   auto text = [&] {
     const char* v = g_value_get_string(value);
     return autoassign::sanitize_utf8(v ? v : "");
   };
+  std::unique_lock<std::mutex> lock(self->priv->settings_lock);
+  Settings& s = self->priv->settings;
   switch (prop_id) {
     case PROP_METHOD: {
       const std::string m = text();
       if (m == "mqtt" || m == "file") {
-        st->method = m;
+        s.method = m;
       } else {
         g_warning("autoassignpublish: method must be mqtt or file, got '%s'", m.c_str());
       }
       break;
     }
     case PROP_ADDRESS:
-      st->address = text();
+      s.address = text();
       break;
-    case PROP_TOPIC:
-      st->topic = text();
+    case PROP_TOPIC: {
+      // Refused when set, as GLib refuses an out-of-range value: a warning naming it, and the
+      // topic stays what it was (a broker would drop every document published to it).
+      const char* v = g_value_get_string(value);
+      const std::string topic = v ? v : "";
+      const std::string why = autoassign::mqtt_publish_topic_problem(topic);
+      if (why.empty()) {
+        s.topic = topic;
+      } else {
+        g_warning("autoassignpublish: topic refused: %s; keeping '%s'", why.c_str(),
+                  s.topic.c_str());
+      }
       break;
+    }
     case PROP_CLIENT_ID:
-      st->client_id = text();
+      s.client_id = text();
       break;
     case PROP_QOS:
-      st->qos = g_value_get_int(value);
+      s.qos = g_value_get_int(value);
       break;
     case PROP_LOCATION:
-      st->location = text();
+      s.location = text();
       break;
-    case PROP_SOURCE:
-      st->source = text();
+    case PROP_SOURCE: {
+      s.source = text();
+      const std::string source = s.source;
+      lock.unlock();
+      // Mutable while playing: the running state follows.
+      if (auto st = state_of(self)) {
+        std::lock_guard<std::mutex> state_lock(st->lock);
+        st->cfg.source = source;
+      }
       break;
+    }
     case PROP_MAX_QUEUE:
-      st->max_queue = g_value_get_uint(value);
+      s.max_queue = g_value_get_uint(value);
       break;
     case PROP_CONNECT_TIMEOUT:
-      st->connect_timeout_ms = g_value_get_uint(value);
+      s.connect_timeout_ms = g_value_get_uint(value);
       break;
     case PROP_DRAIN_TIMEOUT:
-      st->drain_timeout_ms = g_value_get_uint(value);
+      s.drain_timeout_ms = g_value_get_uint(value);
       break;
     case PROP_KEEPALIVE:
-      st->keepalive_s = g_value_get_uint(value);
+      s.keepalive_s = g_value_get_uint(value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -461,50 +515,57 @@ void publish_set_property(GObject* object, guint prop_id, const GValue* value, G
 }
 
 void publish_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* self = GST_AUTO_ASSIGN_PUBLISH(object);
+  // The run's counters, from its state (zero before the first start).
+  if (prop_id == PROP_DROPPED || prop_id == PROP_PUBLISHED || prop_id == PROP_CONNECTED) {
+    guint64 dropped = 0, published = 0;
+    bool connected = false;
+    if (auto st = state_of(self)) {
+      std::lock_guard<std::mutex> lock(st->lock);
+      dropped = st->dropped;
+      published = st->published;
+      connected = st->connected || st->file;
+    }
+    if (prop_id == PROP_DROPPED) g_value_set_uint64(value, dropped);
+    if (prop_id == PROP_PUBLISHED) g_value_set_uint64(value, published);
+    if (prop_id == PROP_CONNECTED) g_value_set_boolean(value, connected);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(self->priv->settings_lock);
+  const Settings& s = self->priv->settings;
   switch (prop_id) {
     case PROP_METHOD:
-      g_value_set_string(value, st->method.c_str());
+      g_value_set_string(value, s.method.c_str());
       break;
     case PROP_ADDRESS:
-      g_value_set_string(value, st->address.c_str());
+      g_value_set_string(value, s.address.c_str());
       break;
     case PROP_TOPIC:
-      g_value_set_string(value, st->topic.c_str());
+      g_value_set_string(value, s.topic.c_str());
       break;
     case PROP_CLIENT_ID:
-      g_value_set_string(value, st->client_id.c_str());
+      g_value_set_string(value, s.client_id.c_str());
       break;
     case PROP_QOS:
-      g_value_set_int(value, st->qos);
+      g_value_set_int(value, s.qos);
       break;
     case PROP_LOCATION:
-      g_value_set_string(value, st->location.c_str());
+      g_value_set_string(value, s.location.c_str());
       break;
     case PROP_SOURCE:
-      g_value_set_string(value, st->source.c_str());
+      g_value_set_string(value, s.source.c_str());
       break;
     case PROP_MAX_QUEUE:
-      g_value_set_uint(value, st->max_queue);
+      g_value_set_uint(value, s.max_queue);
       break;
     case PROP_CONNECT_TIMEOUT:
-      g_value_set_uint(value, st->connect_timeout_ms);
+      g_value_set_uint(value, s.connect_timeout_ms);
       break;
     case PROP_DRAIN_TIMEOUT:
-      g_value_set_uint(value, st->drain_timeout_ms);
+      g_value_set_uint(value, s.drain_timeout_ms);
       break;
     case PROP_KEEPALIVE:
-      g_value_set_uint(value, st->keepalive_s);
-      break;
-    case PROP_DROPPED:
-      g_value_set_uint64(value, st->dropped);
-      break;
-    case PROP_PUBLISHED:
-      g_value_set_uint64(value, st->published);
-      break;
-    case PROP_CONNECTED:
-      g_value_set_boolean(value, st->connected || st->file);
+      g_value_set_uint(value, s.keepalive_s);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -513,9 +574,9 @@ void publish_get_property(GObject* object, guint prop_id, GValue* value, GParamS
 }
 
 void publish_finalize(GObject* object) {
-  auto* st = GST_AUTO_ASSIGN_PUBLISH(object)->state;
-  close_outputs(st);
-  delete st;
+  auto* priv = GST_AUTO_ASSIGN_PUBLISH(object)->priv;
+  if (priv->state) close_outputs(priv->state.get());
+  delete priv;
   G_OBJECT_CLASS(gst_auto_assign_publish_parent_class)->finalize(object);
 }
 
@@ -614,6 +675,6 @@ static void gst_auto_assign_publish_class_init(GstAutoAssignPublishClass* klass)
 }
 
 static void gst_auto_assign_publish_init(GstAutoAssignPublish* self) {
-  self->state = new PublishState();
+  self->priv = new GstAutoAssignPublishPrivate();
   gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), TRUE);
 }

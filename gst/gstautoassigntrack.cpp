@@ -24,28 +24,41 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "autoassign/tracker.h"
-#include "roi.h"
+#include "autoassign/core/tracker.h"
+#include "element.h"
+#include "inference_mark.h"
+#include "roi_meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_auto_assign_track_debug);
 #define GST_CAT_DEFAULT gst_auto_assign_track_debug
 
 enum { PROP_0, PROP_TRACK_BUFFER, PROP_MATCH_IOU, PROP_HIGH_THRESHOLD, PROP_LOW_THRESHOLD };
 
-struct TrackState {
-  std::mutex lock;  // guards everything here
-  autoassign::TrackerOptions options;
-  std::unique_ptr<autoassign::Tracker> tracker;  // built at start from the options
-  GstVideoInfo info;
-  bool have_info = false;
+namespace {
+
+// Made at start from the settings, dropped at stop (gst-plugins-rs's Settings/State split).
+struct State {
+  explicit State(const autoassign::TrackerOptions& o) : tracker(o) {}
+  autoassign::Tracker tracker;
+  autoassign::gst::VideoSize size;
+};
+
+}  // namespace
+
+struct GstAutoAssignTrackPrivate {
+  std::mutex settings_lock;  // guards settings (properties, any thread)
+  autoassign::TrackerOptions settings;
+  std::mutex state_lock;  // guards state (the streaming thread, flushes, start/stop)
+  std::optional<State> state;
 };
 
 struct _GstAutoAssignTrack {
   GstBaseTransform parent;
-  TrackState* state;
+  GstAutoAssignTrackPrivate* priv;
 };
 
 G_DEFINE_TYPE(GstAutoAssignTrack, gst_auto_assign_track, GST_TYPE_BASE_TRANSFORM);
@@ -55,10 +68,15 @@ GST_ELEMENT_REGISTER_DEFINE(autoassigntrack, "autoassigntrack", GST_RANK_NONE,
 namespace {
 
 gboolean track_start(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* priv = GST_AUTO_ASSIGN_TRACK(trans)->priv;
+  autoassign::TrackerOptions options;
+  {
+    std::lock_guard<std::mutex> lock(priv->settings_lock);
+    options = priv->settings;
+  }
+  std::lock_guard<std::mutex> lock(priv->state_lock);
   try {
-    st->tracker = std::make_unique<autoassign::Tracker>(st->options);
+    priv->state.emplace(options);
   } catch (const std::exception& e) {
     GST_ELEMENT_ERROR(trans, RESOURCE, SETTINGS, ("%s", e.what()), (nullptr));
     return FALSE;
@@ -67,26 +85,27 @@ gboolean track_start(GstBaseTransform* trans) {
 }
 
 gboolean track_stop(GstBaseTransform* trans) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  st->tracker.reset();
-  st->have_info = false;
+  auto* priv = GST_AUTO_ASSIGN_TRACK(trans)->priv;
+  std::lock_guard<std::mutex> lock(priv->state_lock);
+  priv->state.reset();
   return TRUE;
 }
 
 gboolean track_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  st->have_info = gst_video_info_from_caps(&st->info, incaps);
-  return st->have_info;
+  auto* priv = GST_AUTO_ASSIGN_TRACK(trans)->priv;
+  autoassign::gst::VideoSize size;
+  if (!autoassign::gst::video_size_of(incaps, &size)) return FALSE;
+  std::lock_guard<std::mutex> lock(priv->state_lock);
+  if (priv->state) priv->state->size = size;
+  return TRUE;
 }
 
 // A flush (seek) starts the scene again: tracks from before it would match nothing real.
 gboolean track_sink_event(GstBaseTransform* trans, GstEvent* event) {
   if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) {
-    auto* st = GST_AUTO_ASSIGN_TRACK(trans)->state;
-    std::lock_guard<std::mutex> lock(st->lock);
-    if (st->tracker) st->tracker->reset();
+    auto* priv = GST_AUTO_ASSIGN_TRACK(trans)->priv;
+    std::lock_guard<std::mutex> lock(priv->state_lock);
+    if (priv->state) priv->state->tracker.reset();
   }
   return GST_BASE_TRANSFORM_CLASS(gst_auto_assign_track_parent_class)->sink_event(trans, event);
 }
@@ -121,12 +140,11 @@ std::vector<autoassign::Detection> detections_of(const std::vector<autoassign::g
   return out;
 }
 
-GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(trans)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
-  if (!st->tracker) return GST_FLOW_OK;
-  const int w = st->have_info ? GST_VIDEO_INFO_WIDTH(&st->info) : 0;
-  const int h = st->have_info ? GST_VIDEO_INFO_HEIGHT(&st->info) : 0;
+GstFlowReturn track_buffer(GstAutoAssignTrack* self, GstBuffer* buffer) {
+  std::lock_guard<std::mutex> lock(self->priv->state_lock);
+  if (!self->priv->state) return GST_FLOW_OK;
+  State& st = *self->priv->state;
+  const int w = st.size.width, h = st.size.height;
   const int mark = autoassign::gst::read_inference_mark(buffer);
   std::vector<autoassign::TrackedObject> objects;
   // The boxes' source-pts: on a frame with fresh detections, the frame they were computed on
@@ -134,7 +152,7 @@ GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer
   // on a frame without, the tracker's prediction is for this frame.
   GstClockTime source_pts = GST_BUFFER_PTS(buffer);
   if (mark == 0) {
-    objects = st->tracker->predict();
+    objects = st.tracker.predict();
   } else {
     const auto rois = autoassign::gst::read_rois(buffer);
     for (const auto& r : rois) {
@@ -143,7 +161,7 @@ GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer
         break;
       }
     }
-    objects = st->tracker->update(detections_of(rois, w, h));
+    objects = st.tracker.update(detections_of(rois, w, h));
   }
   autoassign::gst::remove_rois(buffer);
   std::vector<autoassign::Detection> boxes;
@@ -156,33 +174,28 @@ GstFlowReturn track_transform_ip_impl(GstBaseTransform* trans, GstBuffer* buffer
   return GST_FLOW_OK;
 }
 
-// No exception may cross into GStreamer's C code.
 GstFlowReturn track_transform_ip(GstBaseTransform* trans, GstBuffer* buffer) {
-  try {
-    return track_transform_ip_impl(trans, buffer);
-  } catch (const std::exception& e) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("tracking failed: %s", e.what()), (nullptr));
-  } catch (...) {
-    GST_ELEMENT_ERROR(trans, STREAM, FAILED, ("tracking failed"), (nullptr));
-  }
-  return GST_FLOW_ERROR;
+  return autoassign::gst::guarded(GST_ELEMENT(trans), "tracking", [&] {
+    return track_buffer(GST_AUTO_ASSIGN_TRACK(trans), buffer);
+  });
 }
 
 void track_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* priv = GST_AUTO_ASSIGN_TRACK(object)->priv;
+  std::lock_guard<std::mutex> lock(priv->settings_lock);
+  auto& options = priv->settings;
   switch (prop_id) {
     case PROP_TRACK_BUFFER:
-      st->options.track_buffer = g_value_get_int(value);
+      options.track_buffer = g_value_get_int(value);
       break;
     case PROP_MATCH_IOU:
-      st->options.match_iou = g_value_get_double(value);
+      options.match_iou = g_value_get_double(value);
       break;
     case PROP_HIGH_THRESHOLD:
-      st->options.high_threshold = g_value_get_double(value);
+      options.high_threshold = g_value_get_double(value);
       break;
     case PROP_LOW_THRESHOLD:
-      st->options.low_threshold = g_value_get_double(value);
+      options.low_threshold = g_value_get_double(value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -191,20 +204,21 @@ void track_set_property(GObject* object, guint prop_id, const GValue* value, GPa
 }
 
 void track_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  auto* st = GST_AUTO_ASSIGN_TRACK(object)->state;
-  std::lock_guard<std::mutex> lock(st->lock);
+  auto* priv = GST_AUTO_ASSIGN_TRACK(object)->priv;
+  std::lock_guard<std::mutex> lock(priv->settings_lock);
+  auto& options = priv->settings;
   switch (prop_id) {
     case PROP_TRACK_BUFFER:
-      g_value_set_int(value, st->options.track_buffer);
+      g_value_set_int(value, options.track_buffer);
       break;
     case PROP_MATCH_IOU:
-      g_value_set_double(value, st->options.match_iou);
+      g_value_set_double(value, options.match_iou);
       break;
     case PROP_HIGH_THRESHOLD:
-      g_value_set_double(value, st->options.high_threshold);
+      g_value_set_double(value, options.high_threshold);
       break;
     case PROP_LOW_THRESHOLD:
-      g_value_set_double(value, st->options.low_threshold);
+      g_value_set_double(value, options.low_threshold);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -213,7 +227,7 @@ void track_get_property(GObject* object, guint prop_id, GValue* value, GParamSpe
 }
 
 void track_finalize(GObject* object) {
-  delete GST_AUTO_ASSIGN_TRACK(object)->state;
+  delete GST_AUTO_ASSIGN_TRACK(object)->priv;
   G_OBJECT_CLASS(gst_auto_assign_track_parent_class)->finalize(object);
 }
 
@@ -268,7 +282,7 @@ static void gst_auto_assign_track_class_init(GstAutoAssignTrackClass* klass) {
 }
 
 static void gst_auto_assign_track_init(GstAutoAssignTrack* self) {
-  self->state = new TrackState();
+  self->priv = new GstAutoAssignTrackPrivate();
   // Rewrites metadata only: in place, never copying the pixels.
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
 }

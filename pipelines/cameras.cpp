@@ -36,14 +36,26 @@
 
 #include <gst/gst.h>
 
-#include "gstautoassigndetect.h"
+#include "autoassign/core/files.h"
+#include "autoassign/core/types.h"
 #include "http_api.h"
+#include "inference_mark.h"
 #include "metrics.h"
 #include "options.h"
 #include "plugin.h"
-#include "roi.h"
+#include "roi_meta.h"
 
 namespace {
+
+// An autoassigndetect that never starts: its keep-models and loaded-models properties are the
+// process's model pool's.
+GstElement* g_pool_view = nullptr;
+
+size_t loaded_models() {
+  guint n = 0;
+  if (g_pool_view) g_object_get(g_pool_view, "loaded-models", &n, nullptr);
+  return n;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -375,6 +387,17 @@ class CameraService : public autoassign::pipelines::StreamService {
                                              "' is not a URI, a /dev/video device, 'test' or an "
                                              "existing file");
     }
+    // A file:// URI must name a regular file too: filesrc opens it on this thread (the one
+    // that serves HTTP and signals), and a FIFO nobody writes froze the whole service there.
+    if (uri.rfind("file://", 0) == 0) {
+      gchar* path = g_filename_from_uri(uri.c_str(), nullptr, nullptr);
+      const std::string problem =
+          path ? autoassign::regular_file_problem(path) : std::string("is not a valid file URI");
+      g_free(path);
+      if (!problem.empty()) {
+        throw autoassign::pipelines::BadSource("'" + uri + "' " + problem);
+      }
+    }
     Camera* cam = new_camera(uri);
     std::fprintf(stderr, "camera %d (%s): added\n", cam->index, shown(uri).c_str());
     start_camera(cam);
@@ -429,11 +452,14 @@ class CameraService : public autoassign::pipelines::StreamService {
       m.histogram("autoassign_inference_latency_seconds", L{{"camera", std::to_string(c->index)}},
                   c->latency.snapshot());
     }
+    // One group per family (HELP, TYPE, then every camera's sample), as the format requires.
     m.family("autoassign_camera_up", "gauge", "1 while the camera delivers frames, else 0.");
+    for (const auto& c : g_cameras) {
+      m.sample("autoassign_camera_up", L{{"camera", std::to_string(c->index)}},
+               state_of(*c) == "running" ? 1 : 0);
+    }
     m.family("autoassign_camera_info", "gauge", "The camera's source (credentials redacted).");
     for (const auto& c : g_cameras) {
-      const L id{{"camera", std::to_string(c->index)}};
-      m.sample("autoassign_camera_up", id, state_of(*c) == "running" ? 1 : 0);
       m.sample("autoassign_camera_info",
                L{{"camera", std::to_string(c->index)},
                  {"uri", shown(c->source)},
@@ -443,8 +469,7 @@ class CameraService : public autoassign::pipelines::StreamService {
     m.family("autoassign_cameras", "gauge", "Cameras configured.");
     m.sample("autoassign_cameras", {}, static_cast<double>(g_cameras.size()));
     m.family("autoassign_models_loaded", "gauge", "Models held in memory by the process.");
-    m.sample("autoassign_models_loaded", {},
-             static_cast<double>(autoassign_detect_loaded_models()));
+    m.sample("autoassign_models_loaded", {}, static_cast<double>(loaded_models()));
     m.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     m.sample("process_resident_memory_bytes", {}, static_cast<double>(resident_bytes()));
     return m.text();
@@ -470,27 +495,7 @@ const char* kUsage =
     "       autoassign-cameras --model MODEL --http 127.0.0.1:8080 [options] [SOURCE...]\n"
     "Runs every SOURCE through autoassigndetect ! autoassignjson in one process, sharing one\n"
     "loaded model, and restarts a camera that drops.\n"
-    "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n"
-    "  --output DIR|-          DIR/camera-N.jsonl per source, or '-' for stdout (default)\n"
-    "  --threshold T           score threshold (default 0.5)\n"
-    "  --threads N             LibTorch threads (default: one per core)\n"
-    "  --precision P           auto (bf16 on CPUs with AMX or AVX512-BF16), fp32, bf16\n"
-    "  --drop-when-busy        infer on the newest frame only; never queue behind inference\n"
-    "  --track                 give every face a stable id (autoassigntrack; \"id\" in the JSON)\n"
-    "  --mqtt HOST:PORT        also publish each frame's JSON to this MQTT broker (one\n"
-    "                          that is down is retried; meanwhile 1000 documents queue)\n"
-    "  --topic T               MQTT topic (default autoassign); \"source\" names the camera\n"
-    "  --retries N             give up on a camera after N failed attempts in a row\n"
-    "                          (default: never)\n"
-    "  --retry-max-seconds S   longest back-off between attempts (default 30)\n"
-    "  --stall-seconds S       restart a live camera that sends nothing for S s (default 10)\n"
-    "  --duration S            stop after S seconds (default: Ctrl-C, or all sources ended)\n"
-    "  --http [HOST:]PORT      control and metrics endpoint (a bare port binds 127.0.0.1;\n"
-    "                          port 0: any free port); runs until Ctrl-C.\n"
-    "                          GET /metrics (Prometheus), GET /streams,\n"
-    "                          POST /streams {\"uri\": ...}, GET and DELETE /streams/N\n"
-    "  --http-token T          require 'Authorization: Bearer T' (needed for any address\n"
-    "                          but loopback; or set AUTOASSIGN_HTTP_TOKEN)\n";
+    "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n";
 
 }  // namespace
 
@@ -499,32 +504,63 @@ int main(int argc, char** argv) {
   autoassign_gst_register_static();
   Settings& o = g_options;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value("--model", &o.model);
-  cli.value("--output", &o.output);
-  cli.value("--threshold", &o.threshold);
-  cli.value("--threads", &o.threads);
-  cli.value("--precision", &o.precision);
-  cli.value("--retries", &o.retries);
-  cli.value("--retry-max-seconds", &o.retry_max_seconds);
-  cli.value("--stall-seconds", &o.stall_seconds);
-  cli.value("--duration", &o.duration);
-  cli.flag("--drop-when-busy", &o.drop_when_busy);
-  cli.flag("--track", &o.track);
-  cli.value("--mqtt", &o.mqtt);
-  cli.value("--topic", &o.topic);
-  cli.value("--http", &o.http);
-  cli.value("--http-token", &o.http_token);
+  cli.value(autoassign::kModelOption, &o.model);
+  cli.value("--output", &o.output, "DIR|-",
+            "DIR/camera-N.jsonl per source, or '-' for stdout (default)");
+  cli.value("--threshold", &o.threshold, "T", "score threshold (default 0.5)", 0, 1);
+  cli.value(autoassign::kThreadsOption, &o.threads);
+  cli.value(autoassign::kPrecisionOption, &o.precision);
+  cli.flag("--drop-when-busy", &o.drop_when_busy,
+           "infer on the newest frame only; never queue behind inference");
+  cli.flag("--track", &o.track,
+           "give every face a stable id (autoassigntrack; \"id\" in the JSON)");
+  cli.value("--mqtt", &o.mqtt, "HOST:PORT",
+            "also publish each frame's JSON to this MQTT broker (one\nthat is down is retried; "
+            "meanwhile 1000 documents queue)");
+  cli.value("--topic", &o.topic, "T",
+            "MQTT topic (default autoassign); \"source\" names the camera");
+  cli.value("--retries", &o.retries, "N",
+            "give up on a camera after N failed attempts in a row\n(default: never)", 0);
+  cli.value("--retry-max-seconds", &o.retry_max_seconds, "S",
+            "longest back-off between attempts (default 30)", 1, 86400);
+  cli.value("--stall-seconds", &o.stall_seconds, "S",
+            "restart a live camera that sends nothing for S s (default 10)", 1, 86400);
+  cli.value("--duration", &o.duration, "S",
+            "stop after S seconds (default: Ctrl-C, or all sources ended)", 0, 4e6);
+  cli.value("--http", &o.http, "[HOST:]PORT",
+            "control and metrics endpoint (a bare port binds 127.0.0.1;\nport 0: any free port); "
+            "runs until Ctrl-C.\nGET /metrics (Prometheus), GET /streams,\n"
+            "POST /streams {\"uri\": ...}, GET and DELETE /streams/N");
+  cli.value("--http-token", &o.http_token, "T",
+            "require 'Authorization: Bearer T' (needed for any address\nbut loopback; or set "
+            "AUTOASSIGN_HTTP_TOKEN)");
   if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
   if (o.model.empty()) return cli.fail("--model is required");
   if (o.sources.empty() && o.http.empty()) {
     return cli.fail("give a SOURCE, or --http to add cameras at run time");
   }
+  if (!o.mqtt.empty()) {
+    // Refused here, not found out later: a broker drops what is published to an invalid topic
+    // without a word (240 frames published, 0 received, exit 0).
+    if (const std::string why = autoassign::mqtt_publish_topic_problem(o.topic); !why.empty()) {
+      return cli.fail("--topic: " + why);
+    }
+    std::string host;
+    int port = 0;
+    if (!autoassign::parse_host_port(o.mqtt, 1883, &host, &port) || port == 0) {
+      return cli.fail("--mqtt must be HOST:PORT with a port in 1..65535, got '" +
+                      autoassign::sanitize_utf8(o.mqtt) + "'");
+    }
+  }
   if (o.http_token.empty() && std::getenv("AUTOASSIGN_HTTP_TOKEN")) {
     o.http_token = std::getenv("AUTOASSIGN_HTTP_TOKEN");
   }
   if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);
-  // Cameras come and go (reconnections, DELETE and POST /streams): load each model once.
-  autoassign_detect_keep_models(TRUE);
+  // Cameras come and go (reconnections, DELETE and POST /streams): load each model once. The
+  // model pool is process-wide; an autoassigndetect that never starts sets and reads it.
+  g_pool_view =
+      GST_ELEMENT(gst_object_ref_sink(gst_element_factory_make("autoassigndetect", nullptr)));
+  g_object_set(g_pool_view, "keep-models", TRUE, nullptr);
   g_loop = g_main_loop_new(nullptr, FALSE);
   CameraService service;
   std::unique_ptr<autoassign::pipelines::HttpServer> http;
@@ -540,8 +576,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& source : o.sources) new_camera(source);
   for (auto& cam : g_cameras) start_camera(cam.get());
-  std::fprintf(stderr, "%zu camera(s), models loaded: %zu\n", g_cameras.size(),
-               autoassign_detect_loaded_models());
+  std::fprintf(stderr, "%zu camera(s), models loaded: %zu\n", g_cameras.size(), loaded_models());
   const guint watchdog = g_timeout_add_seconds(1, on_watchdog, nullptr);
   if (o.duration > 0) g_timeout_add(static_cast<guint>(o.duration * 1000), on_stop, nullptr);
   const guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, nullptr);
@@ -554,7 +589,7 @@ int main(int argc, char** argv) {
   (void)sigint;
   (void)sigterm;
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::fprintf(stderr, "models loaded: %zu\n", autoassign_detect_loaded_models());
+  std::fprintf(stderr, "models loaded: %zu\n", loaded_models());
   int status = 0;
   for (auto& cam : g_cameras) {
     if (cam->restart_timer) g_source_remove(cam->restart_timer);

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "autoassign/types.h"
+#include "autoassign/core/types.h"
 
 namespace autoassign::pipelines {
 

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,12 +80,21 @@ class Exposition {
  public:
   using Labels = std::vector<std::pair<std::string, std::string>>;
 
-  /// Declares a family (once; later calls with the same name are ignored).
+  /// Declares a family and starts its group: the format wants each family's HELP, TYPE and
+  /// samples together, so a family declared twice, or a sample of any family but the current
+  /// one, is a std::logic_error (a bug of the writer's caller, caught by the tests).
   void family(const std::string& name, const std::string& type, const std::string& help) {
-    if (!declared_.insert(name).second) return;
+    if (!declared_.insert(name).second) {
+      throw std::logic_error("metric family " + name + " declared twice");
+    }
+    current_ = name;
     out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
   }
   void sample(const std::string& name, const Labels& labels, double value) {
+    if (current_.empty() || (name != current_ && name.rfind(current_ + "_", 0) != 0)) {
+      throw std::logic_error("metric " + name + " written outside its family's group (the " +
+                             "current family is '" + current_ + "')");
+    }
     out_ << name << labels_text(labels) << ' ' << number(value) << '\n';
   }
   void histogram(const std::string& name, const Labels& labels,
@@ -125,6 +135,7 @@ class Exposition {
   }
   std::ostringstream out_;
   std::set<std::string> declared_;
+  std::string current_;
 };
 
 }  // namespace autoassign::pipelines

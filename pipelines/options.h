@@ -4,11 +4,17 @@
 // value is named on stderr with the usage, exit status 2.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "autoassign/core/program_options.h"
 
 namespace autoassign::pipelines {
 
@@ -25,18 +31,60 @@ inline std::string quote(const std::string& s) {
 
 class Options {
  public:
-  explicit Options(std::string usage) : usage_(std::move(usage)) {}
+  /// `header`: the usage lines and what the program does. The options' lines follow it in
+  /// --help, each written where the option is registered.
+  explicit Options(std::string header) : header_(std::move(header)) {}
 
-  void value(const std::string& name, std::string* out) {
-    values_[name] = [out](const std::string& v) { *out = v; };
+  void value(const std::string& name, std::string* out, const std::string& metavar,
+             const std::string& help) {
+    add(name, metavar, help, [out](const std::string& v) { *out = v; });
   }
-  void value(const std::string& name, double* out) {
-    values_[name] = [out](const std::string& v) { *out = std::stod(v); };
+  /// A number: the whole text must be one, finite, and within [lo, hi].
+  void value(const std::string& name, double* out, const std::string& metavar,
+             const std::string& help, double lo = -1e300, double hi = 1e300) {
+    add(name, metavar, help, [=](const std::string& v) {
+      size_t used = 0;
+      const double d = std::stod(v, &used);
+      if (used != v.size() || !std::isfinite(d)) throw std::invalid_argument("not a number");
+      if (d < lo || d > hi) throw std::out_of_range(range_text(lo, hi));
+      *out = d;
+    });
   }
-  void value(const std::string& name, int* out) {
-    values_[name] = [out](const std::string& v) { *out = std::stoi(v); };
+  /// An integer: the whole text must be one, within [lo, hi].
+  void value(const std::string& name, int* out, const std::string& metavar, const std::string& help,
+             int lo = std::numeric_limits<int>::min(), int hi = std::numeric_limits<int>::max()) {
+    add(name, metavar, help, [=](const std::string& v) {
+      size_t used = 0;
+      const long long i = std::stoll(v, &used);
+      if (used != v.size()) throw std::invalid_argument("not a number");
+      if (i < lo || i > hi) throw std::out_of_range(range_text(lo, hi));
+      *out = static_cast<int>(i);
+    });
   }
-  void flag(const std::string& name, bool* out) { flags_[name] = out; }
+  /// One of the options every program shares (autoassign/core/program_options.h).
+  template <typename T>
+  void value(const ProgramOption& option, T* out) {
+    value(option.flag, out, option.value, option.help);
+  }
+  void flag(const std::string& name, bool* out, const std::string& help) {
+    flags_[name] = out;
+    lines_.push_back({name, "", help});
+  }
+
+  /// The header and one line per option (help continued on indented lines).
+  std::string usage() const {
+    std::string u = header_;
+    for (const auto& l : lines_) {
+      std::string head = "  " + l.name + (l.metavar.empty() ? "" : " " + l.metavar);
+      head += std::string(head.size() < 26 ? 26 - head.size() : 1, ' ');
+      std::string help = l.help;
+      for (size_t nl = help.find('\n'); nl != std::string::npos; nl = help.find('\n', nl + 1)) {
+        help.insert(nl + 1, std::string(26, ' '));
+      }
+      u += head + help + "\n";
+    }
+    return u;
+  }
 
   /// -1: go on; otherwise the exit status to return (0 after --help, 2 on a bad command line).
   /// Positional arguments go to `positional`, or are an error when it is null.
@@ -44,7 +92,7 @@ class Options {
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
       if (k == "--help" || k == "-h") {
-        std::fputs(usage_.c_str(), stdout);
+        std::fputs(usage().c_str(), stdout);
         return 0;
       }
       if (auto f = flags_.find(k); f != flags_.end()) {
@@ -61,6 +109,8 @@ class Options {
       const std::string value = argv[++i];
       try {
         v->second(value);
+      } catch (const std::out_of_range& e) {
+        return fail(k + " must be in " + e.what() + ", got " + value);
       } catch (const std::exception&) {
         return fail(k + ": not a number: '" + value + "'");
       }
@@ -69,12 +119,28 @@ class Options {
   }
 
   int fail(const std::string& what) const {
-    std::fprintf(stderr, "%s\n%s", what.c_str(), usage_.c_str());
+    std::fprintf(stderr, "%s\n%s", what.c_str(), usage().c_str());
     return 2;
   }
 
  private:
-  std::string usage_;
+  struct Line {
+    std::string name, metavar, help;
+  };
+  template <typename N>
+  static std::string range_text(N lo, N hi) {
+    std::ostringstream m;
+    m << "[" << lo << ", " << hi << "]";
+    return m.str();
+  }
+  void add(const std::string& name, const std::string& metavar, const std::string& help,
+           std::function<void(const std::string&)> set) {
+    values_[name] = std::move(set);
+    lines_.push_back({name, metavar, help});
+  }
+
+  std::string header_;
+  std::vector<Line> lines_;
   std::map<std::string, std::function<void(const std::string&)>> values_;
   std::map<std::string, bool*> flags_;
 };

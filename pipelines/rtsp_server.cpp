@@ -41,7 +41,8 @@ GstRTSPFilterResult remove_client(GstRTSPServer*, GstRTSPClient*, gpointer) {
 }
 
 struct Options {
-  std::string model, source = "test", address = "127.0.0.1", port = "8554", mount = "/annotated";
+  std::string model, source = "test", address = "127.0.0.1", mount = "/annotated";
+  int port = 8554;
   double threshold = 0.5;
   int bitrate = 2000;
   std::string precision = "auto";
@@ -62,10 +63,8 @@ std::string source_description(const std::string& source) {
 }
 
 const char* kUsage =
-    "usage: autoassign-rtsp-server --model MODEL [--source URI|FILE|/dev/videoN|test]\n"
-    "         [--address 127.0.0.1] [--port 8554] [--mount /annotated] [--threshold 0.5]\n"
-    "         [--bitrate 2000 (kbit/s)] [--precision auto|fp32|bf16]\n"
-    "--precision auto runs bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere.\n";
+    "usage: autoassign-rtsp-server --model MODEL [options]\n"
+    "Serves the annotated video of one source as RTSP (H.264), the model drawn on it.\n";
 
 }  // namespace
 
@@ -74,16 +73,27 @@ int main(int argc, char** argv) {
   autoassign_gst_register_static();
   Options o;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value("--model", &o.model);
-  cli.value("--source", &o.source);
-  cli.value("--address", &o.address);
-  cli.value("--port", &o.port);
-  cli.value("--mount", &o.mount);
-  cli.value("--threshold", &o.threshold);
-  cli.value("--bitrate", &o.bitrate);
-  cli.value("--precision", &o.precision);
+  cli.value(autoassign::kModelOption, &o.model);
+  cli.value("--source", &o.source, "URI|FILE|/dev/videoN|test",
+            "what to annotate (default test: a pattern)");
+  cli.value("--address", &o.address, "A", "address to listen on (default 127.0.0.1)");
+  cli.value("--port", &o.port, "N", "port to listen on (default 8554; 0: any free port)", 0, 65535);
+  cli.value("--mount", &o.mount, "/PATH", "the stream's path (default /annotated)");
+  cli.value("--threshold", &o.threshold, "T", "score threshold (default 0.5)", 0, 1);
+  cli.value("--bitrate", &o.bitrate, "KBITS", "H.264 bitrate in kbit/s (default 2000)", 16, 100000);
+  cli.value(autoassign::kPrecisionOption, &o.precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
   if (o.model.empty()) return cli.fail("--model is required");
+  if (o.mount.empty() || o.mount[0] != '/') return cli.fail("--mount must start with '/'");
+  // A URI whose scheme no installed GStreamer source handles would only give clients a 503.
+  if (const auto colon = o.source.find("://"); colon != std::string::npos) {
+    const std::string scheme = o.source.substr(0, colon);
+    if (!gst_uri_is_valid(o.source.c_str()) ||
+        !gst_uri_protocol_is_supported(GST_URI_SRC, scheme.c_str())) {
+      return cli.fail("--source " + o.source + ": no installed GStreamer source handles '" +
+                      scheme + "://'");
+    }
+  }
   // drop-when-busy: a live source must never queue behind inference.
   const std::string launch =
       "( " + source_description(o.source) +
@@ -97,7 +107,7 @@ int main(int argc, char** argv) {
       " key-int-max=30 ! rtph264pay name=pay0 pt=96 config-interval=1 )";
   GstRTSPServer* server = gst_rtsp_server_new();
   gst_rtsp_server_set_address(server, o.address.c_str());
-  gst_rtsp_server_set_service(server, o.port.c_str());
+  gst_rtsp_server_set_service(server, std::to_string(o.port).c_str());
   GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
   gst_rtsp_media_factory_set_launch(factory, launch.c_str());
   gst_rtsp_media_factory_set_shared(factory, TRUE);
@@ -109,10 +119,12 @@ int main(int argc, char** argv) {
   g_object_unref(mounts);
   const guint server_source = gst_rtsp_server_attach(server, nullptr);
   if (server_source == 0) {
-    std::fprintf(stderr, "cannot listen on %s:%s\n", o.address.c_str(), o.port.c_str());
+    std::fprintf(stderr, "cannot listen on %s:%d\n", o.address.c_str(), o.port);
     return 1;
   }
-  std::printf("serving rtsp://%s:%s%s\n", o.address.c_str(), o.port.c_str(), o.mount.c_str());
+  // The port it listens on, which --port 0 leaves to the system.
+  std::printf("serving rtsp://%s:%d%s\n", o.address.c_str(), gst_rtsp_server_get_bound_port(server),
+              o.mount.c_str());
   std::fflush(stdout);
   GMainLoop* loop = g_main_loop_new(nullptr, FALSE);
   const guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, loop);

@@ -23,20 +23,18 @@
 #include <gst/video/video.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "autoassign/evaluator.h"
+#include "autoassign/data/evaluator.h"
 #include "options.h"
 #include "plugin.h"
-#include "roi.h"
+#include "roi_meta.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
 const char* kUsage =
-    "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT\n"
-    "         [--threshold 0.02] [--max-detections 1000] [--threads N] [--precision P]\n"
-    "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n"
-    "P: auto (bf16 on CPUs with AMX or AVX512-BF16, the element's default), fp32, bf16\n";
+    "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT [options]\n"
+    "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n";
 
 }  // namespace
 
@@ -47,13 +45,13 @@ int main(int argc, char** argv) {
   double threshold = 0.02;
   int max_detections = 1000, threads = 0;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value("--model", &model);
-  cli.value("--images", &images);
-  cli.value("--output", &output);
-  cli.value("--threshold", &threshold);
-  cli.value("--max-detections", &max_detections);
-  cli.value("--threads", &threads);
-  cli.value("--precision", &precision);
+  cli.value(autoassign::kModelOption, &model);
+  cli.value("--images", &images, "DIR", "WIDER_val/images or one event folder of it");
+  cli.value("--output", &output, "OUT", "prediction folder");
+  cli.value("--threshold", &threshold, "T", "score threshold (default 0.02)", 0, 1);
+  cli.value("--max-detections", &max_detections, "N", "per image (default 1000)", 1, 1000000);
+  cli.value(autoassign::kThreadsOption, &threads);
+  cli.value(autoassign::kPrecisionOption, &precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
   if (model.empty() || images.empty() || output.empty()) {
     return cli.fail("--model, --images and --output are required");

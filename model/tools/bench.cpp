@@ -12,11 +12,11 @@
 #include <opencv2/dnn.hpp>
 #include <torch/torch.h>
 
-#include "autoassign/checkpoint.h"
-#include "autoassign/detector.h"
-#include "autoassign/profile.h"
-#include "autoassign/tracker.h"
-#include "autoassign/types.h"
+#include "autoassign/core/tracker.h"
+#include "autoassign/core/types.h"
+#include "autoassign/infer/checkpoint.h"
+#include "autoassign/infer/detector.h"
+#include "autoassign/infer/profile.h"
 #include "commands.h"
 
 namespace autoassign::cli {

@@ -4,7 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "autoassign/dataset.h"
+#include "autoassign/core/program_options.h"
+#include "autoassign/data/dataset.h"
 
 namespace autoassign::cli {
 
@@ -15,10 +16,12 @@ void add_train(CLI::App& app);
 void add_detect(CLI::App& app);
 void add_eval(CLI::App& app);
 
-/// --precision's help, the same for detect, eval and the pipeline programs.
-inline constexpr const char* kPrecisionHelp =
-    "network arithmetic: auto (bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere), fp32, "
-    "bf16, fp16 (CUDA); box decoding, scores and NMS stay fp32";
+/// One of the options every program shares (autoassign/core/program_options.h), its value
+/// shown as the default.
+template <typename T>
+CLI::Option* add_shared_option(CLI::App& cmd, const ProgramOption& option, T& value) {
+  return cmd.add_option(option.flag, value, option.help)->capture_default_str();
+}
 
 /// Model config from exactly one of --preset / --config (or a default preset).
 struct ModelSource {
@@ -28,12 +31,9 @@ struct ModelSource {
 };
 
 /// Dataset flags shared by train and eval.
-struct DataOptions {
-  std::string widerface, widerface_split = "train", coco, coco_images, voc, class_map;
-  int max_images = 0;
-};
-void add_data_options(CLI::App& cmd, DataOptions& d);
-/// Loads and concatenates the datasets the flags name; `command` names the subcommand in errors.
-Dataset load_datasets(const DataOptions& d, const std::string& command);
+/// The dataset flags (--widerface, --coco, --voc, ...) of train and eval, into `d`.
+void add_data_options(CLI::App& cmd, DatasetSources& d);
+/// load_datasets(d), its refusals as CLI validation errors naming `command`.
+Dataset load_datasets(const DatasetSources& d, const std::string& command);
 
 }  // namespace autoassign::cli

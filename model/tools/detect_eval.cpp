@@ -13,9 +13,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "autoassign/dataset.h"
-#include "autoassign/detector.h"
-#include "autoassign/evaluator.h"
+#include "autoassign/core/files.h"
+#include "autoassign/data/dataset.h"
+#include "autoassign/data/evaluator.h"
+#include "autoassign/infer/detector.h"
 #include "commands.h"
 
 namespace autoassign::cli {
@@ -33,8 +34,18 @@ bool is_image(const fs::path& p) {
 // network and post-processing, not JPEG decoding), the per-frame latency a video user sees.
 std::vector<Detection> detect_file(const Detector& det, const std::string& path, cv::Mat* keep,
                                    double* seconds) {
-  cv::Mat img = cv::imread(path, cv::IMREAD_COLOR);
-  if (img.empty()) throw std::runtime_error("cannot decode image " + path);
+  // Read and checked before decoding: a FIFO cannot block, a truncated file is named as such
+  // (libjpeg would fill it with grey), and the size is bounded before memory is spent on it.
+  const std::string bytes = read_file_capped(path, kMaxImageFileBytes, "image");
+  try {
+    read_image_header(bytes);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  cv::Mat img = cv::imdecode(
+      cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+      cv::IMREAD_COLOR);
+  if (img.empty()) throw std::runtime_error(path + ": cannot decode (damaged image data)");
   const auto t0 = std::chrono::steady_clock::now();
   auto found = det.detect(ImageView::packed(PixelFormat::kBGR, img.data, img.cols, img.rows,
                                             static_cast<int>(img.step)));
@@ -94,16 +105,34 @@ void run_detect(const DetectOptions& o) {
   Detector det(o.model, dopt);
   std::vector<fs::path> images;
   const fs::path root(o.input);
-  if (fs::is_regular_file(root)) {
-    images.push_back(root);
-  } else if (fs::is_directory(root)) {
-    for (const auto& e : fs::recursive_directory_iterator(root)) {
-      if (e.is_regular_file() && is_image(e.path())) images.push_back(e.path());
+  // Entries that cannot be images (a symlink loop, a FIFO, a dangling link) are reported and
+  // skipped like undecodable files; only the input itself must be a file or a folder.
+  std::vector<std::string> skipped;
+  std::error_code ec;
+  if (fs::is_directory(root, ec)) {
+    for (auto it = fs::recursive_directory_iterator(
+             root, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!is_image(it->path())) continue;
+      const std::string problem = regular_file_problem(it->path().string());
+      if (problem.empty()) {
+        images.push_back(it->path());
+      } else {
+        skipped.push_back(it->path().string() + ": " + problem);
+      }
     }
+    if (ec) throw std::runtime_error("cannot list " + o.input + ": " + ec.message());
     std::sort(images.begin(), images.end());
   } else {
-    throw std::runtime_error("input not found: " + o.input);
+    const std::string problem = regular_file_problem(o.input);
+    if (!problem.empty()) {
+      throw std::runtime_error("input '" + o.input + "' " +
+                               (problem == "no such file" ? "does not exist" : problem) +
+                               " (give an image or a folder of images)");
+    }
+    images.push_back(root);
   }
+  for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
   if (images.empty()) throw std::runtime_error("no images (.jpg, .png, .bmp) under " + o.input);
   std::ofstream file;
   std::ostream* out = &std::cout;
@@ -117,9 +146,28 @@ void run_detect(const DetectOptions& o) {
   if (!o.draw_dir.empty()) fs::create_directories(o.draw_dir);
   size_t total = 0;
   double seconds = 0;
+  size_t done = 0;
   for (const auto& path : images) {
     cv::Mat img;
-    auto dets = detect_file(det, path.string(), &img, &seconds);
+    std::vector<Detection> dets;
+    // One bad file (truncated, another format, too large for OpenCV) is reported by name and
+    // skipped; the run goes on and fails at the end with the count.
+    try {
+      dets = detect_file(det, path.string(), &img, &seconds);
+    } catch (const cv::Exception& e) {
+      skipped.push_back(path.string() + ": cannot decode (" + e.err + ")");
+      std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
+      continue;
+    } catch (const std::runtime_error& e) {
+      skipped.push_back(e.what());
+      std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
+      continue;
+    } catch (const FileError& e) {
+      skipped.push_back(path.string() + ": " + e.reason());
+      std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
+      continue;
+    }
+    ++done;
     total += dets.size();
     if (o.format == "jsonl") {
       nlohmann::json row = {{"image", path.string()}, {"width", img.cols}, {"height", img.rows}};
@@ -148,7 +196,11 @@ void run_detect(const DetectOptions& o) {
     }
   }
   std::fprintf(stderr, "%zu images, %zu detections, %.1f ms per image (detect, without decoding)\n",
-               images.size(), total, 1000 * seconds / static_cast<double>(images.size()));
+               done, total, done ? 1000 * seconds / static_cast<double>(done) : 0.0);
+  if (!skipped.empty()) {
+    throw std::runtime_error(std::to_string(skipped.size()) +
+                             " input files skipped (named above); the others were processed");
+  }
 }
 
 }  // namespace
@@ -156,7 +208,7 @@ void run_detect(const DetectOptions& o) {
 void add_detect(CLI::App& app) {
   auto* cmd = app.add_subcommand("detect", "Detect objects in an image or a folder of images");
   auto o = std::make_shared<DetectOptions>();
-  cmd->add_option("--model", o->model, "model file")->required();
+  add_shared_option(*cmd, kModelOption, o->model)->required();
   cmd->add_option("--input", o->input, "an image, or a folder searched recursively")->required();
   cmd->add_option("--format", o->format,
                   "jsonl: one JSON object per image; widerface: OUT/<event>/<image>.txt for "
@@ -168,9 +220,9 @@ void add_detect(CLI::App& app) {
   cmd->add_option("--threshold", o->threshold, "score threshold (default: the model's)");
   cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
   cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--precision", o->precision, kPrecisionHelp)->capture_default_str();
-  cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
+  add_shared_option(*cmd, kDeviceOption, o->device);
+  add_shared_option(*cmd, kPrecisionOption, o->precision);
+  add_shared_option(*cmd, kThreadsOption, o->threads);
   cmd->add_option("--input-size", o->input_size,
                   "network input WxH instead of the model's (e.g. 1280x768: smaller faces, "
                   "4x the cost of 640x384)");
@@ -203,7 +255,7 @@ void add_eval(CLI::App& app) {
       "Evaluate a model (or existing WIDER prediction files): COCO-style AP for --coco/--voc, "
       "the official WIDER FACE easy/medium/hard AP for --widerface");
   auto o = std::make_shared<EvalOptions>();
-  auto data = std::make_shared<DataOptions>();
+  auto data = std::make_shared<DatasetSources>();
   data->widerface_split = "val";
   cmd->add_option("--model", o->model, "model file to run over the images");
   add_data_options(*cmd, *data);
@@ -218,12 +270,11 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--threshold", o->threshold,
                   "score threshold (default: the model's, as detect and the element use)");
   cmd->add_option("--max-detections", o->max_detections, "per image (default: the model's)");
-  cmd->add_option("--layout", o->layout, "auto, nchw or nhwc (see bench --layout)")
-      ->capture_default_str();
-  cmd->add_option("--precision", o->precision, kPrecisionHelp)->capture_default_str();
+  add_shared_option(*cmd, kLayoutOption, o->layout);
+  add_shared_option(*cmd, kPrecisionOption, o->precision);
   cmd->add_option("--iou-threshold", o->iou_threshold, "NMS IoU (default: the model's)");
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
+  add_shared_option(*cmd, kDeviceOption, o->device);
+  add_shared_option(*cmd, kThreadsOption, o->threads);
   cmd->add_option("--input-size", o->input_size,
                   "network input WxH instead of the model's (e.g. 1280x768: smaller faces, "
                   "4x the cost of 640x384)");

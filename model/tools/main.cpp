@@ -9,10 +9,11 @@
 
 #include <torch/torch.h>
 
-#include "autoassign/checkpoint.h"
-#include "autoassign/detector.h"
-#include "autoassign/import.h"
-#include "autoassign/types.h"
+#include "autoassign/core/files.h"
+#include "autoassign/core/types.h"
+#include "autoassign/infer/checkpoint.h"
+#include "autoassign/infer/detector.h"
+#include "autoassign/train/import.h"
 #include "commands.h"
 
 namespace autoassign::cli {
@@ -220,12 +221,8 @@ void add_import(CLI::App& app) {
                    ? ModelConfig::preset(*config)
                    : ModelConfig::from_file(*config);
     if (!classes->empty()) {
-      std::ifstream f(*classes);
-      if (!f) throw CLI::ValidationError("--classes", "cannot open '" + *classes + "'");
-      std::ostringstream text;
-      text << f.rdbuf();
       std::vector<std::string> warnings;
-      o.class_names = parse_labels(text.str(), *classes, &warnings);
+      o.class_names = read_labels_file(*classes, &warnings);
       for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
     }
     o.allow_missing = *allow_missing;

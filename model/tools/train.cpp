@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
+#include <type_traits>
 
-#include "autoassign/checkpoint.h"
-#include "autoassign/dataset.h"
-#include "autoassign/trainer.h"
+#include "autoassign/data/dataset.h"
+#include "autoassign/infer/checkpoint.h"
+#include "autoassign/train/engine/trainer.h"
 #include "commands.h"
 
 namespace autoassign::cli {
@@ -19,25 +21,15 @@ extern "C" void on_signal(int) {
 
 }  // namespace
 
-Dataset load_datasets(const DataOptions& d, const std::string& command) {
-  std::vector<Dataset> parts;
-  if (!d.widerface.empty()) parts.push_back(load_widerface(d.widerface, d.widerface_split));
-  if (!d.coco.empty()) {
-    if (d.coco_images.empty()) throw CLI::ValidationError(command, "--coco needs --coco-images");
-    parts.push_back(load_coco(d.coco, d.coco_images));
-  }
-  if (!d.voc.empty()) parts.push_back(load_voc(d.voc, parse_class_map(d.class_map)));
-  if (parts.empty())
+Dataset load_datasets(const DatasetSources& d, const std::string& command) {
+  if (d.widerface.empty() && d.coco.empty() && d.voc.empty())
     throw CLI::ValidationError(command, "give a dataset: --widerface, --coco or --voc");
-  Dataset all = parts[0];
-  for (size_t i = 1; i < parts.size(); ++i) all.append(parts[i]);
-  if (d.max_images > 0 && static_cast<int>(all.samples.size()) > d.max_images) {
-    all.samples.resize(static_cast<size_t>(d.max_images));
-  }
-  return all;
+  if (!d.coco.empty() && d.coco_images.empty())
+    throw CLI::ValidationError(command, "--coco needs --coco-images");
+  return load_datasets(d);
 }
 
-void add_data_options(CLI::App& cmd, DataOptions& d) {
+void add_data_options(CLI::App& cmd, DatasetSources& d) {
   cmd.add_option("--widerface", d.widerface,
                  "WIDER FACE root (wider_face_split/, WIDER_<split>/images/)");
   cmd.add_option("--widerface-split", d.widerface_split, "train or val");
@@ -50,102 +42,42 @@ void add_data_options(CLI::App& cmd, DataOptions& d) {
   cmd.add_option("--max-images", d.max_images, "use only the first N images (smoke tests)");
 }
 
+// Every TrainOptions flag, made from its row in AUTOASSIGN_TRAIN_OPTIONS (engine/options.h):
+// the member, flag, help and, for fixed choices, CLI11's own check; the ranges are checked by
+// validate_train_options with the option's name.
+void add_train_options(CLI::App& cmd, TrainOptions& o) {
+  for_each_train_option(o, [&](const TrainOptionSpec& s, auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (std::string(s.flag).rfind("--no-", 0) == 0) {
+        cmd.add_flag_callback(
+            s.flag, [&value] { value = false; }, s.help);
+      } else {
+        cmd.add_flag(s.flag, value, s.help);
+      }
+    } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+      cmd.add_option(s.flag, value, s.help)->delimiter(',');
+    } else {
+      auto* opt = cmd.add_option(s.flag, value, s.help)->capture_default_str();
+      if (s.check.kind == FieldRule::Kind::kChoices)
+        opt->check(CLI::IsMember(rule_choices(s.check)));
+    }
+  });
+  cmd.get_option("--output")->required();
+}
+
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "train",
       "Train a model. Multi-process: start one process per rank with MASTER_ADDR, MASTER_PORT, "
       "WORLD_SIZE and RANK set (as torchrun does); gradients are averaged through c10d/Gloo.");
   auto src = std::make_shared<ModelSource>();
-  auto data = std::make_shared<DataOptions>();
+  auto data = std::make_shared<DatasetSources>();
   auto o = std::make_shared<TrainOptions>();
-  auto no_hflip = std::make_shared<bool>(false);
   cmd->add_option("--preset", src->preset, "model preset (r50-fpn, r18-fpn, face-rt)");
   cmd->add_option("--config", src->config, "model config JSON");
   add_data_options(*cmd, *data);
-  cmd->add_option("-o,--output", o->output_dir, "run directory: checkpoint.pt, model.pt, log.jsonl")
-      ->required();
-  cmd->add_option("--iterations", o->iterations, "total iterations")->capture_default_str();
-  cmd->add_option("--batch", o->batch_size, "images per iteration and process")
-      ->capture_default_str();
-  cmd->add_option("--lr", o->lr, "base learning rate")->capture_default_str();
-  cmd->add_option("--weight-decay", o->weight_decay, "SGD weight decay (none on norm layers)")
-      ->capture_default_str();
-  cmd->add_option("--warmup", o->warmup_iterations, "linear warm-up iterations")
-      ->capture_default_str();
-  cmd->add_option("--schedule", o->schedule, "step or cosine")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "iterations where a step schedule multiplies the lr by 0.1")
-      ->delimiter(',');
-  cmd->add_option("--clip-grad", o->clip_grad_norm, "clip the gradient norm (0 = off)");
-  cmd->add_option("--checkpoint-every", o->checkpoint_every, "iterations between checkpoints")
-      ->capture_default_str();
-  cmd->add_option("--snapshot-every", o->snapshot_every, "also keep model_iter_N.pt every N");
-  cmd->add_option("--log-every", o->log_every, "iterations between log lines")
-      ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "LibTorch threads (0 = one per core)");
-  cmd->add_option("--device", o->device,
-                  "cpu, cuda or cuda:N; with several processes 'cuda' means cuda:$LOCAL_RANK")
-      ->capture_default_str();
-  cmd->add_option("--loader-threads", o->loader_threads, "image decoding/augmentation threads")
-      ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "random seed (weights, order, augmentation)");
-  cmd->add_flag("--resume", o->resume, "continue from OUTPUT/checkpoint.pt");
-  cmd->add_option("--init", o->init,
-                  "start from this model file's weights (fine-tuning: an `autoassign import`ed "
-                  "published model or ImageNet backbone, or an earlier model.pt). Without "
-                  "--preset/--config its architecture, input normalisation and frozen stages "
-                  "are the run's; a different class count re-initialises the classifier");
-  cmd->add_flag("--grow", o->init_grow,
-                "with --init and a --preset/--config of more channels (backbone stages, FPN, head; "
-                "BatchNorm models): start from the --init model's function, the added channels "
-                "at zero influence (function-preserving widening)");
-  cmd->add_option("--stop-after", o->stop_after,
-                  "stop (with a checkpoint) after N iterations of this run");
-  cmd->add_option("--crop-min", o->crop_min,
-                  "random crop: smallest region as a fraction of the letterbox region (1 = off)")
-      ->capture_default_str();
-  cmd->add_option("--crop-max", o->crop_max,
-                  "random crop: largest region as a fraction of the letterbox region; above 1 "
-                  "the image is shrunk onto padding (smaller objects than at inference)")
-      ->capture_default_str();
-  cmd->add_option("--precision", o->precision,
-                  "fp32, or bf16 (autocast for the network; assignment, loss and weights stay "
-                  "fp32; fast on CPUs with AMX or AVX512-BF16)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-  cmd->add_flag("--channels-last", o->channels_last,
-                "channels-last (NHWC) weights and activations (faster oneDNN convolutions)");
-  cmd->add_option("--force-topk", o->force_topk,
-                  "give a gt too small to contain a location (under ~8 px) the K locations of "
-                  "largest centre prior as candidates, as MMDetection's force_topk (0 = off, "
-                  "the authors' behaviour; 9 is MMDetection's K)")
-      ->capture_default_str();
-  cmd->add_option("--reg-weight", o->reg_weight,
-                  "add W x the mean over faces of the positive-weighted GIoU loss of their "
-                  "assigned locations (not in the authors' loss, which learns boxes only inside "
-                  "the bag probability; sharper boxes on small objects; 0 = off)")
-      ->capture_default_str();
-  cmd->add_flag("--ignore-regions", o->ignore_regions,
-                "train the dataset's ignored objects (WIDER invalid faces, COCO crowds, VOC "
-                "difficult) as ignore regions, with no background loss inside, instead of as "
-                "background (the authors' behaviour)");
-  cmd->add_option("--ignore-below", o->ignore_below,
-                  "objects whose shorter side is under PX pixels at the network input (after "
-                  "the crop) become ignore regions instead of objects (0 = off)")
-      ->capture_default_str();
-  cmd->add_flag("--ignore-cut", o->ignore_cut,
-                "objects whose centre the crop leaves become ignore regions over their visible "
-                "part instead of being dropped (which trains that part as background)");
-  cmd->add_option("--ema", o->ema,
-                  "keep an exponential moving average of the weights with this decay (e.g. "
-                  "0.9995, about the last 2,000 steps) and write it as model.pt and the "
-                  "snapshots (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--ema-ramp", o->ema_ramp,
-                  "the average's decay ramps up as 1 - exp(-step / N) (YOLOX's 2000)")
-      ->capture_default_str();
-  cmd->add_flag("--no-hflip", *no_hflip, "no horizontal flips");
-  cmd->add_flag("--colour-jitter", o->colour_jitter, "random brightness and contrast");
-  cmd->add_flag("--quiet", o->quiet, "no progress output (the JSON log is still written)");
+  add_train_options(*cmd, *o);
   cmd->callback([=] {
     if (!src->preset.empty() && !src->config.empty()) {
       throw CLI::ValidationError("train", "give one of --preset or --config, not both");
@@ -171,6 +103,10 @@ void add_train(CLI::App& app) {
                   << " and other values (leave out --preset/--config to keep the file's)\n";
       }
     }
+    {  // Every option checked before the datasets are read (minutes for a large one).
+      TrainOptions check = *o;
+      validate_train_options(check, config);
+    }
     Dataset ds = load_datasets(*data, "train");
     if (!o->init.empty() && static_cast<int>(ds.class_names.size()) != config.num_classes) {
       // Fine-tuning for other classes: the classifier takes the dataset's count (and is
@@ -183,7 +119,6 @@ void add_train(CLI::App& app) {
     }
     config.class_names = ds.class_names;
     TrainOptions opts = *o;
-    opts.hflip = !*no_hflip;
     // torchrun's convention: one process per GPU, the GPU named by LOCAL_RANK.
     if (opts.device == "cuda") {
       if (const char* local = std::getenv("LOCAL_RANK"); local && *local) {

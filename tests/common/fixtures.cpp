@@ -9,13 +9,14 @@
 #include <random>
 #include <sstream>
 
+#include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
-#include "autoassign/checkpoint.h"
-#include "autoassign/loss.h"
-#include "autoassign/model.h"
-#include "autoassign/preprocess.h"
+#include "autoassign/infer/checkpoint.h"
+#include "autoassign/infer/modeling/model.h"
+#include "autoassign/infer/preprocess.h"
+#include "autoassign/train/assign/loss.h"
 
 namespace autoassign::testing {
 
@@ -140,6 +141,20 @@ std::string train_square_model() {
 const std::string& trained_square_model() {
   static const std::string path = train_square_model();
   return path;
+}
+
+std::string shared_data_dir() {
+  const char* d = std::getenv("AUTOASSIGN_DATA");
+  if (!d || !*d) {
+    ADD_FAILURE() << "AUTOASSIGN_DATA is not set: run the suite with meson test (it points it at "
+                     "../shared/data)";
+    return "";
+  }
+  if (!std::filesystem::is_directory(std::string(d) + "/widerface")) {
+    ADD_FAILURE() << "AUTOASSIGN_DATA=" << d << " holds no widerface/: ../shared/data is missing";
+    return "";
+  }
+  return d;
 }
 
 }  // namespace autoassign::testing

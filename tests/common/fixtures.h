@@ -9,7 +9,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "autoassign/config.h"
+#include "autoassign/core/config.h"
 
 namespace autoassign::testing {
 
@@ -31,6 +31,13 @@ std::string temp_dir();
 /// Debian's /usr/bin/python3 (the one python3-torch is installed for) and `out_dir` as its
 /// argument. Returns "" on success, else what went wrong.
 std::string run_torch_script(const char* env_var, const std::string& out_dir);
+
+/// The real annotated images (../shared/data, AUTOASSIGN_DATA, which meson test sets), or ""
+/// after a test failure saying what is missing: a test that needs them fails without them
+/// instead of skipping, so a CI machine without ../shared cannot pass quietly. Use as
+/// `const auto data = testing::shared_data_dir(); if (data.empty()) return;` (in SetUp, a
+/// failure there skips the test body).
+std::string shared_data_dir();
 
 /// A whole file's bytes ("" if it cannot be read).
 std::string read_file_bytes(const std::string& path);

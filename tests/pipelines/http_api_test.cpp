@@ -212,7 +212,6 @@ TEST(Prometheus, HistogramBucketsAreCumulativeAndTheTextIsTheFormats) {
   autoassign::pipelines::Exposition m;
   m.family("x_total", "counter", "Things.");
   m.sample("x_total", {{"camera", "0"}, {"uri", "rtsp://a/\"b\"\\c\nd"}}, 3);
-  m.family("x_total", "counter", "declared once");
   m.sample("x_total", {{"camera", "1"}}, 0.25);
   m.family("lat_seconds", "histogram", "Latency.");
   autoassign::pipelines::LatencyHistogram one;
@@ -238,6 +237,13 @@ TEST(Prometheus, HistogramBucketsAreCumulativeAndTheTextIsTheFormats) {
       "lat_seconds_count{camera=\"0\"} 1\n";
   ASSERT_GE(text.size(), tail.size());
   EXPECT_EQ(text.substr(text.size() - tail.size()), tail);
+  // One group per family, as the format requires: a sample of an earlier family, or a family
+  // declared again, is refused (the camera service once wrote up/info HELP lines together and
+  // their samples interleaved camera by camera).
+  EXPECT_THROW(m.sample("x_total", {{"camera", "2"}}, 1), std::logic_error);
+  EXPECT_THROW(m.family("x_total", "counter", "again"), std::logic_error);
+  autoassign::pipelines::Exposition empty;
+  EXPECT_THROW(empty.sample("y", {}, 1), std::logic_error);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -457,6 +458,50 @@ TEST_F(Pipelines, RtspServerCtrlCWithClientAttachedExitsCleanly) {
   }
 }
 
+// The programs' numbers are checked whole and in range, and a source no GStreamer element
+// handles is refused up front (issue 26: --port 99999 printed "serving ...:99999" while it
+// listened on another port, --port -1 listened on 65535, --source foo://bar served 503s and
+// printed nothing, --threshold nan was taken).
+TEST_F(Pipelines, ProgramsRefuseBadNumbersPortsAndSources) {
+  auto refused = [&](std::vector<std::string> argv, const std::string& message) {
+    Process p(argv, dir_);
+    EXPECT_EQ(p.wait(30), 2) << argv[1] << " " << argv.back() << "\n" << p.err();
+    EXPECT_NE(p.err().find(message), std::string::npos) << p.err();
+  };
+  const std::string server = env("AUTOASSIGN_RTSP_SERVER"), cameras = env("AUTOASSIGN_CAMERAS");
+  refused({server, "--model", model_, "--port", "99999"},
+          "--port must be in [0, 65535], got 99999");
+  refused({server, "--model", model_, "--port", "-1"}, "--port must be in [0, 65535], got -1");
+  refused({server, "--model", model_, "--port", "80x"}, "--port: not a number: '80x'");
+  refused({server, "--model", model_, "--source", "foo://bar"},
+          "--source foo://bar: no installed GStreamer source handles 'foo://'");
+  refused({server, "--model", model_, "--threshold", "nan"}, "--threshold: not a number: 'nan'");
+  refused({cameras, "--model", model_, "--threshold", "1.5", "test"},
+          "--threshold must be in [0, 1], got 1.5");
+  refused({cameras, "--model", model_, "--stall-seconds", "0", "test"},
+          "--stall-seconds must be in [1, 86400], got 0");
+  // --port 0: the system picks one, and the line printed names the port it listens on.
+  Process p({server, "--model", model_, "--port", "0"}, dir_);
+  std::string out;
+  for (int i = 0; i < 100 && out.find("serving") == std::string::npos; ++i) {
+    g_usleep(100000);
+    out = p.out();
+  }
+  const auto colon = out.find(":", out.find("rtsp://") + 7);
+  ASSERT_NE(colon, std::string::npos) << out << p.err();
+  const int port = std::atoi(out.c_str() + colon + 1);
+  EXPECT_GT(port, 0) << out;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << "nothing on " << port;
+  close(fd);
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(20), 0) << p.err();
+}
+
 TEST_F(Pipelines, SoakResidentMemoryStaysFlat) {
   // CI-sized: two cameras for 40 s. After a 10 s warm-up, the median resident size of the
   // last 8 one-second samples may exceed that of the first 8 by at most 32 MB. Allocator noise
@@ -554,6 +599,80 @@ TEST_F(Pipelines, WiderFolderThroughTheElementEqualsTheCli) {
     EXPECT_NEAR(a[s]["ap"].get<double>(), b[s]["ap"].get<double>(), 1e-9) << s;
   }
   EXPECT_GT(a["easy"]["ap"].get<double>(), 0.3);
+}
+
+// Hostile inputs to `autoassign detect` and `info` (issue 26): a truncated JPEG stopped a folder
+// run (later files never processed), a PNG header claiming 60000x60000 stopped it with an
+// OpenCV assertion naming no file, a symlink loop ended it with no output, a FIFO hung `info`
+// and was "input not found" to `detect`, --threshold nan was taken for the default. Now each
+// bad file is named and skipped, the good ones are processed, the exit status says it.
+TEST_F(Pipelines, CliNamesAndSkipsBadInputsAndGoesOn) {
+  const std::string in = dir_ + "/in";
+  fs::create_directories(in);
+  const std::string event = data_ + "/widerface/WIDER_val/images/19--Couple";
+  std::vector<fs::path> real;
+  for (const auto& e : fs::directory_iterator(event)) real.push_back(e.path());
+  std::sort(real.begin(), real.end());
+  ASSERT_GE(real.size(), 2u);
+  fs::copy_file(real[0], in + "/a.jpg");
+  fs::copy_file(real[1], in + "/z.jpg");
+  std::ifstream real0(real[0], std::ios::binary);
+  const std::string jpeg((std::istreambuf_iterator<char>(real0)), std::istreambuf_iterator<char>());
+  std::ofstream(in + "/b-truncated.jpg", std::ios::binary) << jpeg.substr(0, jpeg.size() / 3);
+  std::ofstream(in + "/c-text.jpg") << "not an image\n";
+  {  // A valid PNG header claiming 60000 x 60000 (IHDR, an empty IDAT, IEND; CRCs correct).
+    const std::string hex =
+        "89504e470d0a1a0a0000000d494844520000ea600000ea6008020000000fb0e215000000004944415435af061e"
+        "0000000049454e44ae426082";
+    std::string png;
+    for (size_t k = 0; k < hex.size(); k += 2) {
+      png += static_cast<char>(std::stoi(hex.substr(k, 2), nullptr, 16));
+    }
+    std::ofstream(in + "/d-huge.png", std::ios::binary) << png;
+  }
+  fs::create_symlink(in + "/e-loop.jpg", in + "/e-loop.jpg");
+  ASSERT_EQ(mkfifo((in + "/f-fifo.jpg").c_str(), 0600), 0);
+  Process run({env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", in, "-o",
+               dir_ + "/out.jsonl", "--threads", "2"},
+              dir_);
+  EXPECT_EQ(run.wait(120), 1) << run.err();
+  const std::string err = run.err();
+  for (const char* name :
+       {"b-truncated.jpg", "c-text.jpg", "d-huge.png", "e-loop.jpg", "f-fifo.jpg"}) {
+    EXPECT_NE(err.find(std::string("skipped ") + in + "/" + name), std::string::npos)
+        << name << "\n"
+        << err;
+  }
+  EXPECT_NE(err.find("5 input files skipped"), std::string::npos) << err;
+  // Each for its own reason.
+  for (const char* reason : {"b-truncated.jpg: truncated JPEG (no end-of-image marker)",
+                             "c-text.jpg: not a JPEG, PNG or BMP file",
+                             "d-huge.png: png of 60000x60000, above the limit of 100 megapixels",
+                             "e-loop.jpg: Too many levels of symbolic links",
+                             "f-fifo.jpg: is a FIFO (named pipe), not a regular file"}) {
+    EXPECT_NE(err.find(reason), std::string::npos) << reason << "\n" << err;
+  }
+  // Both real images, the one after the bad files too, were detected.
+  std::ifstream lines(dir_ + "/out.jsonl");
+  std::vector<std::string> images;
+  for (std::string line; std::getline(lines, line);) {
+    images.push_back(nlohmann::json::parse(line)["image"].get<std::string>());
+  }
+  EXPECT_EQ(images, (std::vector<std::string>{in + "/a.jpg", in + "/z.jpg"}));
+  // A FIFO as the model or the input: refused at once, named for what it is.
+  Process info({env("AUTOASSIGN_CLI"), "info", in + "/f-fifo.jpg"}, dir_);
+  EXPECT_EQ(info.wait(30), 2) << "info on a FIFO did not end: " << info.err();
+  EXPECT_NE(info.err().find("is a FIFO (named pipe), not a regular file"), std::string::npos)
+      << info.err();
+  Process fifo_in(
+      {env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", in + "/f-fifo.jpg"}, dir_);
+  EXPECT_EQ(fifo_in.wait(60), 1);
+  EXPECT_NE(fifo_in.err().find("is a FIFO (named pipe)"), std::string::npos) << fifo_in.err();
+  Process nan({env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", in + "/a.jpg",
+               "--threshold", "nan"},
+              dir_);
+  EXPECT_EQ(nan.wait(60), 1);
+  EXPECT_NE(nan.err().find("threshold must be in [0, 1], got nan"), std::string::npos) << nan.err();
 }
 
 // The test camera in a process of its own (this binary with --serve-camera), so it can be
@@ -1054,6 +1173,14 @@ TEST_F(Pipelines, CamerasHttpBadRequestsAndToken) {
   expect_error(http(port, "POST", "/streams", R"({"url": "test"})", auth), 400, "unknown key");
   expect_error(http(port, "POST", "/streams", R"({"uri": "/no/such/clip.mp4"})", auth), 400,
                "existing file");
+  // A file:// URI that is a FIFO nobody writes (issue 26: the service froze in open(), every
+  // later request timed out and SIGINT went unheard) or a device: refused, the service answers.
+  const std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  expect_error(http(port, "POST", "/streams", "{\"uri\": \"file://" + fifo + "\"}", auth), 400,
+               "is a FIFO (named pipe), not a regular file");
+  expect_error(http(port, "POST", "/streams", R"({"uri": "file:///dev/zero"})", auth), 400,
+               "is a character device");
   expect_error(http(port, "DELETE", "/streams/5", "", auth), 404, "no stream 5");
   expect_error(http(port, "DELETE", "/streams/x", "", auth), 404, "ids are numbers");
   expect_error(http(port, "PUT", "/streams", "{}", auth), 405, "PUT");

@@ -4,7 +4,7 @@
 // and cvpods' AutoAssign R-50 FPN and torchvision's ResNet-50, and spot checks written from
 // those layouts by hand): each key lands in the parameter the layout says, nothing is lost
 // (the sum of every tensor), and every mismatch is an error naming the key.
-#include "autoassign/import.h"
+#include "autoassign/train/import.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,11 +19,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "autoassign/checkpoint.h"
-#include "autoassign/detector.h"
-#include "autoassign/model.h"
-#include "autoassign/preprocess.h"
-#include "autoassign/trainer.h"
+#include "autoassign/infer/checkpoint.h"
+#include "autoassign/infer/detector.h"
+#include "autoassign/infer/modeling/model.h"
+#include "autoassign/infer/preprocess.h"
+#include "autoassign/train/engine/trainer.h"
 #include "fixtures.h"
 
 namespace autoassign {
