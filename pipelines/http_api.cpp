@@ -99,6 +99,8 @@ HttpReply post_stream(StreamService& service, const std::string& body) {
     return json_reply(201, json{{"id", id}});
   } catch (const BadSource& e) {
     return error_reply(400, e.what());
+  } catch (const TooManyStreams& e) {
+    return error_reply(429, e.what());
   }
 }
 
@@ -184,6 +186,25 @@ struct HttpServer::Impl {
   StreamService& service;
   std::string token;
   SoupServer* server = nullptr;
+  int active = 0;  // requests started and not yet finished or aborted (main loop only)
+
+  // Every request must keep coming: a client silent for kIdleSeconds in the middle of one (half
+  // a header, a body shorter than its Content-Length) is cut off. Without it 300 such sockets
+  // stayed open for good, and at the open-files limit the endpoint stopped answering anyone,
+  // before any token check. Past kMaxActive requests at once, new ones get a second.
+  static constexpr guint kIdleSeconds = 10;
+  static constexpr int kMaxActive = 64;
+  static void started(SoupServer*, SoupServerMessage* msg, gpointer data) {
+    auto* self = static_cast<Impl*>(data);
+    ++self->active;
+    if (GSocket* socket = soup_server_message_get_socket(msg)) {
+      g_socket_set_timeout(socket, self->active > kMaxActive ? 1 : kIdleSeconds);
+    }
+  }
+  static void ended(SoupServer*, SoupServerMessage*, gpointer data) {
+    auto* self = static_cast<Impl*>(data);
+    if (self->active > 0) --self->active;
+  }
 
   // Before the body is read. libsoup still reads a body it will not use (to keep the
   // connection in step), so a body announced larger than the limit, or one of unannounced
@@ -270,6 +291,9 @@ void HttpServer::listen(const std::string& address) {
   impl_->server = soup_server_new("server-header", "autoassign-cameras", nullptr);
   soup_server_add_early_handler(impl_->server, nullptr, &Impl::early, impl_.get(), nullptr);
   soup_server_add_handler(impl_->server, nullptr, &Impl::handle, impl_.get(), nullptr);
+  g_signal_connect(impl_->server, "request-started", G_CALLBACK(&Impl::started), impl_.get());
+  g_signal_connect(impl_->server, "request-finished", G_CALLBACK(&Impl::ended), impl_.get());
+  g_signal_connect(impl_->server, "request-aborted", G_CALLBACK(&Impl::ended), impl_.get());
   GSocketAddress* where = g_inet_socket_address_new(inet, static_cast<guint16>(port));
   g_object_unref(inet);
   GError* err = nullptr;

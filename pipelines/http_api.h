@@ -50,12 +50,18 @@ struct BadSource : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// The service runs as many streams as it is allowed (POST /streams answers 429).
+struct TooManyStreams : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// What the camera program exposes to the endpoint.
 class StreamService {
  public:
   virtual ~StreamService() = default;
   virtual std::vector<StreamInfo> streams() = 0;
-  /// Starts a camera; returns its id. Throws BadSource for a source it will not take.
+  /// Starts a camera; returns its id. Throws BadSource for a source it will not take,
+  /// TooManyStreams at the service's limit.
   virtual int add(const std::string& uri) = 0;
   /// Stops and forgets camera `id`; false if there is none.
   virtual bool remove(int id) = 0;

@@ -644,7 +644,10 @@ TEST_F(GstElements, SynchronousModeReportsInferenceLatency) {
     EXPECT_GT(min, 10 * GST_MSECOND);
     gst_query_unref(q);
   }
-  for (int i = 0; i < 3; ++i) {
+  // The figure is a moving average (0.9 old + 0.1 new) that starts at the warm-up inference,
+  // first-call allocations and all (30 ms for a 2 ms model on a busy machine): 20 frames
+  // leave 12% of that, 3 left 73% and failed the bound below once in CI.
+  for (int i = 0; i < 20; ++i) {
     ASSERT_EQ(gst_harness_push(h, make_frame(picture(), GST_VIDEO_FORMAT_BGR)), GST_FLOW_OK);
     gst_buffer_unref(gst_harness_pull(h));
   }

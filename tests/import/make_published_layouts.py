@@ -6,6 +6,8 @@
 #   cvpods.pth       the authors' cvpods AutoAssign R-50 FPN (326 keys; {"model", "iteration"})
 #   torchvision.pth  torchvision ResNet-50 (320 keys; the bare state dict)
 #   p6_from_p5.pth   mmdet layout with an 'on_output' P6 (256 -> 256), which must be refused
+#   no_centerness.pth  mmdet layout without bbox_head.conv_centerness.weight: the error must
+#                    name that key (the user's file's own words)
 # Names follow mmdet/models/{backbones/resnet.py, necks/fpn.py, dense_heads/autoassign_head.py},
 # cvpods/modeling/{backbone/resnet.py, backbone/fpn.py, meta_arch/auto_assign.py} and
 # torchvision/models/resnet.py. Beside each, NAME.json: spot checks (library name -> the sum and
@@ -157,6 +159,11 @@ json.dump({"total": total(sd), "checks": [
     check(sd, "center_prior.mu", "bbox_head.center_prior.mean")]},
     open(os.path.join(out, "mmdet.json"), "w"))
 torch.save({"state_dict": mmdet(p6_in=256)}, os.path.join(out, "p6_from_p5.pth"))
+# A copy of the first file's tensors, not a new draw: the random stream the files after this
+# one take (and the reference detections the parity tests expect from them) stays as it was.
+no_centerness = collections.OrderedDict(sd)
+del no_centerness["bbox_head.conv_centerness.weight"]
+torch.save({"state_dict": no_centerness}, os.path.join(out, "no_centerness.pth"))
 
 
 # cvpods: FrozenBN (no counter), .norm children, shortcut registered before conv1.

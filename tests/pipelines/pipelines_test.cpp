@@ -480,6 +480,12 @@ TEST_F(Pipelines, ProgramsRefuseBadNumbersPortsAndSources) {
           "--threshold must be in [0, 1], got 1.5");
   refused({cameras, "--model", model_, "--stall-seconds", "0", "test"},
           "--stall-seconds must be in [1, 86400], got 0");
+  refused({cameras, "--model", model_, "--max-streams", "1", "test", "test"},
+          "2 sources, more than --max-streams 1");
+  refused({cameras, "--model", model_, "--mqtt", "127.0.0.1:1883", "--topic", "cams/#", "test"},
+          "--topic: 'cams/#' holds a wildcard");
+  refused({cameras, "--model", model_, "--mqtt", "localhost:99999", "test"},
+          "--mqtt must be HOST:PORT with a port in 1..65535, got 'localhost:99999'");
   // --port 0: the system picks one, and the line printed names the port it listens on.
   Process p({server, "--model", model_, "--port", "0"}, dir_);
   std::string out;
@@ -1149,6 +1155,74 @@ TEST_F(Pipelines, CamerasHttpAddRemoveCycles) {
 
 // Bad requests get a 4xx with a JSON reason and the service keeps serving; with a token, nothing
 // is done without it; an address other machines can reach needs one.
+// --max-streams bounds the cameras, given and added (issue 26: 20 POSTs took the process from
+// 262 MB to 1.03 GB with nothing to stop a 21st): the one past it is a 429 naming the limit.
+TEST_F(Pipelines, CamerasHttpStreamLimit) {
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--max-streams", "1", "--drop-when-busy"}), dir_);
+  const int port = http_port(p);
+  ASSERT_GT(port, 0) << p.err();
+  EXPECT_EQ(http(port, "POST", "/streams", R"({"uri": "test"})").status, 201) << p.err();
+  const HttpAnswer second = http(port, "POST", "/streams", R"({"uri": "test"})");
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_NE(second.body.find("at most 1 streams (--max-streams)"), std::string::npos)
+      << second.body;
+  EXPECT_EQ(nlohmann::json::parse(http(port, "GET", "/streams").body).size(), 1u);
+  EXPECT_EQ(http(port, "DELETE", "/streams/0").status, 200);
+  EXPECT_EQ(http(port, "POST", "/streams", R"({"uri": "test"})").status, 201);  // room again
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+}
+
+// Slow and stalled clients (issue 26): 300 sockets holding half a header, and bodies shorter
+// than their Content-Length, stayed open for good and, at the open-files limit, stopped the
+// endpoint for everyone, before any token check. Now a request silent for 10 s is cut off, a
+// proper request is answered meanwhile, and every stalled socket is closed by the server.
+TEST_F(Pipelines, CamerasHttpCutsOffStalledClients) {
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token", "s3cret"}), dir_);
+  const int port = http_port(p);
+  ASSERT_GT(port, 0) << p.err();
+  std::vector<int> stalled;
+  auto open_with = [&](const std::string& text) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd);
+      return;
+    }
+    (void)!write(fd, text.data(), text.size());
+    stalled.push_back(fd);
+  };
+  for (int i = 0; i < 100; ++i) open_with("GET /streams HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  open_with("POST /streams HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n0123456789");
+  open_with("POST /streams HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ur");
+  ASSERT_GE(stalled.size(), 90u);
+  // Meanwhile the endpoint answers a proper request.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(http(port, "GET", "/streams", "", "Authorization: Bearer s3cret\r\n").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // Within 10 s of silence (and a margin) the server has closed every stalled socket: a read
+  // sees the end of the stream (or a reset), never "would block".
+  std::this_thread::sleep_for(std::chrono::seconds(13));
+  int closed = 0;
+  for (int fd : stalled) {
+    char buf[512];
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      ++closed;
+    } else if (n > 0 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) == 0) {
+      ++closed;  // an answer (408 or 413), then the close
+    }
+    close(fd);
+  }
+  EXPECT_EQ(closed, static_cast<int>(stalled.size()));
+  EXPECT_EQ(http(port, "GET", "/streams", "", "Authorization: Bearer s3cret\r\n").status, 200);
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+}
+
 TEST_F(Pipelines, CamerasHttpBadRequestsAndToken) {
   Process open_to_all(cameras_cmd({"--http", "0.0.0.0:0"}), dir_);
   EXPECT_EQ(open_to_all.wait(30), 2);

@@ -172,6 +172,115 @@ std::string import_key(ImportSource from, const std::string& key, int* level) {
   unknown(key);
 }
 
+namespace {
+
+// "prefix<N>rest" -> N when `s` starts with prefix and a number follows; -1 otherwise.
+int number_after(const std::string& s, const std::string& prefix, size_t* end) {
+  if (s.rfind(prefix, 0) != 0) return -1;
+  size_t i = prefix.size();
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+  if (i == prefix.size()) return -1;
+  *end = i;
+  return std::stoi(s.substr(prefix.size(), i - prefix.size()));
+}
+
+// The ResNet part (torchvision / MMDetection names) of a library backbone name, or "".
+std::string resnet_source(const std::string& name) {
+  const std::string b = "backbone.";
+  if (name.rfind(b + "stem.0.norm.", 0) == 0) return "bn1." + name.substr(b.size() + 12);
+  if (name.rfind(b + "stem.0.", 0) == 0) return "conv1." + name.substr(b.size() + 7);
+  size_t end = 0;
+  const int stage = number_after(name, b + "res", &end);
+  if (stage < 2 || stage > 5 || end >= name.size() || name[end] != '.') return "";
+  auto p = split(name.substr(end + 1));  // block, unit, ...
+  if (p.size() < 3) return "";
+  const std::string unit = "layer" + std::to_string(stage - 1) + "." + p[0] + ".";
+  if (p[1] == "shortcut") {
+    return p[2] == "norm" && p.size() == 4 ? unit + "downsample.1." + p[3]
+                                           : unit + "downsample.0." + join(p, 2);
+  }
+  if (p[1].rfind("conv", 0) == 0) {
+    return p[2] == "norm" && p.size() == 4 ? unit + "bn" + p[1].substr(4) + "." + p[3]
+                                           : unit + p[1] + "." + join(p, 2);
+  }
+  return "";
+}
+
+std::string mmdet_source(const std::string& name) {
+  if (name.rfind("backbone.", 0) == 0) {
+    const std::string r = resnet_source(name);
+    return r.empty() ? "" : "backbone." + r;
+  }
+  const auto p = split(name);
+  size_t end = 0;
+  if (p.size() == 3 && p[0] == "fpn") {
+    if (int l = number_after(p[1], "lateral", &end); l >= 3) {
+      return "neck.lateral_convs." + std::to_string(l - 3) + ".conv." + p[2];
+    }
+    if (int l = number_after(p[1], "output", &end); l >= 3) {
+      return "neck.fpn_convs." + std::to_string(l - 3) + ".conv." + p[2];
+    }
+    if (p[1] == "p6" || p[1] == "p7") {
+      return "neck.fpn_convs." + std::string(p[1] == "p6" ? "3" : "4") + ".conv." + p[2];
+    }
+  }
+  if (p.size() >= 4 && p[0] == "head" && (p[1] == "cls_tower" || p[1] == "reg_tower")) {
+    const std::string t = p[1] == "cls_tower" ? "bbox_head.cls_convs." : "bbox_head.reg_convs.";
+    return p[3] == "norm" && p.size() == 5 ? t + p[2] + ".gn." + p[4] : t + p[2] + ".conv." + p[3];
+  }
+  static const std::map<std::string, std::string> predictors = {
+      {"cls_pred", "conv_cls"}, {"reg_pred", "conv_reg"}, {"obj_pred", "conv_centerness"}};
+  if (p.size() == 3 && p[0] == "head" && predictors.count(p[1])) {
+    return "bbox_head." + predictors.at(p[1]) + "." + p[2];
+  }
+  if (name == "center_prior.mu") return "bbox_head.center_prior.mean";
+  if (name == "center_prior.sigma") return "bbox_head.center_prior.sigma";
+  return "";
+}
+
+std::string cvpods_source(const std::string& name) {
+  if (name.rfind("backbone.stem.0", 0) == 0) {
+    return "backbone.bottom_up.stem.conv1" + name.substr(15);
+  }
+  if (name.rfind("backbone.res", 0) == 0) return "backbone.bottom_up." + name.substr(9);
+  const auto p = split(name);
+  if (p.size() == 3 && p[0] == "fpn") {
+    if (p[1] == "p6" || p[1] == "p7") return "backbone.top_block." + p[1] + "." + p[2];
+    return "backbone.fpn_" + p[1] + "." + p[2];
+  }
+  if (p.size() >= 4 && p[0] == "head" && (p[1] == "cls_tower" || p[1] == "reg_tower")) {
+    const int j = index_of(p[2]);
+    if (j < 0) return "";
+    const std::string t = p[1] == "cls_tower" ? "head.cls_subnet." : "head.bbox_subnet.";
+    return p[3] == "norm" && p.size() == 5 ? t + std::to_string(3 * j + 1) + "." + p[4]
+                                           : t + std::to_string(3 * j) + "." + p[3];
+  }
+  static const std::map<std::string, std::string> predictors = {
+      {"cls_pred", "cls_score"}, {"reg_pred", "bbox_pred"}, {"obj_pred", "obj_score"}};
+  if (p.size() == 3 && p[0] == "head" && predictors.count(p[1])) {
+    return "head." + predictors.at(p[1]) + "." + p[2];
+  }
+  if (name == "center_prior.mu") return "mu";
+  if (name == "center_prior.sigma") return "sigma";
+  return "";
+}
+
+}  // namespace
+
+std::string source_key(ImportSource from, const std::string& name) {
+  std::string key = from == ImportSource::kMmdet    ? mmdet_source(name)
+                    : from == ImportSource::kCvpods ? cvpods_source(name)
+                                                    : resnet_source(name);
+  if (key.empty()) return "";
+  // Only what the forward mapping agrees with.
+  try {
+    int level = -1;
+    return import_key(from, key, &level) == name ? key : "";
+  } catch (const std::invalid_argument&) {
+    return "";
+  }
+}
+
 AutoAssign import_checkpoint(const std::string& path, const ImportOptions& options,
                              ImportReport* report) {
   const auto ck = TorchCheckpoint::load(path);
@@ -335,14 +444,18 @@ AutoAssign import_checkpoint(const std::string& path, const ImportOptions& optio
     report->left_initialised.push_back(name);
   }
   if (!report->left_initialised.empty() && !options.allow_missing) {
+    // Named as the user's file names them (the key it lacks), with the tensor it would fill.
     std::string list;
     for (size_t i = 0; i < report->left_initialised.size() && i < 8; ++i) {
-      list += (i ? ", " : "") + report->left_initialised[i];
+      const std::string& name = report->left_initialised[i];
+      const std::string key = source_key(options.from, name);
+      list += std::string(i ? ", " : "") +
+              (key.empty() ? "a key for " + name : "'" + key + "' (fills " + name + ")");
     }
-    problems.push_back(std::to_string(report->left_initialised.size()) +
-                       " model tensors have no key in the checkpoint (" + list +
+    problems.push_back("the checkpoint lacks " + std::to_string(report->left_initialised.size()) +
+                       " key(s) this model needs: " + list +
                        (report->left_initialised.size() > 8 ? ", ..." : "") +
-                       "); --allow-missing keeps their initialisation");
+                       "; --allow-missing keeps their initialisation");
   }
   if (!problems.empty()) {
     std::string text = std::to_string(problems.size()) + " problem(s):";

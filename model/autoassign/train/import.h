@@ -48,6 +48,11 @@ struct ImportReport {
 /// does not have.
 std::string import_key(ImportSource from, const std::string& key, int* level);
 
+/// The inverse: the checkpoint key of `from`'s layout that fills the library tensor `name`, for
+/// messages about what a checkpoint lacks ("" where no key of that layout fills it, such as the
+/// heads in a torchvision backbone). Checked against import_key: it maps back to `name`.
+std::string source_key(ImportSource from, const std::string& name);
+
 /// Builds the model and fills it from the checkpoint at `path`.
 AutoAssign import_checkpoint(const std::string& path, const ImportOptions& options,
                              ImportReport* report);
