@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "model_pool.h"
 
-#include <atomic>
 #include <stdexcept>
 
 #include "autoassign/core/files.h"
@@ -15,11 +14,6 @@ namespace {
 SharedCache<Detector>& pool() {
   static SharedCache<Detector> p;
   return p;
-}
-
-std::atomic<bool>& keeping() {
-  static std::atomic<bool> k{false};
-  return k;
 }
 
 // Builds a Detector from the settings; throws what the library throws. Problems that do not
@@ -59,12 +53,9 @@ std::shared_ptr<Detector> acquire_model(const ModelSpec& spec, std::vector<std::
       spec.key(), [&] { return make_detector(spec, warnings); }, fresh);
 }
 
-void keep_models(bool keep) {
-  keeping() = keep;
-  pool().keep(keep);
-}
+void keep_models(bool keep) { pool().keep(keep); }
 
-bool keeping_models() { return keeping(); }
+bool keeping_models() { return pool().keeping(); }
 
 size_t loaded_models() { return pool().alive(); }
 

@@ -44,7 +44,12 @@ class Options {
              const std::string& help, double lo = -1e300, double hi = 1e300) {
     add(name, metavar, help, [=](const std::string& v) {
       size_t used = 0;
-      const double d = std::stod(v, &used);
+      double d = 0;
+      try {
+        d = std::stod(v, &used);
+      } catch (const std::out_of_range&) {  // beyond double: outside any range we take
+        throw std::out_of_range(range_text(lo, hi));
+      }
       if (used != v.size() || !std::isfinite(d)) throw std::invalid_argument("not a number");
       if (d < lo || d > hi) throw std::out_of_range(range_text(lo, hi));
       *out = d;
@@ -55,7 +60,12 @@ class Options {
              int lo = std::numeric_limits<int>::min(), int hi = std::numeric_limits<int>::max()) {
     add(name, metavar, help, [=](const std::string& v) {
       size_t used = 0;
-      const long long i = std::stoll(v, &used);
+      long long i = 0;
+      try {
+        i = std::stoll(v, &used);
+      } catch (const std::out_of_range&) {  // beyond 64 bits: outside any range we take
+        throw std::out_of_range(range_text(lo, hi));
+      }
       if (used != v.size()) throw std::invalid_argument("not a number");
       if (i < lo || i > hi) throw std::out_of_range(range_text(lo, hi));
       *out = static_cast<int>(i);

@@ -30,22 +30,33 @@ bool is_image(const fs::path& p) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
+// An input file that cannot be used as an image; what() is "PATH: reason".
+struct BadImage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Decodes and detects; `seconds` accumulates the detect() time alone (pre-processing,
 // network and post-processing, not JPEG decoding), the per-frame latency a video user sees.
 std::vector<Detection> detect_file(const Detector& det, const std::string& path, cv::Mat* keep,
                                    double* seconds) {
   // Read and checked before decoding: a FIFO cannot block, a truncated file is named as such
   // (libjpeg would fill it with grey), and the size is bounded before memory is spent on it.
-  const std::string bytes = read_file_capped(path, kMaxImageFileBytes, "image");
+  // Every reason a file cannot be used becomes one BadImage naming the path.
+  cv::Mat img;
   try {
+    const std::string bytes = read_file_capped(path, kMaxImageFileBytes, "image");
     read_image_header(bytes);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path + ": " + e.what());
+    img = cv::imdecode(
+        cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+        cv::IMREAD_COLOR);
+  } catch (const FileError& e) {
+    throw BadImage(path + ": " + e.reason());
+  } catch (const std::invalid_argument& e) {  // read_image_header
+    throw BadImage(path + ": " + e.what());
+  } catch (const cv::Exception& e) {
+    throw BadImage(path + ": cannot decode (" + e.err + ")");
   }
-  cv::Mat img = cv::imdecode(
-      cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
-      cv::IMREAD_COLOR);
-  if (img.empty()) throw std::runtime_error(path + ": cannot decode (damaged image data)");
+  if (img.empty()) throw BadImage(path + ": cannot decode (damaged image data)");
   const auto t0 = std::chrono::steady_clock::now();
   auto found = det.detect(ImageView::packed(PixelFormat::kBGR, img.data, img.cols, img.rows,
                                             static_cast<int>(img.step)));
@@ -154,16 +165,8 @@ void run_detect(const DetectOptions& o) {
     // skipped; the run goes on and fails at the end with the count.
     try {
       dets = detect_file(det, path.string(), &img, &seconds);
-    } catch (const cv::Exception& e) {
-      skipped.push_back(path.string() + ": cannot decode (" + e.err + ")");
-      std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
-      continue;
-    } catch (const std::runtime_error& e) {
+    } catch (const BadImage& e) {
       skipped.push_back(e.what());
-      std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
-      continue;
-    } catch (const FileError& e) {
-      skipped.push_back(path.string() + ": " + e.reason());
       std::fprintf(stderr, "skipped %s\n", skipped.back().c_str());
       continue;
     }

@@ -472,6 +472,11 @@ TEST_F(Pipelines, ProgramsRefuseBadNumbersPortsAndSources) {
   refused({server, "--model", model_, "--port", "99999"},
           "--port must be in [0, 65535], got 99999");
   refused({server, "--model", model_, "--port", "-1"}, "--port must be in [0, 65535], got -1");
+  // Beyond 64 bits (std::stoll's own out_of_range once read "must be in stoll").
+  refused({server, "--model", model_, "--port", "99999999999999999999"},
+          "--port must be in [0, 65535], got 99999999999999999999");
+  refused({server, "--model", model_, "--threshold", "1e999"},
+          "--threshold must be in [0, 1], got 1e999");
   refused({server, "--model", model_, "--port", "80x"}, "--port: not a number: '80x'");
   refused({server, "--model", model_, "--source", "foo://bar"},
           "--source foo://bar: no installed GStreamer source handles 'foo://'");

@@ -146,7 +146,7 @@ ImageHeader png_header(const std::string& b) {
   if (b.size() < 33 || b.compare(12, 4, "IHDR") != 0)
     bad_image("damaged PNG (no IHDR chunk first)");
   ImageHeader h{"png", be32(b, 16), be32(b, 20)};
-  if (b.size() < 12 || b.compare(b.size() - 8, 4, "IEND") != 0) {
+  if (b.compare(b.size() - 8, 4, "IEND") != 0) {  // b holds 33 bytes at least
     bad_image("truncated PNG (no IEND chunk at the end)");
   }
   return h;

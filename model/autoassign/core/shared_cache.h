@@ -61,6 +61,12 @@ class SharedCache {
     }
   }
 
+  /// Whether keep(true) is in force.
+  bool keeping() const {
+    std::lock_guard<std::mutex> lock(lock_);
+    return keep_;
+  }
+
   /// Objects alive now (held by someone or kept).
   size_t alive() const {
     std::lock_guard<std::mutex> lock(lock_);

@@ -13,10 +13,6 @@
 namespace autoassign {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 std::string format_duration(double s) {
   const int64_t t = static_cast<int64_t>(s);
   char buf[32];

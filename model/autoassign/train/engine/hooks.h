@@ -33,6 +33,11 @@ struct TrainResult {
   double peak_rss_mb = 0;
 };
 
+/// Seconds since `t0` on the steady clock (the loop's and the hooks' timings).
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 /// Seconds of one step's parts, as the loop measures them.
 struct StepTimes {
   double data = 0, forward = 0, loss = 0, backward = 0, total = 0;

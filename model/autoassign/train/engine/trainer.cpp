@@ -21,10 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // bf16 CPU autocast for a scope, off again (and its cast cache cleared) however it is left.
 struct CpuAutocast {
   CpuAutocast() {
