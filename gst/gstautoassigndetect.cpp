@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/core/scheduler.h"
 #include "autoassign/core/shared_cache.h"
@@ -263,8 +264,13 @@ void reload_model(GstAutoAssignDetect* self, Settings s) {
 gboolean detect_start(GstBaseTransform* trans) {
   auto* self = GST_AUTO_ASSIGN_DETECT(trans);
   const Settings s = settings_of(self);
-  if (s.model_file.empty()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("no model-file set"), (nullptr));
+  if (const auto def = autoassign::default_model();
+      s.model_file == def.path && !autoassign::regular_file_problem(def.path).empty()) {
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, NOT_FOUND,
+        ("no model-file set, and the default model %s (%s) is missing: %s", def.path.c_str(),
+         def.origin.c_str(), autoassign::regular_file_problem(def.path).c_str()),
+        (nullptr));
     return FALSE;
   }
   try {
@@ -433,8 +439,9 @@ void detect_set_property(GObject* object, guint prop_id, const GValue* value, GP
   Settings& s = p->settings;
   switch (prop_id) {
     case PROP_MODEL_FILE: {
+      // NULL or "": back to the default model.
       const char* v = g_value_get_string(value);
-      s.model_file = v ? v : "";
+      s.model_file = v && *v ? v : autoassign::default_model().path;
       const Settings copy = s;
       lock.unlock();
       if (current_detector(self)) {
@@ -582,13 +589,18 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   const auto rw_playing = static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING);
   const auto rw_ready = static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_READY);
+  // The default is resolved once, when the plugin loads; the blurb says where it came from.
+  static const autoassign::DefaultModel default_model = autoassign::default_model();
+  static const std::string model_blurb =
+      "Path of the AutoAssign model file (.pt). Set in PLAYING, the new model loads in the "
+      "background and replaces the running one atomically; an \"autoassign-model-loaded\" "
+      "element message follows. Default: the shipped face model, " +
+      default_model.path + " (" + default_model.origin +
+      "; the environment variable AUTOASSIGN_MODEL_FILE overrides it); NULL or \"\" restores it";
   g_object_class_install_property(
       gobject_class, PROP_MODEL_FILE,
-      g_param_spec_string("model-file", "Model file",
-                          "Path of the AutoAssign model file (.pt). Set in PLAYING, the new model "
-                          "loads in the background and replaces the running one atomically; an "
-                          "\"autoassign-model-loaded\" element message follows",
-                          nullptr, rw_playing));
+      g_param_spec_string("model-file", "Model file", model_blurb.c_str(),
+                          default_model.path.c_str(), rw_playing));
   g_object_class_install_property(
       gobject_class, PROP_DEVICE,
       g_param_spec_string("device", "Device",
@@ -707,5 +719,6 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
 
 static void gst_auto_assign_detect_init(GstAutoAssignDetect* self) {
   self->priv = new GstAutoAssignDetectPrivate();
+  self->priv->settings.model_file = autoassign::default_model().path;
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
 }

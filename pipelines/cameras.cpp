@@ -37,7 +37,9 @@
 #include <vector>
 
 #include <gst/gst.h>
+#include <nlohmann/json.hpp>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/core/types.h"
 #include "http_api.h"
@@ -76,7 +78,7 @@ struct Settings {
   // Cameras at once (command line and POST /streams together): each costs a pipeline, a few
   // threads and ~40 MB (measured: 20 streams took the process from 262 MB to 1.03 GB).
   int max_streams = 16;
-  std::string http, http_token;
+  std::string http, http_token, http_token_file;
   std::vector<std::string> sources;
 };
 
@@ -501,11 +503,43 @@ gboolean on_quit_signal(gpointer) {
 }
 
 const char* kUsage =
-    "usage: autoassign-cameras --model MODEL [options] SOURCE...\n"
-    "       autoassign-cameras --model MODEL --http 127.0.0.1:8080 [options] [SOURCE...]\n"
+    "usage: autoassign-cameras [--model MODEL] [options] SOURCE...\n"
+    "       autoassign-cameras [--model MODEL] --http 127.0.0.1:8080 [options] [SOURCE...]\n"
+    "       autoassign-cameras --config /etc/autoassign-gst/cameras.json [options]\n"
     "Runs every SOURCE through autoassigndetect ! autoassignjson in one process, sharing one\n"
-    "loaded model, and restarts a camera that drops.\n"
+    "loaded model, and restarts a camera that drops. SIGINT or SIGTERM stops it cleanly.\n"
     "SOURCE: rtsp://... (over TCP), /dev/videoN, any URI, a file, or 'test' (a pattern)\n";
+
+// The settings as a config file holds them (--print-settings): what --config FILE and the
+// flags resolve to, to check a config or compare the two.
+std::string settings_json(const Settings& o) {
+  const nlohmann::json j = {{"model", o.model},
+                            {"output", o.output},
+                            {"threshold", o.threshold},
+                            {"threads", o.threads},
+                            {"precision", o.precision},
+                            {"drop_when_busy", o.drop_when_busy},
+                            {"track", o.track},
+                            {"mqtt", o.mqtt},
+                            {"topic", o.topic},
+                            {"retries", o.retries},
+                            {"retry_max_seconds", o.retry_max_seconds},
+                            {"stall_seconds", o.stall_seconds},
+                            {"duration", o.duration},
+                            {"max_streams", o.max_streams},
+                            {"http", o.http},
+                            {"http_token_file", o.http_token_file},
+                            {"sources", o.sources}};
+  return j.dump(2);
+}
+
+// The bearer token from a file: its first line, which must not be empty.
+std::string read_token_file(const std::string& path) {
+  std::string text = autoassign::read_file_capped(path, 4096, "token file");
+  text = text.substr(0, text.find_first_of("\r\n"));
+  if (text.empty()) throw std::runtime_error(path + ": the token file's first line is empty");
+  return text;
+}
 
 }  // namespace
 
@@ -521,7 +555,13 @@ int main(int argc, char** argv) {
   autoassign_gst_register_static();
   Settings& o = g_options;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value(autoassign::kModelOption, &o.model);
+  cli.config_file("--config", "sources",
+                  "the options as one JSON object: field \"a_b\" for --a-b\n(\"model\", "
+                  "\"threshold\", \"track\": true, ...) and \"sources\": [...];\nthe command line "
+                  "overrides it");
+  const std::string model_help = std::string(autoassign::kModelOption.help) +
+                                 "\n(default: " + autoassign::default_model_description() + ")";
+  cli.value(autoassign::kModelOption.flag, &o.model, autoassign::kModelOption.value, model_help);
   cli.value("--output", &o.output, "DIR|-",
             "DIR/camera-N.jsonl per source, or '-' for stdout (default)");
   cli.value("--threshold", &o.threshold, "T", "score threshold (default 0.5)", 0, 1);
@@ -552,11 +592,25 @@ int main(int argc, char** argv) {
             "control and metrics endpoint (a bare port binds 127.0.0.1;\nport 0: any free port); "
             "runs until Ctrl-C.\nGET /metrics (Prometheus), GET /streams,\n"
             "POST /streams {\"uri\": ...}, GET and DELETE /streams/N");
-  cli.value("--http-token", &o.http_token, "T",
-            "require 'Authorization: Bearer T' (needed for any address\nbut loopback; or set "
-            "AUTOASSIGN_HTTP_TOKEN)");
+  cli.value("--http-token-file", &o.http_token_file, "FILE",
+            "require 'Authorization: Bearer T', T the file's first line\n(needed for any address "
+            "but loopback; or set\nAUTOASSIGN_HTTP_TOKEN; never on the command line)");
+  bool print_settings = false;
+  cli.flag("--print-settings", &print_settings,
+           "print the settings (the config file's fields) and exit");
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--http-token") {
+      return cli.fail(
+          "--http-token: a command line is visible to every user of the machine (ps); put the "
+          "token in a file (--http-token-file) or in AUTOASSIGN_HTTP_TOKEN");
+    }
+  }
   if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
-  if (o.model.empty()) return cli.fail("--model is required");
+  if (o.model.empty()) o.model = autoassign::default_model().path;
+  if (print_settings) {
+    std::printf("%s\n", settings_json(o).c_str());
+    return 0;
+  }
   if (o.sources.empty() && o.http.empty()) {
     return cli.fail("give a SOURCE, or --http to add cameras at run time");
   }
@@ -577,7 +631,13 @@ int main(int argc, char** argv) {
                       autoassign::sanitize_utf8(o.mqtt) + "'");
     }
   }
-  if (o.http_token.empty() && std::getenv("AUTOASSIGN_HTTP_TOKEN")) {
+  if (!o.http_token_file.empty()) {
+    try {
+      o.http_token = read_token_file(o.http_token_file);
+    } catch (const std::exception& e) {
+      return cli.fail(std::string("--http-token-file: ") + e.what());
+    }
+  } else if (std::getenv("AUTOASSIGN_HTTP_TOKEN")) {
     o.http_token = std::getenv("AUTOASSIGN_HTTP_TOKEN");
   }
   if (o.output != "-") g_mkdir_with_parents(o.output.c_str(), 0755);

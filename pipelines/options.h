@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "autoassign/core/files.h"
+#include "autoassign/core/json.h"
 #include "autoassign/core/program_options.h"
 
 namespace autoassign::pipelines {
@@ -80,6 +82,17 @@ class Options {
     flags_[name] = out;
     lines_.push_back({name, "", help});
   }
+  /// `name FILE`: the options from a JSON object, read before the command line (which then
+  /// overrides them): field "a_b" is option --a-b, its value a string or number as on the
+  /// command line, true or false for a flag; `positional_key` an array of the positional
+  /// arguments (before the command line's). Checked as the command line is, errors naming
+  /// the file and the field.
+  void config_file(const std::string& name, const std::string& positional_key,
+                   const std::string& help) {
+    config_flag_ = name;
+    positional_key_ = positional_key;
+    lines_.push_back({name, "FILE", help});
+  }
 
   /// The header and one line per option (help continued on indented lines).
   std::string usage() const {
@@ -104,6 +117,20 @@ class Options {
       if (k == "--help" || k == "-h") {
         std::fputs(usage().c_str(), stdout);
         return 0;
+      }
+    }
+    if (!config_flag_.empty()) {
+      for (int i = 1; i < argc; ++i) {
+        if (argv[i] != config_flag_) continue;
+        if (i + 1 >= argc) return fail(config_flag_ + " needs a value");
+        if (const int status = apply_config(argv[i + 1], positional); status >= 0) return status;
+      }
+    }
+    for (int i = 1; i < argc; ++i) {
+      const std::string k = argv[i];
+      if (k == config_flag_ && !k.empty()) {
+        ++i;
+        continue;
       }
       if (auto f = flags_.find(k); f != flags_.end()) {
         *f->second = true;
@@ -133,6 +160,56 @@ class Options {
     return 2;
   }
 
+  /// The options of a config file (config_file()); -1, or 2 after naming what is wrong.
+  int apply_config(const std::string& path, std::vector<std::string>* positional) const {
+    nlohmann::json j;
+    try {
+      j = parse_json_strict(read_file_capped(path, kMaxConfigFileBytes, "config file"), path, 2);
+    } catch (const std::exception& e) {
+      return fail(e.what());
+    }
+    if (!j.is_object()) return fail(path + ": not a JSON object of options");
+    for (const auto& [key, value] : j.items()) {
+      const std::string field = path + ": field '" + sanitize_key(key) + "'";
+      if (key == positional_key_ && positional) {
+        if (!value.is_array()) return fail(field + " must be an array of strings");
+        for (const auto& v : value) {
+          if (!v.is_string()) return fail(field + " must be an array of strings");
+          positional->push_back(v.get<std::string>());
+        }
+        continue;
+      }
+      std::string name = "--" + key;
+      for (auto& c : name) c = c == '_' ? '-' : c;
+      if (name == config_flag_) return fail(field + ": a config file cannot name another");
+      if (auto f = flags_.find(name); f != flags_.end()) {
+        if (!value.is_boolean()) return fail(field + " must be true or false");
+        *f->second = value.get<bool>();
+        continue;
+      }
+      const auto v = values_.find(name);
+      if (v == values_.end()) return fail(field + ": no such option");
+      std::string text;
+      if (value.is_string()) {
+        text = value.get<std::string>();
+      } else if (value.is_number_integer()) {
+        text = std::to_string(value.get<long long>());
+      } else if (value.is_number()) {
+        text = value.dump();
+      } else {
+        return fail(field + " must be a string or a number");
+      }
+      try {
+        v->second(text);
+      } catch (const std::out_of_range& e) {
+        return fail(field + " must be in " + e.what() + ", got " + text);
+      } catch (const std::exception&) {
+        return fail(field + ": not a number: '" + text + "'");
+      }
+    }
+    return -1;
+  }
+
  private:
   struct Line {
     std::string name, metavar, help;
@@ -149,7 +226,15 @@ class Options {
     lines_.push_back({name, metavar, help});
   }
 
+  // Keys as the user wrote them, printable: control characters as '?'.
+  static std::string sanitize_key(const std::string& k) {
+    std::string s = k.substr(0, 64);
+    for (auto& c : s) c = (static_cast<unsigned char>(c) < 0x20) ? '?' : c;
+    return s;
+  }
+
   std::string header_;
+  std::string config_flag_, positional_key_;
   std::vector<Line> lines_;
   std::map<std::string, std::function<void(const std::string&)>> values_;
   std::map<std::string, bool*> flags_;

@@ -14,6 +14,7 @@
 #include <opencv2/dnn.hpp>
 #include <torch/torch.h>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/tracker.h"
 #include "autoassign/core/types.h"
 #include "autoassign/infer/checkpoint.h"
@@ -215,9 +216,11 @@ void run(const Options& o) {
   std::vector<Entry> entries;
   if (o.peer_only) {
     // No model: the peer's process runs no LibTorch work at all.
-  } else if (!o.model.empty()) {
-    auto m = load_model(o.model);
-    entries.push_back({o.model, m->config(), m});
+  } else if (!o.model.empty() || (o.configs.empty() && o.presets.empty() &&
+                                  std::filesystem::exists(default_model().path))) {
+    const std::string path = o.model.empty() ? default_model().path : o.model;
+    auto m = load_model(path);
+    entries.push_back({path, m->config(), m});
   } else if (!o.configs.empty()) {
     for (const auto& path : o.configs) {
       auto c = ModelConfig::from_file(path);
@@ -432,10 +435,12 @@ void add_bench(CLI::App& app) {
       "Forward-pass latency (median, p90 after warm-up), frames/s, GFLOPs and achieved GFLOP/s "
       "of presets or a model on random input of the given network sizes");
   auto o = std::make_shared<Options>();
-  cmd->add_option("--preset", o->presets, "preset(s) to measure (default face-rt)")->delimiter(',');
+  cmd->add_option("--preset", o->presets, "preset(s) to measure (random weights)")->delimiter(',');
   cmd->add_option("--config", o->configs, "model config JSON file(s) instead of presets")
       ->delimiter(',');
-  cmd->add_option("--model", o->model, "a model file instead of presets");
+  cmd->add_option("--model", o->model,
+                  "a model file instead of presets; with neither: " + default_model_description() +
+                      " when it exists, else preset face-rt");
   cmd->add_option(
          "--size", o->sizes,
          "network input size(s) WxH, rounded up to the size divisor (default: each network's own, "

@@ -23,6 +23,10 @@ CLI::Option* add_shared_option(CLI::App& cmd, const ProgramOption& option, T& va
   return cmd.add_option(option.flag, value, option.help)->capture_default_str();
 }
 
+/// --model FILE for the commands that run a model, not required: the default model
+/// (autoassign/core/default_model.h) when not given, named in the help.
+CLI::Option* add_model_option(CLI::App& cmd, std::string& value);
+
 /// Model config from exactly one of --preset / --config (or a default preset).
 struct ModelSource {
   std::string preset;

@@ -13,6 +13,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/data/dataset.h"
 #include "autoassign/data/evaluator.h"
@@ -211,7 +212,7 @@ void run_detect(const DetectOptions& o) {
 void add_detect(CLI::App& app) {
   auto* cmd = app.add_subcommand("detect", "Detect objects in an image or a folder of images");
   auto o = std::make_shared<DetectOptions>();
-  add_shared_option(*cmd, kModelOption, o->model)->required();
+  add_model_option(*cmd, o->model);
   cmd->add_option("--input", o->input, "an image, or a folder searched recursively")->required();
   cmd->add_option("--format", o->format,
                   "jsonl: one JSON object per image; widerface: OUT/<event>/<image>.txt for "
@@ -229,7 +230,10 @@ void add_detect(CLI::App& app) {
   cmd->add_option("--input-size", o->input_size,
                   "network input WxH instead of the model's (e.g. 1280x768: smaller faces, "
                   "4x the cost of 640x384)");
-  cmd->callback([o] { run_detect(*o); });
+  cmd->callback([o] {
+    if (o->model.empty()) o->model = default_model().path;
+    run_detect(*o);
+  });
 }
 
 namespace {
@@ -260,7 +264,7 @@ void add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto data = std::make_shared<DatasetSources>();
   data->widerface_split = "val";
-  cmd->add_option("--model", o->model, "model file to run over the images");
+  add_model_option(*cmd, o->model);
   add_data_options(*cmd, *data);
   cmd->add_option("--predictions", o->predictions,
                   "WIDER: evaluate these prediction files (PRED/<event>/<image>.txt) instead of "
@@ -286,9 +290,10 @@ void add_eval(CLI::App& app) {
     auto& dd = *data;
     Dataset ds = load_datasets(dd, "eval");
     const bool wider = ds.name.rfind("widerface", 0) == 0;
-    if (o->model.empty() == o->predictions.empty()) {
-      throw CLI::ValidationError("eval", "give exactly one of --model or --predictions");
+    if (!o->model.empty() && !o->predictions.empty()) {
+      throw CLI::ValidationError("eval", "give --model or --predictions, not both");
     }
+    if (o->predictions.empty() && o->model.empty()) o->model = default_model().path;
     if (!o->predictions.empty() && !wider) {
       throw CLI::ValidationError("eval", "--predictions is for WIDER FACE prediction folders");
     }

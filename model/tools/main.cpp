@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/core/types.h"
 #include "autoassign/infer/checkpoint.h"
@@ -33,19 +34,26 @@ std::string join(const std::vector<int>& v) {
 
 }  // namespace
 
+CLI::Option* add_model_option(CLI::App& cmd, std::string& value) {
+  return cmd.add_option(
+      kModelOption.flag, value,
+      std::string(kModelOption.help) + "; default: " + default_model_description());
+}
+
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Print the configuration of a model file or preset");
   auto model = std::make_shared<std::string>();
   auto preset = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("model", *model, "model file (.pt)");
+  cmd->add_option("model", *model, "model file (.pt); default: " + default_model_description());
   cmd->add_option("--preset", *preset,
                   "a built-in preset instead of a file (r50-fpn, r18-fpn, face-rt)");
   cmd->add_flag("--json", *json, "print the full config as JSON");
   cmd->callback([=] {
-    if (model->empty() == preset->empty()) {
-      throw CLI::ValidationError("info", "give exactly one of MODEL or --preset");
+    if (!model->empty() && !preset->empty()) {
+      throw CLI::ValidationError("info", "give MODEL or --preset, not both");
     }
+    if (model->empty() && preset->empty()) *model = default_model().path;
     ModelConfig config = preset->empty() ? read_model_config(*model) : ModelConfig::preset(*preset);
     if (*json) {
       std::cout << config.to_json() << "\n";

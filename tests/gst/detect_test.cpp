@@ -306,13 +306,55 @@ TEST_F(GstElements, BadModelsFailReadyToPaused) {
                      "format version '3'");
   expect_start_error(dir + "/v1.pt", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
                      "autoassign convert");
-  expect_start_error("", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND, "no model-file");
+  // No model-file: the default model, here pointed at a file that is not there.
+  const std::string missing = dir + "/no-default.pt";
+  setenv("AUTOASSIGN_MODEL_FILE", missing.c_str(), 1);
+  expect_start_error("", "cpu", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+                     "no model-file set, and the default model " + missing);
+  unsetenv("AUTOASSIGN_MODEL_FILE");
   if (!torch::cuda::is_available()) {
     expect_start_error(testing::trained_square_model(), "cuda", GST_LIBRARY_ERROR,
                        GST_LIBRARY_ERROR_INIT, "CUDA");
   }
   expect_start_error(testing::trained_square_model(), "tpu", GST_RESOURCE_ERROR,
                      GST_RESOURCE_ERROR_SETTINGS, "invalid device 'tpu'");
+}
+
+// With no model-file the element runs the shipped face model: from a build, the source tree's
+// (meson test passes its path as AUTOASSIGN_MODEL), and gst-inspect says so.
+TEST_F(GstElements, DefaultModelIsTheShippedFaceModel) {
+  const char* shipped = std::getenv("AUTOASSIGN_MODEL");
+  ASSERT_NE(shipped, nullptr) << "AUTOASSIGN_MODEL is not set (meson test sets it)";
+  GstElement* e = gst_element_factory_make("autoassigndetect", nullptr);
+  gchar* file = nullptr;
+  g_object_get(e, "model-file", &file, nullptr);
+  EXPECT_STREQ(file, shipped);
+  g_free(file);
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "model-file");
+  EXPECT_STREQ(g_value_get_string(g_param_spec_get_default_value(spec)), shipped);
+  EXPECT_NE(std::string(g_param_spec_get_blurb(spec)).find(std::string(shipped) + " (source tree"),
+            std::string::npos)
+      << g_param_spec_get_blurb(spec);
+  // Set to another file and back with NULL: the default again.
+  g_object_set(e, "model-file", "/elsewhere.pt", nullptr);
+  g_object_set(e, "model-file", nullptr, nullptr);
+  g_object_get(e, "model-file", &file, nullptr);
+  EXPECT_STREQ(file, shipped);
+  g_free(file);
+  gst_object_unref(e);
+  // And it detects faces with nothing set: a real WIDER image through the element.
+  GstHarness* h = gst_harness_new("autoassigndetect");
+  const cv::Mat img = cv::imread(testing::shared_data_dir() +
+                                 "/widerface/WIDER_val/images/0--Parade/0_Parade_Parade_0_102.jpg");
+  ASSERT_FALSE(img.empty());
+  cv::Mat bgr;
+  cv::resize(img, bgr, cv::Size(640, 426));
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, bgr.cols, bgr.rows).c_str());
+  GstBuffer* out = gst_harness_push_and_pull(h, make_frame(bgr, GST_VIDEO_FORMAT_BGR));
+  ASSERT_NE(out, nullptr);
+  EXPECT_GT(gst::read_rois(out).size(), 5u) << "a crowd of faces, and the default model found few";
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
 }
 
 TEST_F(GstElements, ResolutionAndFormatChangeMidStream) {

@@ -269,6 +269,17 @@ class Pipelines : public ::testing::Test {
     cmd.insert(cmd.end(), extra.begin(), extra.end());
     return cmd;
   }
+  // A token file holding `token` (the token is never on a command line).
+  std::string token_file(const std::string& token) const {
+    const std::string path = dir_ + "/token";
+    std::ofstream(path) << token << "\n";
+    return path;
+  }
+  std::string write_file(const std::string& name, const std::string& text) const {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
   static inline std::string data_, model_, images_;
   std::string dir_;
 };
@@ -286,6 +297,132 @@ TEST_F(Pipelines, RtspCameraToJsonLines) {
   std::string line;
   std::getline(in, line);
   EXPECT_EQ(nlohmann::json::parse(line).value("source", ""), camera.url());
+}
+
+// The service's config file (issue 25): every option as a field, equal in effect to the flags
+// (both resolve to the same settings, printed by --print-settings), the command line on top,
+// and a real run from a config alone stopped by SIGTERM as systemd stops it.
+TEST_F(Pipelines, CamerasConfigFileEqualsFlags) {
+  const std::string cameras = env("AUTOASSIGN_CAMERAS");
+  const nlohmann::json config = {{"model", model_},
+                                 {"output", dir_},
+                                 {"threads", 1},
+                                 {"threshold", 0.4},
+                                 {"precision", "fp32"},
+                                 {"drop_when_busy", true},
+                                 {"track", true},
+                                 {"mqtt", "127.0.0.1:1883"},
+                                 {"topic", "cams/a"},
+                                 {"retries", 3},
+                                 {"retry_max_seconds", 5},
+                                 {"stall_seconds", 4},
+                                 {"duration", 7.5},
+                                 {"max_streams", 4},
+                                 {"http", "127.0.0.1:0"},
+                                 {"http_token_file", dir_ + "/token"},
+                                 {"sources", {"test", "rtsp://10.0.0.5/s"}}};
+  const std::string path = write_file("cameras.json", config.dump(2));
+  Process from_file({cameras, "--config", path, "--print-settings"}, dir_);
+  ASSERT_EQ(from_file.wait(30), 0) << from_file.err();
+  Process from_flags({cameras,
+                      "--model",
+                      model_,
+                      "--output",
+                      dir_,
+                      "--threads",
+                      "1",
+                      "--threshold",
+                      "0.4",
+                      "--precision",
+                      "fp32",
+                      "--drop-when-busy",
+                      "--track",
+                      "--mqtt",
+                      "127.0.0.1:1883",
+                      "--topic",
+                      "cams/a",
+                      "--retries",
+                      "3",
+                      "--retry-max-seconds",
+                      "5",
+                      "--stall-seconds",
+                      "4",
+                      "--duration",
+                      "7.5",
+                      "--max-streams",
+                      "4",
+                      "--http",
+                      "127.0.0.1:0",
+                      "--http-token-file",
+                      dir_ + "/token",
+                      "test",
+                      "rtsp://10.0.0.5/s",
+                      "--print-settings"},
+                     dir_);
+  ASSERT_EQ(from_flags.wait(30), 0) << from_flags.err();
+  const auto a = nlohmann::json::parse(from_file.out()),
+             b = nlohmann::json::parse(from_flags.out());
+  EXPECT_EQ(a, b) << from_file.out() << "\n" << from_flags.out();
+  // The settings printed are the file's, field for field.
+  for (const auto& [key, value] : config.items()) EXPECT_EQ(a[key], value) << key;
+  // The command line overrides the file; its sources come after the file's.
+  Process both({cameras, "--config", path, "--threshold", "0.7", "/dev/video9", "--print-settings"},
+               dir_);
+  ASSERT_EQ(both.wait(30), 0) << both.err();
+  const auto c = nlohmann::json::parse(both.out());
+  EXPECT_EQ(c["threshold"], 0.7);
+  EXPECT_EQ(c["sources"], nlohmann::json({"test", "rtsp://10.0.0.5/s", "/dev/video9"}));
+
+  // A run from a config file alone, on a real RTSP camera, stopped by SIGTERM.
+  TestCamera camera(free_port(), images_);
+  const std::string run = write_file("run.json", nlohmann::json({{"model", model_},
+                                                                 {"output", dir_ + "/out"},
+                                                                 {"threads", 1},
+                                                                 {"sources", {camera.url()}}})
+                                                     .dump());
+  Process p({cameras, "--config", run}, dir_);
+  const std::string file = dir_ + "/out/camera-0.jsonl";
+  for (int i = 0; i < 300 && read_jsonl(file).lines < 10; ++i) g_usleep(100000);
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+  const Frames f = read_jsonl(file);
+  EXPECT_GE(f.lines, 10) << p.err();
+  EXPECT_TRUE(f.well_formed) << f.problem;
+  EXPECT_GE(f.with_faces, f.lines / 2);
+}
+
+TEST_F(Pipelines, CamerasConfigErrorsNameTheField) {
+  const std::string cameras = env("AUTOASSIGN_CAMERAS");
+  auto expect_refused = [&](const std::string& path, const std::string& words) {
+    Process p({cameras, "--config", path, "--print-settings"}, dir_);
+    EXPECT_EQ(p.wait(30), 2) << path;
+    EXPECT_NE(p.err().find(words), std::string::npos) << "wanted: " << words << "\n" << p.err();
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"threshold": 2})", "field 'threshold' must be in [0, 1], got 2"},
+      {R"({"thresold": 0.5})", "field 'thresold': no such option"},
+      {R"({"track": "yes"})", "field 'track' must be true or false"},
+      {R"({"sources": "rtsp://h/s"})", "field 'sources' must be an array of strings"},
+      {R"({"sources": ["rtsp://h/s", 5]})", "field 'sources' must be an array of strings"},
+      {R"({"threads": 1.5})", "field 'threads': not a number: '1.5'"},
+      {R"({"max_streams": 0})", "field 'max_streams' must be in [1, 1024], got 0"},
+      {R"({"model": null})", "field 'model' must be a string or a number"},
+      {R"({"http_token": "s3cret"})", "field 'http_token': no such option"},
+      {R"({"config": "other.json"})", "field 'config': a config file cannot name another"},
+      {R"([1, 2])", "not a JSON object of options"},
+      {R"({"threshold": 0.5, "threshold": 0.6})", "repeats the key 'threshold'"},
+      {R"({"a": {"b": {"c": 1}}})", "nests deeper than 2 levels"},
+      {R"({"threshold": 0.5)", "not valid JSON"},
+  };
+  int n = 0;
+  for (const auto& [text, words] : cases) {
+    expect_refused(write_file("bad-" + std::to_string(n++) + ".json", text), words);
+  }
+  expect_refused(dir_ + "/missing.json", "no such file");
+  expect_refused(dir_, "directory");
+  const std::string fifo = dir_ + "/fifo.json";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  expect_refused(fifo, "FIFO");
 }
 
 TEST_F(Pipelines, FourCamerasShareOneModel) {
@@ -1183,7 +1320,8 @@ TEST_F(Pipelines, CamerasHttpStreamLimit) {
 // endpoint for everyone, before any token check. Now a request silent for 10 s is cut off, a
 // proper request is answered meanwhile, and every stalled socket is closed by the server.
 TEST_F(Pipelines, CamerasHttpCutsOffStalledClients) {
-  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token", "s3cret"}), dir_);
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token-file", token_file("s3cret")}),
+            dir_);
   const int port = http_port(p);
   ASSERT_GT(port, 0) << p.err();
   std::vector<int> stalled;
@@ -1228,12 +1366,33 @@ TEST_F(Pipelines, CamerasHttpCutsOffStalledClients) {
   EXPECT_EQ(p.wait(30), 0) << p.err();
 }
 
+TEST_F(Pipelines, CamerasTokenNeverOnTheCommandLine) {
+  const std::string cameras = env("AUTOASSIGN_CAMERAS");
+  Process on_argv(cameras_cmd({"--http", "127.0.0.1:0", "--http-token", "s3cret"}), dir_);
+  EXPECT_EQ(on_argv.wait(30), 2);
+  EXPECT_NE(on_argv.err().find("visible to every user"), std::string::npos) << on_argv.err();
+  Process empty(cameras_cmd({"--http", "127.0.0.1:0", "--http-token-file",
+                             write_file("empty-token", "\nsecond line\n")}),
+                dir_);
+  EXPECT_EQ(empty.wait(30), 2);
+  EXPECT_NE(empty.err().find("first line is empty"), std::string::npos) << empty.err();
+  // From a file, as the service's EnvironmentFile or a credentials file gives it.
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token-file", token_file("t0ken")}), dir_);
+  const int port = http_port(p);
+  ASSERT_GT(port, 0) << p.err();
+  EXPECT_EQ(http(port, "GET", "/streams").status, 401);
+  EXPECT_EQ(http(port, "GET", "/streams", "", "Authorization: Bearer t0ken\r\n").status, 200);
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+}
+
 TEST_F(Pipelines, CamerasHttpBadRequestsAndToken) {
   Process open_to_all(cameras_cmd({"--http", "0.0.0.0:0"}), dir_);
   EXPECT_EQ(open_to_all.wait(30), 2);
   EXPECT_NE(open_to_all.err().find("--http-token"), std::string::npos) << open_to_all.err();
 
-  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token", "s3cret"}), dir_);
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--http-token-file", token_file("s3cret")}),
+            dir_);
   const int port = http_port(p);
   ASSERT_GT(port, 0) << p.err();
   const std::string auth = "Authorization: Bearer s3cret\r\n";

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autoassign/core/files.h"
+#include "autoassign/core/json.h"
 #include "autoassign/core/schema.h"
 #include "autoassign/core/types.h"
 #include "presets.h"
@@ -187,15 +188,15 @@ std::vector<int> ModelConfig::strides() const {
   return s;
 }
 
-ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
-  // Refused while parsing, before anything recursive sees the document: nesting deeper than a
-  // config's (100,000 levels crashed nlohmann's recursive dump() in an error message), and a
-  // key given twice (the library would keep the last one silently).
-  constexpr int kMaxDepth = 8;
+nlohmann::json parse_json_strict(const std::string& text, const std::string& source,
+                                 int max_depth) {
+  // Refused while parsing, before anything recursive sees the document: nesting deeper than
+  // the document's kind has (100,000 levels crashed nlohmann's recursive dump() in an error
+  // message), and a key given twice (the library would keep the last one silently).
   std::vector<std::set<std::string>> keys;
   auto check = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxDepth) {
-      fail(source, "nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (depth > max_depth) {
+      fail(source, "nests deeper than " + std::to_string(max_depth) + " levels");
     }
     if (event == json::parse_event_t::object_start) keys.emplace_back();
     if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
@@ -205,12 +206,15 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     return true;
   };
-  json j;
   try {
-    j = json::parse(text.begin(), text.end(), check);
+    return json::parse(text.begin(), text.end(), check);
   } catch (const json::exception& e) {
     fail(source, std::string("not valid JSON: ") + e.what());
   }
+}
+
+ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
+  const json j = parse_json_strict(text, source, 8);
   ModelConfig c;
   std::set<std::string> top = {"name", "description", "num_classes", "class_names"};
   sections(c, [&](const char* key, auto&, auto) { top.insert(key); });

@@ -159,10 +159,11 @@ Batch BatchMaker::make(int64_t it) const {
   return batch;
 }
 
-Prefetcher::Prefetcher(const BatchMaker& maker, int64_t first, int64_t end, int workers, int depth)
-    : maker_(maker), next_(first), end_(end), depth_(depth) {
+Prefetcher::Prefetcher(const BatchMaker& maker, int64_t first, int64_t end, int workers, int depth,
+                       Finish finish)
+    : maker_(maker), finish_(std::move(finish)), next_(first), end_(end), depth_(depth) {
   for (int w = 0; w < workers; ++w) {
-    threads_.emplace_back([this, w, first, workers] { run(first + w, workers); });
+    threads_.emplace_back([this, w, first, workers] { run(first + w, workers, w); });
   }
 }
 
@@ -186,7 +187,7 @@ Batch Prefetcher::get(int64_t it) {
   return b;
 }
 
-void Prefetcher::run(int64_t it, int stride) {
+void Prefetcher::run(int64_t it, int stride, int worker) {
   // Decoding and augmentation run on one LibTorch thread each; the compute threads belong
   // to the training step.
   at::set_num_threads(1);
@@ -198,6 +199,7 @@ void Prefetcher::run(int64_t it, int stride) {
     }
     try {
       Batch b = maker_.make(it);
+      if (finish_) finish_(b, worker);
       std::lock_guard<std::mutex> lock(mutex_);
       ready_[it] = std::move(b);
     } catch (...) {

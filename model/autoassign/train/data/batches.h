@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -25,6 +26,9 @@ struct Batch {
   torch::Tensor images;          // [B, 3, H, W] normalised
   std::vector<Target> targets;   // boxes in network-input pixels
   std::vector<int64_t> indices;  // dataset indices
+  /// With a teacher (TrainOptions::teacher): its score per network level [B, H_l, W_l],
+  /// undefined at levels it has no output for; empty without one.
+  std::vector<torch::Tensor> teacher_scores;
 };
 
 /// Deterministic sample stream: which dataset index is the n-th sample of a rank, epoch by
@@ -50,9 +54,13 @@ class BatchMaker {
 
 /// Batches of consecutive iterations built ahead by worker threads; iteration `it` is made by
 /// worker it % n, so the order (and every sample) is the same for any number of workers.
+/// `finish`, when set, completes each batch on its worker's thread (a teacher's pass), with the
+/// worker's number: it must touch only that worker's state.
 class Prefetcher {
  public:
-  Prefetcher(const BatchMaker& maker, int64_t first, int64_t end, int workers, int depth);
+  using Finish = std::function<void(Batch&, int worker)>;
+  Prefetcher(const BatchMaker& maker, int64_t first, int64_t end, int workers, int depth,
+             Finish finish = nullptr);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -60,9 +68,10 @@ class Prefetcher {
   Batch get(int64_t it);
 
  private:
-  void run(int64_t it, int stride);
+  void run(int64_t it, int stride, int worker);
 
   const BatchMaker& maker_;
+  Finish finish_;
   std::mutex mutex_;  // guards everything below
   std::condition_variable cv_;
   std::map<int64_t, Batch> ready_;

@@ -70,6 +70,9 @@ class TrainHook {
   virtual ~TrainHook() = default;
   virtual void before_train(TrainContext&) {}
   virtual void before_step(TrainContext&) {}
+  /// Completes a batch on loader thread `worker` (0 .. loader_threads - 1) while steps run: a
+  /// teacher's pass. Must touch only that worker's state.
+  virtual void prepare_batch(Batch&, int /*worker*/) {}
   /// Terms to add to this step's loss (a distillation term), each a scalar tensor that the
   /// total sums and backward() differentiates.
   virtual void add_losses(TrainContext&, const Batch&, const HeadOutput&,

@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "autoassign/core/files.h"
+
 namespace autoassign {
 
 void validate_train_options(TrainOptions& o, const ModelConfig& config) {
@@ -16,6 +18,23 @@ void validate_train_options(TrainOptions& o, const ModelConfig& config) {
   if (o.crop_max > 1 && config.input.resize != "fit")
     throw std::invalid_argument("crop_max > 1 needs a \"fit\" input");
   if (o.init_grow && o.init.empty()) throw std::invalid_argument("init_grow needs an init model");
+  if (o.teacher.empty()) {
+    if (o.teacher_ignore > 0) throw std::invalid_argument("teacher_ignore needs a teacher");
+  } else {
+    if (const auto problem = regular_file_problem(o.teacher); !problem.empty()) {
+      throw std::invalid_argument("teacher " + o.teacher + ": " + problem);
+    }
+    if (config.num_classes != 1) {
+      throw std::invalid_argument(
+          "teacher: a face teacher teaches a single-class model (this "
+          "one has num_classes " +
+          std::to_string(config.num_classes) + ")");
+    }
+    if (o.distill_weight == 0 && o.teacher_ignore == 0) {
+      throw std::invalid_argument(
+          "teacher: with distill_weight 0 and no teacher_ignore it would change nothing");
+    }
+  }
   // Derived, once everything it derives from is checked.
   if (o.schedule == "step" && o.steps.empty()) {
     o.steps = {o.iterations * 2 / 3, o.iterations * 8 / 9};

@@ -108,6 +108,15 @@ enum class OptionRole { kComputes, kRuns };
     "model.pt and the snapshots (0 = off)")                                                       \
   X(double, ema_ramp, 2000, "--ema-ramp", kComputes, above(0, 1e9),                               \
     "the average's decay ramps up as 1 - exp(-step / N) (YOLOX's 2000)")                          \
+  X(std::string, teacher, "", "--teacher", kComputes, any_value(),                                \
+    "a face detector's ONNX file to learn from (YuNet or SCRFD, 640x640: ../shared/peers): it "   \
+    "runs on every augmented image in the loader threads, and its score at strides 8/16/32 is "   \
+    "a soft target for the student's (a single-class model)")                                     \
+  X(double, distill_weight, 1.0, "--distill-weight", kComputes, range(0, 100),                    \
+    "with --teacher: weight of the score distillation term (quality focal loss; 0 = none)")       \
+  X(double, teacher_ignore, 0, "--teacher-ignore", kComputes, range(0, 1),                        \
+    "with --teacher: its detections scored at least this that match no annotation (IoU < 0.3) "   \
+    "become ignore regions (0 = off)")                                                            \
   X(bool, quiet, false, "--quiet", kRuns, any_value(),                                            \
     "no progress output (the JSON log is still written)")
 

@@ -12,6 +12,7 @@
 
 #include "autoassign/infer/device.h"
 #include "autoassign/train/assign/loss.h"
+#include "autoassign/train/teacher/distill.h"
 
 namespace autoassign {
 
@@ -85,6 +86,9 @@ Batch to_device(Batch batch, const torch::Device& device) {
     t.boxes = t.boxes.to(device);
     t.labels = t.labels.to(device);
     t.ignore = t.ignore.to(device);
+  }
+  for (auto& t : batch.teacher_scores) {
+    if (t.defined()) t = t.to(device);
   }
   return batch;
 }
@@ -201,6 +205,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   std::vector<std::shared_ptr<TrainHook>> hooks = {
       std::make_shared<LrScheduleHook>(), ema, std::make_shared<StepTimerHook>(),
       std::make_shared<LogHook>(), std::make_shared<CheckpointHook>(options_json, *ema)};
+  if (!o.teacher.empty()) {
+    hooks.push_back(std::make_shared<TeacherHook>(o, config.input, model->strides()));
+  }
   hooks.insert(hooks.end(), extra_hooks.begin(), extra_hooks.end());
 
   // Only rank 0 writes checkpoints, so only rank 0 reads one; every rank then starts from its
@@ -218,7 +225,9 @@ TrainResult train(const ModelConfig& config, const Dataset& dataset, const Train
   assign.reg_weight = o.reg_weight;
   for (auto& h : hooks) h->before_train(ctx);
   Prefetcher prefetch(maker, ctx.start, ctx.end, std::max(1, o.loader_threads),
-                      2 * std::max(1, o.loader_threads));
+                      2 * std::max(1, o.loader_threads), [&hooks](Batch& b, int worker) {
+                        for (auto& h : hooks) h->prepare_batch(b, worker);
+                      });
   for (int64_t it = ctx.start; it < ctx.end; ++it) {
     ctx.iteration = it;
     ctx.last = it + 1 == ctx.end;

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+// The distillation term against values computed by hand, the unannotated-face rule on hand-made
+// boxes, the student's pixels recovered from a batch, and the teacher in real training runs.
+#include "autoassign/train/teacher/distill.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "autoassign/data/dataset.h"
+#include "autoassign/infer/preprocess.h"
+#include "autoassign/train/distributed.h"
+#include "autoassign/train/engine/trainer.h"
+#include "fixtures.h"
+
+namespace autoassign {
+namespace {
+
+// A head output of one class from per-level (cls, obj) logit maps [B, H, W].
+HeadOutput head(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& levels) {
+  HeadOutput out;
+  for (const auto& [c, o] : levels) {
+    out.cls_logits.push_back(c.unsqueeze(1));
+    out.obj_logits.push_back(o.unsqueeze(1));
+    out.distances.push_back(torch::zeros({c.size(0), 4, c.size(1), c.size(2)}));
+  }
+  return out;
+}
+
+// By hand, with p = s(c) s(o), s the logistic function, term = |t - p|^2 BCE(p, t):
+//   (c, o, t) = (0, 0, 0.8):  p = 0.25,  |0.55|^2 = 0.3025,
+//     BCE = -(0.8 ln 0.25 + 0.2 ln 0.75) = 1.1090355 + 0.0575364 = 1.1665719;  term 0.3528880
+//   (-2, 1, 0):  p = 0.1192029 x 0.7310586 = 0.0871443,  p^2 = 0.0075941,
+//     BCE = -ln(1 - p) = 0.0911781;  term 0.00069241
+//   (2, -1, 1):  p = 0.8807971 x 0.2689414 = 0.2368828,  (1 - p)^2 = 0.5823479,
+//     BCE = -ln p = 1.4401931;  term 0.8386914
+// Teacher mass 0.8 + 0 + 1 = 1.8: loss = (0.3528880 + 0.0006924 + 0.8386914) / 1.8 = 0.6623732.
+TEST(ScoreDistillation, EqualsTheHandComputedQualityFocalLoss) {
+  const auto out =
+      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
+            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
+            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
+  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
+                                              torch::Tensor(),  // no teacher at this level
+                                              torch::tensor({1.f}).view({1, 1, 1})};
+  EXPECT_NEAR(score_distillation_loss(out, teacher).item<double>(), 0.6623732, 1e-6);
+  // Under one face's worth of teacher score the sum is not scaled up: 0.3528880 / max(1, 0.8).
+  const std::vector<torch::Tensor> one = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
+                                          torch::Tensor(), torch::Tensor()};
+  EXPECT_NEAR(score_distillation_loss(out, one).item<double>(), 0.3528880 + 0.0006924, 1e-6);
+  // The ranks' average of the mass is the normaliser: (sum) / 3.6 when the others hold more.
+  EXPECT_NEAR(
+      score_distillation_loss(out, teacher, 2.0, [](double m) { return 2 * m; }).item<double>(),
+      0.6623732 / 2, 1e-6);
+}
+
+TEST(ScoreDistillation, PullsTheStudentsScoreTowardsTheTeachers) {
+  auto c = torch::tensor({0.f, 0.f, 3.f}).view({1, 1, 3}).requires_grad_(true);
+  auto o = torch::tensor({0.f, 0.f, 3.f}).view({1, 1, 3}).requires_grad_(true);
+  // p = 0.25, 0.25, 0.9526^2 = 0.9074: taught 0.9 (up), 0.25 (stay), 0.1 (down).
+  const auto out = head({{c, o}});
+  score_distillation_loss(out, {torch::tensor({0.9f, 0.25f, 0.1f}).view({1, 1, 3})}).backward();
+  const auto gc = c.grad().flatten(), go = o.grad().flatten();
+  EXPECT_LT(gc[0].item<double>(), 0);
+  EXPECT_LT(go[0].item<double>(), 0);
+  EXPECT_NEAR(gc[1].item<double>(), 0, 1e-12);  // |t - p|^2 = 0: no pull at the teacher's score
+  EXPECT_GT(gc[2].item<double>(), 0);
+  EXPECT_GT(go[2].item<double>(), 0);
+}
+
+TEST(ScoreDistillation, RefusesMapsOfAnotherShape) {
+  const auto out = head({{torch::zeros({2, 3, 4}), torch::zeros({2, 3, 4})}});
+  try {
+    score_distillation_loss(out, {torch::zeros({2, 4, 3})});
+    FAIL() << "a transposed map was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("level 0"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(score_distillation_loss(out, {}), std::invalid_argument);
+}
+
+TEST(UnlabelledFaces, ConfidentTeacherFacesMatchingNoAnnotationBecomeIgnoreRegions) {
+  Target t;
+  t.boxes = torch::tensor({10.f, 10.f, 30.f, 30.f}).view({1, 4});
+  t.labels = torch::zeros({1}, torch::kLong);
+  t.ignore = torch::tensor({100.f, 100.f, 120.f, 120.f}).view({1, 4});
+  const std::vector<TeacherBox> found = {
+      {11, 11, 31, 31, 0.95f},      // the annotated face (IoU 0.82): nothing to add
+      {200, 200, 220, 220, 0.9f},   // an unannotated face: added
+      {300, 300, 320, 320, 0.5f},   // under the score: not added
+      {101, 101, 121, 121, 0.95f},  // inside the ignore region already (IoU 0.82)
+      {20, 20, 40, 40, 0.99f},      // IoU 100 / 700 = 0.14 with the face: a neighbour, added
+  };
+  EXPECT_EQ(add_unlabelled_faces(t, found, 0.8), 2);
+  ASSERT_EQ(t.ignore.size(0), 3);
+  EXPECT_TRUE(torch::equal(t.ignore[1], torch::tensor({200.f, 200.f, 220.f, 220.f})));
+  EXPECT_TRUE(torch::equal(t.ignore[2], torch::tensor({20.f, 20.f, 40.f, 40.f})));
+  // No annotation at all: every confident box is added, into an undefined ignore tensor.
+  Target empty;
+  empty.boxes = torch::zeros({0, 4});
+  EXPECT_EQ(add_unlabelled_faces(empty, found, 0.8), 4);
+  EXPECT_EQ(empty.ignore.size(0), 4);
+}
+
+TEST(InputPixels, RecoverTheImageTheStudentSees) {
+  for (const char* order : {"BGR", "RGB"}) {
+    ModelConfig config = testing::tiny_config(1, 5, 96, 64);
+    config.input.channel_order = order;
+    const cv::Mat bgr = testing::square_picture(96, 64, {10, 10, 40, 40});
+    const Preprocessor pre(config.input);
+    ImageGeometry geometry;
+    const auto x = pre(ImageView::packed(PixelFormat::kBGR, bgr.data, bgr.cols, bgr.rows,
+                                         static_cast<int>(bgr.step)),
+                       &geometry);
+    const cv::Mat back = input_pixels(x, config.input);
+    cv::Mat want;
+    bgr.convertTo(want, CV_32FC3);
+    EXPECT_LT(cv::norm(back(cv::Rect(0, 0, 96, 64)), want, cv::NORM_INF), 1e-3) << order;
+  }
+}
+
+std::string peer(const char* file) {
+  const char* dir = std::getenv("AUTOASSIGN_PEERS");
+  return std::string(dir ? dir : "") + "/" + file;
+}
+
+class TeacherTraining : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto data = testing::shared_data_dir();
+    if (data.empty()) return;
+    dataset = load_widerface(data + "/widerface", "train");
+    dataset.samples.resize(4);
+    config = testing::tiny_config(1, 6, 160, 96);
+    config.class_names = {"face"};
+    options.iterations = 3;
+    options.batch_size = 2;
+    options.log_every = 1;
+    options.threads = 2;
+    options.quiet = true;
+    options.output_dir = testing::temp_dir() + "/teacher-run";
+    options.teacher = peer("yunet_n_640_640.onnx");
+  }
+  Dataset dataset;
+  ModelConfig config;
+  TrainOptions options;
+};
+
+// The maps the loader makes have the network's level shapes (P3-P5 from the teacher, none at
+// P6), and they carry the teacher's opinion: the highest score sits on an annotated face.
+TEST_F(TeacherTraining, LoaderMapsFitTheNetworksLevels) {
+  options.loader_threads = 1;
+  TeacherHook hook(options, config.input, {8, 16, 32, 64});
+  Batch batch = BatchMaker(config, dataset, options, 0, 1).make(0);
+  hook.prepare_batch(batch, 0);
+  AutoAssign model(config);
+  model->eval();
+  const auto out = model->forward(batch.images);
+  ASSERT_EQ(batch.teacher_scores.size(), out.cls_logits.size());
+  for (size_t l = 0; l < 3; ++l) {
+    const auto& c = out.cls_logits[l];
+    EXPECT_EQ(batch.teacher_scores[l].sizes(),
+              (std::vector<int64_t>{c.size(0), c.size(2), c.size(3)}))
+        << "level " << l;
+  }
+  EXPECT_FALSE(batch.teacher_scores[3].defined());
+  EXPECT_NO_THROW(score_distillation_loss(out, batch.teacher_scores));
+}
+
+TEST_F(TeacherTraining, RunsLogTheTermAndTheCheckpointRecordsTheTeacher) {
+  options.teacher_ignore = 0.6;
+  options.loader_threads = 2;
+  const auto comm = make_communicator_from_env();
+  const auto result = train(config, dataset, options, *comm);
+  EXPECT_EQ(result.iterations_done, 3);
+  std::ifstream in(options.output_dir + "/log.jsonl");
+  int rows = 0;
+  for (std::string line; std::getline(in, line); ++rows) {
+    const auto row = nlohmann::json::parse(line);
+    ASSERT_TRUE(row.contains("loss_distill")) << line;
+    EXPECT_GT(row["loss_distill"].get<double>(), 0) << line;
+    EXPECT_TRUE(std::isfinite(row["loss"].get<double>())) << line;
+  }
+  EXPECT_EQ(rows, 3);
+  // A resume with another teacher setting is another run: refused, naming it.
+  options.resume = true;
+  options.iterations = 4;
+  options.distill_weight = 2;
+  try {
+    train(config, dataset, options, *comm);
+    ADD_FAILURE() << "resumed with another distill_weight";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("distill_weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TeacherTraining, OptionsAreCheckedBeforeAnythingRuns) {
+  auto error_of = [&](TrainOptions o, const ModelConfig& c) -> std::string {
+    try {
+      validate_train_options(o, c);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  TrainOptions o = options;
+  o.teacher = "";
+  o.teacher_ignore = 0.5;
+  EXPECT_NE(error_of(o, config).find("teacher_ignore needs a teacher"), std::string::npos);
+  o = options;
+  o.teacher = options.output_dir + "/none.onnx";
+  EXPECT_NE(error_of(o, config).find("none.onnx: no such file"), std::string::npos)
+      << error_of(o, config);
+  ModelConfig two = testing::tiny_config(2, 6, 160, 96);
+  EXPECT_NE(error_of(options, two).find("single-class"), std::string::npos);
+  o = options;
+  o.distill_weight = 0;
+  EXPECT_NE(error_of(o, config).find("change nothing"), std::string::npos);
+  o.distill_weight = -1;
+  EXPECT_NE(error_of(o, config).find("distill_weight"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace autoassign
