@@ -58,6 +58,53 @@ TEST(ScoreDistillation, EqualsTheHandComputedQualityFocalLoss) {
       0.6623732 / 2, 1e-6);
 }
 
+// Inside annotated faces the teacher may only raise the score: of the three terms above, the
+// second (p 0.087 over the teacher's 0) drops out where flagged, the others (p under t) stay:
+// (0.3528880 + 0.8386914) / 1.8 = 0.6619886.
+TEST(ScoreDistillation, RaiseOnlyWhereFlaggedDropsTheTermsThatWouldLowerTheScore) {
+  const auto out =
+      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
+            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
+            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
+  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
+                                              torch::Tensor(),
+                                              torch::tensor({1.f}).view({1, 1, 1})};
+  const std::vector<torch::Tensor> all = {torch::ones({1, 1, 2}, torch::kBool), torch::Tensor(),
+                                          torch::ones({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, all).item<double>(), 0.6619886,
+              1e-6);
+  // Flagged nowhere: the full term.
+  const std::vector<torch::Tensor> none = {torch::zeros({1, 1, 2}, torch::kBool), torch::Tensor(),
+                                           torch::zeros({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, none).item<double>(), 0.6623732,
+              1e-6);
+}
+
+// By hand: a face (10, 10, 30, 30) and an ignore region (20, 20, 40, 40). Stride 8 (locations
+// 0, 8, ..., 32): 16 and 24 lie strictly inside the face, 24 and 32 inside the region; stride 16
+// (0, 16, 32): 16 inside the face, 32 inside the region. A second image has nothing.
+TEST(InsideObjects, MarksTheLocationsStrictlyInsideFacesAndIgnoreRegions) {
+  Target t;
+  t.boxes = torch::tensor({10.f, 10.f, 30.f, 30.f}).view({1, 4});
+  t.ignore = torch::tensor({20.f, 20.f, 40.f, 40.f}).view({1, 4});
+  Target empty;
+  empty.boxes = torch::zeros({0, 4});
+  const auto masks = inside_objects({t, empty}, {8, 16}, {{5, 5}, {3, 3}});
+  ASSERT_EQ(masks.size(), 2u);
+  auto want8 = torch::zeros({2, 5, 5}, torch::kBool);
+  for (int y : {2, 3}) {
+    for (int x : {2, 3}) want8[0][y][x] = true;
+  }
+  for (int y : {3, 4}) {
+    for (int x : {3, 4}) want8[0][y][x] = true;
+  }
+  auto want16 = torch::zeros({2, 3, 3}, torch::kBool);
+  want16[0][1][1] = true;
+  want16[0][2][2] = true;
+  EXPECT_TRUE(torch::equal(masks[0], want8)) << masks[0];
+  EXPECT_TRUE(torch::equal(masks[1], want16)) << masks[1];
+}
+
 TEST(ScoreDistillation, PullsTheStudentsScoreTowardsTheTeachers) {
   auto c = torch::tensor({0.f, 0.f, 3.f}).view({1, 1, 3}).requires_grad_(true);
   auto o = torch::tensor({0.f, 0.f, 3.f}).view({1, 1, 3}).requires_grad_(true);
@@ -173,6 +220,7 @@ TEST_F(TeacherTraining, LoaderMapsFitTheNetworksLevels) {
 
 TEST_F(TeacherTraining, RunsLogTheTermAndTheCheckpointRecordsTheTeacher) {
   options.teacher_ignore = 0.6;
+  options.distill_objects = "raise";
   options.loader_threads = 2;
   const auto comm = make_communicator_from_env();
   const auto result = train(config, dataset, options, *comm);
@@ -222,6 +270,9 @@ TEST_F(TeacherTraining, OptionsAreCheckedBeforeAnythingRuns) {
   EXPECT_NE(error_of(o, config).find("change nothing"), std::string::npos);
   o.distill_weight = -1;
   EXPECT_NE(error_of(o, config).find("distill_weight"), std::string::npos);
+  o = options;
+  o.distill_objects = "lower";
+  EXPECT_NE(error_of(o, config).find("distill_objects"), std::string::npos);
 }
 
 }  // namespace

@@ -114,6 +114,9 @@ enum class OptionRole { kComputes, kRuns };
     "a soft target for the student's (a single-class model)")                                     \
   X(double, distill_weight, 1.0, "--distill-weight", kComputes, range(0, 100),                    \
     "with --teacher: weight of the score distillation term (quality focal loss; 0 = none)")       \
+  X(std::string, distill_objects, "full", "--distill-objects", kComputes, one_of("full|raise"),   \
+    "with --teacher, inside annotated objects and ignore regions: full (the teacher's score "     \
+    "both ways) or raise (it may raise the student's score there, never lower it)")              \
   X(double, teacher_ignore, 0, "--teacher-ignore", kComputes, range(0, 1),                        \
     "with --teacher: its detections scored at least this that match no annotation (IoU < 0.3) "   \
     "become ignore regions (0 = off)")                                                            \

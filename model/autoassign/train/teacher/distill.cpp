@@ -16,7 +16,8 @@ namespace F = torch::nn::functional;
 
 torch::Tensor score_distillation_loss(const HeadOutput& out,
                                       const std::vector<torch::Tensor>& teacher, double gamma,
-                                      const std::function<double(double)>& average) {
+                                      const std::function<double(double)>& average,
+                                      const std::vector<torch::Tensor>& raise_only) {
   if (teacher.size() != out.cls_logits.size()) {
     throw std::invalid_argument("teacher maps: " + std::to_string(teacher.size()) +
                                 " levels for a network of " +
@@ -40,11 +41,48 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
     const auto p = logp.exp();
     const auto log1mp = torch::log1p(-p).clamp_min(kLogClamp);
     const auto bce = -(t * logp + (1 - t) * log1mp);
-    sum = sum + ((t - p).abs().pow(gamma) * bce).sum();
+    auto term = (t - p).abs().pow(gamma) * bce;
+    if (l < raise_only.size() && raise_only[l].defined()) {
+      const auto keep = ~raise_only[l].to(cls.device()) | (p < t).detach();
+      term = term * keep.to(term.scalar_type());
+    }
+    sum = sum + term.sum();
     mass += t.sum().item<double>();
   }
   if (average) mass = average(mass);
   return sum / std::max(1.0, mass);
+}
+
+std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
+                                          const std::vector<int>& strides,
+                                          const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+  std::vector<torch::Tensor> masks;
+  const auto B = static_cast<int64_t>(targets.size());
+  for (size_t l = 0; l < shapes.size(); ++l) {
+    const auto [H, W] = shapes[l];
+    const float s = static_cast<float>(strides.at(l));
+    const auto ys = (torch::arange(H, torch::kFloat) * s).view({H, 1});
+    const auto xs = (torch::arange(W, torch::kFloat) * s).view({1, W});
+    auto mask = torch::zeros({B, H, W}, torch::kBool);
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& t = targets[static_cast<size_t>(b)];
+      std::vector<torch::Tensor> parts;
+      for (const auto* boxes : {&t.boxes, &t.ignore}) {
+        if (boxes->defined() && boxes->numel() > 0) {
+          parts.push_back(boxes->to(torch::kCPU, torch::kFloat).view({-1, 4}));
+        }
+      }
+      if (parts.empty()) continue;
+      const auto bx = torch::cat(parts);
+      auto m = mask[b];
+      for (int64_t n = 0; n < bx.size(0); ++n) {
+        const auto r = bx[n];
+        m |= (xs > r[0]) & (xs < r[2]) & (ys > r[1]) & (ys < r[3]);
+      }
+    }
+    masks.push_back(mask);
+  }
+  return masks;
 }
 
 int add_unlabelled_faces(Target& target, const std::vector<TeacherBox>& boxes, double min_score,
@@ -92,6 +130,7 @@ cv::Mat input_pixels(const torch::Tensor& image, const InputConfig& input) {
 TeacherHook::TeacherHook(const TrainOptions& options, const InputConfig& input,
                          std::vector<int> strides)
     : weight_(options.distill_weight),
+      raise_inside_(options.distill_objects == "raise"),
       ignore_score_(options.teacher_ignore),
       input_(input),
       strides_(std::move(strides)) {
@@ -124,9 +163,15 @@ void TeacherHook::add_losses(TrainContext& ctx, const Batch& batch, const HeadOu
   if (weight_ <= 0) return;
   if (batch.teacher_scores.empty()) throw std::logic_error("a batch without its teacher maps");
   Communicator& comm = ctx.comm;
-  losses["loss_distill"] =
-      weight_ * score_distillation_loss(out, batch.teacher_scores, 2.0,
-                                        [&comm](double v) { return comm.average(v); });
+  std::vector<torch::Tensor> raise_only;
+  if (raise_inside_) {
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    for (const auto& c : out.cls_logits) shapes.emplace_back(c.size(2), c.size(3));
+    raise_only = inside_objects(batch.targets, strides_, shapes);
+  }
+  losses["loss_distill"] = weight_ * score_distillation_loss(
+                                         out, batch.teacher_scores, 2.0,
+                                         [&comm](double v) { return comm.average(v); }, raise_only);
 }
 
 void TeacherHook::after_train(TrainContext& ctx) {

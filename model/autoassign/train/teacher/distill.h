@@ -25,9 +25,20 @@ namespace autoassign {
 /// the levels with a teacher map (`teacher[l]`: [B, H_l, W_l], undefined: none), divided by
 /// max(1, sum of t) (the teacher's soft count of faces; `average` makes it the ranks' mean).
 /// log p and log(1 - p) are clamped at -100, as PyTorch's BCE clamps.
+/// `raise_only` (per level [B, H_l, W_l] bool, or empty): where set, the term counts only
+/// while p < t, so the teacher can raise the student's score there but never lower it (inside
+/// annotated objects, where the labels say "face" whatever the teacher sees).
 torch::Tensor score_distillation_loss(const HeadOutput& out,
                                       const std::vector<torch::Tensor>& teacher, double gamma = 2.0,
-                                      const std::function<double(double)>& average = nullptr);
+                                      const std::function<double(double)>& average = nullptr,
+                                      const std::vector<torch::Tensor>& raise_only = {});
+
+/// Per level, the locations (u*s, v*s) strictly inside some annotated object or ignore region
+/// of their image (the faces too small or invalid to learn are ignore regions, and hard AP
+/// counts them): [B, H_l, W_l] bool for levels of `shapes` (H_l, W_l).
+std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
+                                          const std::vector<int>& strides,
+                                          const std::vector<std::pair<int64_t, int64_t>>& shapes);
 
 /// Appends to `target.ignore` every teacher box scored at least `min_score` whose IoU with each
 /// annotated object and ignore region is under `max_iou`. Returns how many it added.
@@ -50,7 +61,9 @@ class TeacherHook : public TrainHook {
   const FaceTeacher& teacher(int worker) const { return *teachers_.at(worker); }
 
  private:
-  double weight_, ignore_score_;
+  double weight_;
+  bool raise_inside_;
+  double ignore_score_;
   InputConfig input_;
   std::vector<int> strides_;
   std::vector<std::unique_ptr<FaceTeacher>> teachers_;
