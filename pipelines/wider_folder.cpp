@@ -23,6 +23,7 @@
 #include <gst/video/video.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/data/evaluator.h"
 #include "options.h"
 #include "plugin.h"
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kUsage =
-    "usage: autoassign-wider-folder --model MODEL --images DIR --output OUT [options]\n"
+    "usage: autoassign-wider-folder [--model MODEL] --images DIR --output OUT [options]\n"
     "DIR/<event>/<image>.jpg -> OUT/<event>/<image>.txt (WIDER FACE prediction layout)\n";
 
 }  // namespace
@@ -45,7 +46,9 @@ int main(int argc, char** argv) {
   double threshold = 0.02;
   int max_detections = 1000, threads = 0;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value(autoassign::kModelOption, &model);
+  cli.value(autoassign::kModelOption.flag, &model, autoassign::kModelOption.value,
+            std::string(autoassign::kModelOption.help) +
+                "\n(default: " + autoassign::default_model_description() + ")");
   cli.value("--images", &images, "DIR", "WIDER_val/images or one event folder of it");
   cli.value("--output", &output, "OUT", "prediction folder");
   cli.value("--threshold", &threshold, "T", "score threshold (default 0.02)", 0, 1);
@@ -53,8 +56,9 @@ int main(int argc, char** argv) {
   cli.value(autoassign::kThreadsOption, &threads);
   cli.value(autoassign::kPrecisionOption, &precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
-  if (model.empty() || images.empty() || output.empty()) {
-    return cli.fail("--model, --images and --output are required");
+  if (model.empty()) model = autoassign::default_model().path;
+  if (images.empty() || output.empty()) {
+    return cli.fail("--images and --output are required");
   }
   if (!fs::is_directory(images)) {
     std::fprintf(stderr, "image folder not found: %s\n", images.c_str());
@@ -74,11 +78,12 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string desc = "appsrc name=src format=time ! autoassigndetect name=detect threshold=" +
-                           std::to_string(threshold) +
-                           " max-detections=" + std::to_string(max_detections) +
-                           " threads=" + std::to_string(threads) + " precision=\"" + precision +
-                           "\" model-file=\"" + model + "\" ! appsink name=sink sync=false";
+  const std::string desc =
+      "appsrc name=src format=time ! autoassigndetect name=detect threshold=" +
+      std::to_string(threshold) + " max-detections=" + std::to_string(max_detections) +
+      " threads=" + std::to_string(threads) +
+      " precision=" + autoassign::pipelines::quote(precision) +
+      " model-file=" + autoassign::pipelines::quote(model) + " ! appsink name=sink sync=false";
   GError* err = nullptr;
   GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
   if (err) {

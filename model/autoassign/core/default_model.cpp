@@ -43,7 +43,10 @@ DefaultModel default_model() {
     return {env, "AUTOASSIGN_MODEL_FILE"};
   }
   const std::string source = AUTOASSIGN_SOURCE_MODEL;
-  if (!source.empty() && under(this_binary(), AUTOASSIGN_BUILD_ROOT) &&
+  // AUTOASSIGN_AS_INSTALLED: a build-folder binary answering as its installed copy will (the
+  // manual pages are made from --help at build time).
+  const bool as_installed = std::getenv("AUTOASSIGN_AS_INSTALLED") != nullptr;
+  if (!as_installed && !source.empty() && under(this_binary(), AUTOASSIGN_BUILD_ROOT) &&
       std::filesystem::exists(source)) {
     return {source, "source tree"};
   }

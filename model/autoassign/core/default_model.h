@@ -15,7 +15,8 @@ struct DefaultModel {
 };
 
 /// In order: the environment variable AUTOASSIGN_MODEL_FILE when set; the source tree's
-/// model/zoo/face-rt.pt when this code runs from the build folder it was compiled in; the
+/// model/zoo/face-rt.pt when this code runs from the build folder it was compiled in (unless
+/// AUTOASSIGN_AS_INSTALLED is set: manual pages made at build time); the
 /// installed DATADIR/autoassign-gst/face-rt.pt (whether or not it exists: loading it names the
 /// path when it does not).
 DefaultModel default_model();
