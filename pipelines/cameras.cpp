@@ -39,7 +39,6 @@
 #include <gst/gst.h>
 #include <nlohmann/json.hpp>
 
-#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/core/types.h"
 #include "http_api.h"
@@ -559,9 +558,7 @@ int main(int argc, char** argv) {
                   "the options as one JSON object: field \"a_b\" for --a-b\n(\"model\", "
                   "\"threshold\", \"track\": true, ...) and \"sources\": [...];\nthe command line "
                   "overrides it");
-  const std::string model_help = std::string(autoassign::kModelOption.help) +
-                                 "\n(default: " + autoassign::default_model_description() + ")";
-  cli.value(autoassign::kModelOption.flag, &o.model, autoassign::kModelOption.value, model_help);
+  cli.model(&o.model);
   cli.value("--output", &o.output, "DIR|-",
             "DIR/camera-N.jsonl per source, or '-' for stdout (default)");
   cli.value("--threshold", &o.threshold, "T", "score threshold (default 0.5)", 0, 1);
@@ -606,7 +603,6 @@ int main(int argc, char** argv) {
     }
   }
   if (const int status = cli.parse(argc, argv, &o.sources); status >= 0) return status;
-  if (o.model.empty()) o.model = autoassign::default_model().path;
   if (print_settings) {
     std::printf("%s\n", settings_json(o).c_str());
     return 0;

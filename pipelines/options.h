@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "autoassign/core/default_model.h"
 #include "autoassign/core/files.h"
 #include "autoassign/core/json.h"
 #include "autoassign/core/program_options.h"
@@ -77,6 +78,12 @@ class Options {
   template <typename T>
   void value(const ProgramOption& option, T* out) {
     value(option.flag, out, option.value, option.help);
+  }
+  /// --model FILE; parse() fills in the default model (named in --help) when it is not given.
+  void model(std::string* out) {
+    model_ = out;
+    value(kModelOption.flag, out, kModelOption.value,
+          std::string(kModelOption.help) + "\n(default: " + default_model_description() + ")");
   }
   void flag(const std::string& name, bool* out, const std::string& help) {
     flags_[name] = out;
@@ -152,6 +159,7 @@ class Options {
         return fail(k + ": not a number: '" + value + "'");
       }
     }
+    if (model_ && model_->empty()) *model_ = default_model().path;
     return -1;
   }
 
@@ -235,6 +243,7 @@ class Options {
 
   std::string header_;
   std::string config_flag_, positional_key_;
+  std::string* model_ = nullptr;
   std::vector<Line> lines_;
   std::map<std::string, std::function<void(const std::string&)>> values_;
   std::map<std::string, bool*> flags_;

@@ -16,7 +16,6 @@
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
 
-#include "autoassign/core/default_model.h"
 #include "options.h"
 #include "plugin.h"
 
@@ -74,9 +73,7 @@ int main(int argc, char** argv) {
   autoassign_gst_register_static();
   Options o;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value(autoassign::kModelOption.flag, &o.model, autoassign::kModelOption.value,
-            std::string(autoassign::kModelOption.help) +
-                "\n(default: " + autoassign::default_model_description() + ")");
+  cli.model(&o.model);
   cli.value("--source", &o.source, "URI|FILE|/dev/videoN|test",
             "what to annotate (default test: a pattern)");
   cli.value("--address", &o.address, "A", "address to listen on (default 127.0.0.1)");
@@ -86,7 +83,6 @@ int main(int argc, char** argv) {
   cli.value("--bitrate", &o.bitrate, "KBITS", "H.264 bitrate in kbit/s (default 2000)", 16, 100000);
   cli.value(autoassign::kPrecisionOption, &o.precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
-  if (o.model.empty()) o.model = autoassign::default_model().path;
   if (o.mount.empty() || o.mount[0] != '/') return cli.fail("--mount must start with '/'");
   // A URI whose scheme no installed GStreamer source handles would only give clients a 503.
   if (const auto colon = o.source.find("://"); colon != std::string::npos) {

@@ -23,7 +23,6 @@
 #include <gst/video/video.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "autoassign/core/default_model.h"
 #include "autoassign/data/evaluator.h"
 #include "options.h"
 #include "plugin.h"
@@ -46,9 +45,7 @@ int main(int argc, char** argv) {
   double threshold = 0.02;
   int max_detections = 1000, threads = 0;
   autoassign::pipelines::Options cli(kUsage);
-  cli.value(autoassign::kModelOption.flag, &model, autoassign::kModelOption.value,
-            std::string(autoassign::kModelOption.help) +
-                "\n(default: " + autoassign::default_model_description() + ")");
+  cli.model(&model);
   cli.value("--images", &images, "DIR", "WIDER_val/images or one event folder of it");
   cli.value("--output", &output, "OUT", "prediction folder");
   cli.value("--threshold", &threshold, "T", "score threshold (default 0.02)", 0, 1);
@@ -56,7 +53,6 @@ int main(int argc, char** argv) {
   cli.value(autoassign::kThreadsOption, &threads);
   cli.value(autoassign::kPrecisionOption, &precision);
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
-  if (model.empty()) model = autoassign::default_model().path;
   if (images.empty() || output.empty()) {
     return cli.fail("--images and --output are required");
   }

@@ -216,6 +216,17 @@ TEST_F(TeacherTraining, LoaderMapsFitTheNetworksLevels) {
   }
   EXPECT_FALSE(batch.teacher_scores[3].defined());
   EXPECT_NO_THROW(score_distillation_loss(out, batch.teacher_scores));
+  // The same batch with P3 left to the labels: no map at stride 8, the others unchanged.
+  TrainOptions coarse = options;
+  coarse.distill_min_stride = 16;
+  TeacherHook hook16(coarse, config.input, {8, 16, 32, 64});
+  Batch again = BatchMaker(config, dataset, options, 0, 1).make(0);
+  hook16.prepare_batch(again, 0);
+  EXPECT_FALSE(again.teacher_scores[0].defined());
+  EXPECT_TRUE(torch::equal(again.teacher_scores[1], batch.teacher_scores[1]));
+  EXPECT_TRUE(torch::equal(again.teacher_scores[2], batch.teacher_scores[2]));
+  // And it carries the teacher's opinion: somewhere a confident face.
+  EXPECT_GT(batch.teacher_scores[1].max().item<double>(), 0.3);
 }
 
 TEST_F(TeacherTraining, RunsLogTheTermAndTheCheckpointRecordsTheTeacher) {

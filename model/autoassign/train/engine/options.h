@@ -117,6 +117,9 @@ enum class OptionRole { kComputes, kRuns };
   X(std::string, distill_objects, "full", "--distill-objects", kComputes, one_of("full|raise"),   \
     "with --teacher, inside annotated objects and ignore regions: full (the teacher's score "     \
     "both ways) or raise (it may raise the student's score there, never lower it)")              \
+  X(int, distill_min_stride, 8, "--distill-min-stride", kComputes, range(1, 128),               \
+    "with --teacher: distil only the levels of at least this stride (16: not P3, where the "     \
+    "small faces are and the teacher is weakest)")                                                \
   X(double, teacher_ignore, 0, "--teacher-ignore", kComputes, range(0, 1),                        \
     "with --teacher: its detections scored at least this that match no annotation (IoU < 0.3) "   \
     "become ignore regions (0 = off)")                                                            \

@@ -134,6 +134,8 @@ TeacherHook::TeacherHook(const TrainOptions& options, const InputConfig& input,
       ignore_score_(options.teacher_ignore),
       input_(input),
       strides_(std::move(strides)) {
+  // Levels finer than distill_min_stride get no map (dense() has no output at stride 0).
+  for (int s : strides_) taught_.push_back(s >= options.distill_min_stride ? s : 0);
   for (int w = 0; w < std::max(1, options.loader_threads); ++w) {
     teachers_.push_back(std::make_unique<FaceTeacher>(options.teacher));
   }
@@ -144,7 +146,7 @@ void TeacherHook::prepare_batch(Batch& batch, int worker) {
   const int64_t B = batch.images.size(0);
   std::vector<std::vector<torch::Tensor>> per_level(strides_.size());
   for (int64_t b = 0; b < B; ++b) {
-    const auto view = teacher.dense(input_pixels(batch.images[b], input_), strides_, ignore_score_);
+    const auto view = teacher.dense(input_pixels(batch.images[b], input_), taught_, ignore_score_);
     for (size_t l = 0; l < strides_.size(); ++l) per_level[l].push_back(view.scores[l]);
     if (ignore_score_ > 0) {
       ignored_ +=

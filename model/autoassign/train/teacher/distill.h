@@ -65,7 +65,7 @@ class TeacherHook : public TrainHook {
   bool raise_inside_;
   double ignore_score_;
   InputConfig input_;
-  std::vector<int> strides_;
+  std::vector<int> strides_, taught_;
   std::vector<std::unique_ptr<FaceTeacher>> teachers_;
   std::atomic<int64_t> images_{0}, ignored_{0};
 };
