@@ -80,6 +80,29 @@ TEST(ScoreDistillation, RaiseOnlyWhereFlaggedDropsTheTermsThatWouldLowerTheScore
               1e-6);
 }
 
+// Suppress: only the terms where the student is above the teacher and away from every
+// annotation count. Of the three, only the second (p 0.087 over t 0): 0.00069241 / 1.8; with its
+// location inside an annotation, nothing.
+TEST(ScoreDistillation, SuppressOnlyLowersConfidentScoresAwayFromAnnotations) {
+  const auto out =
+      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
+            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
+            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
+  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
+                                              torch::Tensor(),
+                                              torch::tensor({1.f}).view({1, 1, 1})};
+  const std::vector<torch::Tensor> nowhere = {torch::zeros({1, 1, 2}, torch::kBool),
+                                              torch::Tensor(),
+                                              torch::zeros({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, {}, nowhere).item<double>(),
+              0.00069241 / 1.8, 1e-8);
+  const std::vector<torch::Tensor> second = {torch::tensor({false, true}).view({1, 1, 2}),
+                                             torch::Tensor(),
+                                             torch::zeros({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, {}, second).item<double>(), 0,
+              1e-12);
+}
+
 // By hand: a face (10, 10, 30, 30) and an ignore region (20, 20, 40, 40). Stride 8 (locations
 // 0, 8, ..., 32): 16 and 24 lie strictly inside the face, 24 and 32 inside the region; stride 16
 // (0, 16, 32): 16 inside the face, 32 inside the region. A second image has nothing.

@@ -17,7 +17,8 @@ namespace F = torch::nn::functional;
 torch::Tensor score_distillation_loss(const HeadOutput& out,
                                       const std::vector<torch::Tensor>& teacher, double gamma,
                                       const std::function<double(double)>& average,
-                                      const std::vector<torch::Tensor>& raise_only) {
+                                      const std::vector<torch::Tensor>& raise_only,
+                                      const std::vector<torch::Tensor>& suppress_outside) {
   if (teacher.size() != out.cls_logits.size()) {
     throw std::invalid_argument("teacher maps: " + std::to_string(teacher.size()) +
                                 " levels for a network of " +
@@ -44,6 +45,10 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
     auto term = (t - p).abs().pow(gamma) * bce;
     if (l < raise_only.size() && raise_only[l].defined()) {
       const auto keep = ~raise_only[l].to(cls.device()) | (p < t).detach();
+      term = term * keep.to(term.scalar_type());
+    }
+    if (l < suppress_outside.size() && suppress_outside[l].defined()) {
+      const auto keep = ~suppress_outside[l].to(cls.device()) & (p > t).detach();
       term = term * keep.to(term.scalar_type());
     }
     sum = sum + term.sum();
@@ -131,6 +136,7 @@ TeacherHook::TeacherHook(const TrainOptions& options, const InputConfig& input,
                          std::vector<int> strides)
     : weight_(options.distill_weight),
       raise_inside_(options.distill_objects == "raise"),
+      suppress_outside_(options.distill_objects == "suppress"),
       ignore_score_(options.teacher_ignore),
       input_(input),
       strides_(std::move(strides)) {
@@ -165,15 +171,17 @@ void TeacherHook::add_losses(TrainContext& ctx, const Batch& batch, const HeadOu
   if (weight_ <= 0) return;
   if (batch.teacher_scores.empty()) throw std::logic_error("a batch without its teacher maps");
   Communicator& comm = ctx.comm;
-  std::vector<torch::Tensor> raise_only;
-  if (raise_inside_) {
+  std::vector<torch::Tensor> raise_only, suppress_outside;
+  if (raise_inside_ || suppress_outside_) {
     std::vector<std::pair<int64_t, int64_t>> shapes;
     for (const auto& c : out.cls_logits) shapes.emplace_back(c.size(2), c.size(3));
-    raise_only = inside_objects(batch.targets, strides_, shapes);
+    (raise_inside_ ? raise_only : suppress_outside) =
+        inside_objects(batch.targets, strides_, shapes);
   }
-  losses["loss_distill"] = weight_ * score_distillation_loss(
-                                         out, batch.teacher_scores, 2.0,
-                                         [&comm](double v) { return comm.average(v); }, raise_only);
+  losses["loss_distill"] =
+      weight_ * score_distillation_loss(
+                    out, batch.teacher_scores, 2.0, [&comm](double v) { return comm.average(v); },
+                    raise_only, suppress_outside);
 }
 
 void TeacherHook::after_train(TrainContext& ctx) {

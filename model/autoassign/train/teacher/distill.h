@@ -28,10 +28,14 @@ namespace autoassign {
 /// `raise_only` (per level [B, H_l, W_l] bool, or empty): where set, the term counts only
 /// while p < t, so the teacher can raise the student's score there but never lower it (inside
 /// annotated objects, where the labels say "face" whatever the teacher sees).
+/// `suppress_outside` (the same masks): the term counts only where unset and p > t, so the
+/// teacher only lowers the student's confident scores away from every annotation (its false
+/// positives) and leaves the faces to the labels.
 torch::Tensor score_distillation_loss(const HeadOutput& out,
                                       const std::vector<torch::Tensor>& teacher, double gamma = 2.0,
                                       const std::function<double(double)>& average = nullptr,
-                                      const std::vector<torch::Tensor>& raise_only = {});
+                                      const std::vector<torch::Tensor>& raise_only = {},
+                                      const std::vector<torch::Tensor>& suppress_outside = {});
 
 /// Per level, the locations (u*s, v*s) strictly inside some annotated object or ignore region
 /// of their image (the faces too small or invalid to learn are ignore regions, and hard AP
@@ -62,7 +66,7 @@ class TeacherHook : public TrainHook {
 
  private:
   double weight_;
-  bool raise_inside_;
+  bool raise_inside_, suppress_outside_;
   double ignore_score_;
   InputConfig input_;
   std::vector<int> strides_, taught_;
