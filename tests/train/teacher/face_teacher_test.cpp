@@ -170,8 +170,8 @@ TEST_P(FaceTeacherTest, ALargerImageIsShrunkOntoTheCanvasAndItsMapsBroughtBack) 
 
 INSTANTIATE_TEST_SUITE_P(Peers, FaceTeacherTest,
                          ::testing::Values("yunet_n_640_640.onnx", "scrfd_500m_kps.onnx"),
-                         [](const auto& info) {
-                           return std::string(info.param).rfind("yunet", 0) == 0 ? "YuNet"
+                         [](const auto& peer) {
+                           return std::string(peer.param).rfind("yunet", 0) == 0 ? "YuNet"
                                                                                  : "SCRFD";
                          });
 
