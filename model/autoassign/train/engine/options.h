@@ -114,11 +114,12 @@ enum class OptionRole { kComputes, kRuns };
     "a soft target for the student's (a single-class model)")                                     \
   X(double, distill_weight, 1.0, "--distill-weight", kComputes, range(0, 100),                    \
     "with --teacher: weight of the score distillation term (quality focal loss; 0 = none)")       \
-  X(std::string, distill_objects, "full", "--distill-objects", kComputes,                         \
+  X(std::string, distill_objects, "suppress", "--distill-objects", kComputes,                     \
     one_of("full|raise|suppress"),                                                                \
     "with --teacher: full (its score both ways everywhere), raise (inside annotated objects and " \
     "ignore regions it may only raise the student's score) or suppress (it may only lower the "   \
-    "student's score, and only away from every annotation: the confident false positives)")       \
+    "student's score, and only away from every annotation: the confident false positives; the "   \
+    "only mode that kept hard AP on the face recipe, face-rt.md item 11)")                        \
   X(int, distill_min_stride, 8, "--distill-min-stride", kComputes, range(1, 128),                 \
     "with --teacher: distil only the levels of at least this stride (16: not P3, where the "      \
     "small faces are and the teacher is weakest)")                                                \
