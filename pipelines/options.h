@@ -151,13 +151,7 @@ class Options {
       if (v == values_.end()) return fail("unknown option " + k);
       if (i + 1 >= argc) return fail(k + " needs a value");
       const std::string value = argv[++i];
-      try {
-        v->second(value);
-      } catch (const std::out_of_range& e) {
-        return fail(k + " must be in " + e.what() + ", got " + value);
-      } catch (const std::exception&) {
-        return fail(k + ": not a number: '" + value + "'");
-      }
+      if (const int status = set(v->second, k, value); status >= 0) return status;
     }
     if (model_ && model_->empty()) *model_ = default_model().path;
     return -1;
@@ -207,13 +201,7 @@ class Options {
       } else {
         return fail(field + " must be a string or a number");
       }
-      try {
-        v->second(text);
-      } catch (const std::out_of_range& e) {
-        return fail(field + " must be in " + e.what() + ", got " + text);
-      } catch (const std::exception&) {
-        return fail(field + ": not a number: '" + text + "'");
-      }
+      if (const int status = set(v->second, field, text); status >= 0) return status;
     }
     return -1;
   }
@@ -234,6 +222,19 @@ class Options {
     lines_.push_back({name, metavar, help});
   }
 
+  // One value through its setter: -1, or 2 after naming `what` and why (out of range, or not a
+  // number), for the command line and a config file alike.
+  int set(const std::function<void(const std::string&)>& setter, const std::string& what,
+          const std::string& text) const {
+    try {
+      setter(text);
+    } catch (const std::out_of_range& e) {
+      return fail(what + " must be in " + e.what() + ", got " + text);
+    } catch (const std::exception&) {
+      return fail(what + ": not a number: '" + text + "'");
+    }
+    return -1;
+  }
   // Keys as the user wrote them, printable: control characters as '?'.
   static std::string sanitize_key(const std::string& k) {
     std::string s = k.substr(0, 64);

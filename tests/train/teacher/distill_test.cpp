@@ -31,6 +31,19 @@ HeadOutput head(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& leve
   return out;
 }
 
+// The hand-computed example below: level 0 with (cls, obj) logits (0, 0) and (-2, 1), level 1
+// (2x2 zeros) without a teacher map, level 2 with (2, -1); the teacher's scores 0.8, 0 and 1.
+HeadOutput hand_outputs() {
+  return head(
+      {{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
+       {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
+       {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
+}
+std::vector<torch::Tensor> hand_teacher() {
+  return {torch::tensor({0.8f, 0.f}).view({1, 1, 2}), torch::Tensor(),
+          torch::tensor({1.f}).view({1, 1, 1})};
+}
+
 // By hand, with p = s(c) s(o), s the logistic function, term = |t - p|^2 BCE(p, t):
 //   (c, o, t) = (0, 0, 0.8):  p = 0.25,  |0.55|^2 = 0.3025,
 //     BCE = -(0.8 ln 0.25 + 0.2 ln 0.75) = 1.1090355 + 0.0575364 = 1.1665719;  term 0.3528880
@@ -40,13 +53,8 @@ HeadOutput head(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& leve
 //     BCE = -ln p = 1.4401931;  term 0.8386914
 // Teacher mass 0.8 + 0 + 1 = 1.8: loss = (0.3528880 + 0.0006924 + 0.8386914) / 1.8 = 0.6623732.
 TEST(ScoreDistillation, EqualsTheHandComputedQualityFocalLoss) {
-  const auto out =
-      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
-            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
-            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
-  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
-                                              torch::Tensor(),  // no teacher at this level
-                                              torch::tensor({1.f}).view({1, 1, 1})};
+  const auto out = hand_outputs();
+  const auto teacher = hand_teacher();
   EXPECT_NEAR(score_distillation_loss(out, teacher).item<double>(), 0.6623732, 1e-6);
   // Under one face's worth of teacher score the sum is not scaled up: 0.3528880 / max(1, 0.8).
   const std::vector<torch::Tensor> one = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
@@ -62,13 +70,8 @@ TEST(ScoreDistillation, EqualsTheHandComputedQualityFocalLoss) {
 // second (p 0.087 over the teacher's 0) drops out where flagged, the others (p under t) stay:
 // (0.3528880 + 0.8386914) / 1.8 = 0.6619886.
 TEST(ScoreDistillation, RaiseOnlyWhereFlaggedDropsTheTermsThatWouldLowerTheScore) {
-  const auto out =
-      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
-            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
-            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
-  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
-                                              torch::Tensor(),
-                                              torch::tensor({1.f}).view({1, 1, 1})};
+  const auto out = hand_outputs();
+  const auto teacher = hand_teacher();
   const std::vector<torch::Tensor> all = {torch::ones({1, 1, 2}, torch::kBool), torch::Tensor(),
                                           torch::ones({1, 1, 1}, torch::kBool)};
   EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, all).item<double>(), 0.6619886,
@@ -84,13 +87,8 @@ TEST(ScoreDistillation, RaiseOnlyWhereFlaggedDropsTheTermsThatWouldLowerTheScore
 // annotation count. Of the three, only the second (p 0.087 over t 0): 0.00069241 / 1.8; with its
 // location inside an annotation, nothing.
 TEST(ScoreDistillation, SuppressOnlyLowersConfidentScoresAwayFromAnnotations) {
-  const auto out =
-      head({{torch::tensor({0.f, -2.f}).view({1, 1, 2}), torch::tensor({0.f, 1.f}).view({1, 1, 2})},
-            {torch::zeros({1, 2, 2}), torch::zeros({1, 2, 2})},
-            {torch::tensor({2.f}).view({1, 1, 1}), torch::tensor({-1.f}).view({1, 1, 1})}});
-  const std::vector<torch::Tensor> teacher = {torch::tensor({0.8f, 0.f}).view({1, 1, 2}),
-                                              torch::Tensor(),
-                                              torch::tensor({1.f}).view({1, 1, 1})};
+  const auto out = hand_outputs();
+  const auto teacher = hand_teacher();
   const std::vector<torch::Tensor> nowhere = {torch::zeros({1, 1, 2}, torch::kBool),
                                               torch::Tensor(),
                                               torch::zeros({1, 1, 1}, torch::kBool)};
