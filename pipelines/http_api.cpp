@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -183,27 +185,52 @@ void parse_listen_address(const std::string& text, std::string* host, int* port)
 }
 
 struct HttpServer::Impl {
+  Impl(StreamService& s, std::string t) : service(s), token(std::move(t)) {}
   StreamService& service;
   std::string token;
   SoupServer* server = nullptr;
-  int active = 0;  // requests started and not yet finished or aborted (main loop only)
+  guint deadline_timer = 0;
+  // Requests started and not yet finished or aborted, with the monotonic time (us) by which
+  // each must be done (main loop only).
+  std::unordered_map<SoupServerMessage*, gint64> active;
 
   // Every request must keep coming: a client silent for kIdleSeconds in the middle of one (half
   // a header, a body shorter than its Content-Length) is cut off. Without it 300 such sockets
   // stayed open for good, and at the open-files limit the endpoint stopped answering anyone,
-  // before any token check. Past kMaxActive requests at once, new ones get a second.
+  // before any token check. Past kMaxActive requests at once, new ones get a second. A client
+  // that is never silent that long (a byte of its headers a second) meets the whole request's
+  // limit instead: kRequestSeconds from its first byte to the end of the answer, far more than
+  // a 64 KiB request and its answer need on any network.
   static constexpr guint kIdleSeconds = 10;
   static constexpr int kMaxActive = 64;
+  static constexpr gint64 kRequestSeconds = 15;
   static void started(SoupServer*, SoupServerMessage* msg, gpointer data) {
     auto* self = static_cast<Impl*>(data);
-    ++self->active;
+    self->active[msg] = g_get_monotonic_time() + kRequestSeconds * G_USEC_PER_SEC;
     if (GSocket* socket = soup_server_message_get_socket(msg)) {
-      g_socket_set_timeout(socket, self->active > kMaxActive ? 1 : kIdleSeconds);
+      g_socket_set_timeout(socket,
+                           static_cast<int>(self->active.size()) > kMaxActive ? 1 : kIdleSeconds);
     }
   }
-  static void ended(SoupServer*, SoupServerMessage*, gpointer data) {
+  static void ended(SoupServer*, SoupServerMessage* msg, gpointer data) {
+    static_cast<Impl*>(data)->active.erase(msg);
+  }
+  // Once a second: a request past its limit has its connection shut down; libsoup then sees the
+  // end of the stream and aborts the request (request-aborted erases it).
+  static gboolean enforce_deadlines(gpointer data) {
     auto* self = static_cast<Impl*>(data);
-    if (self->active > 0) --self->active;
+    const gint64 now = g_get_monotonic_time();
+    for (auto it = self->active.begin(); it != self->active.end();) {
+      if (it->second < now) {
+        if (GSocket* socket = soup_server_message_get_socket(it->first)) {
+          g_socket_shutdown(socket, TRUE, TRUE, nullptr);
+        }
+        it = self->active.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return G_SOURCE_CONTINUE;
   }
 
   // Before the body is read. libsoup still reads a body it will not use (to keep the
@@ -267,9 +294,10 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(StreamService& service, std::string token)
-    : impl_(new Impl{service, std::move(token)}) {}
+    : impl_(new Impl(service, std::move(token))) {}
 
 HttpServer::~HttpServer() {
+  if (impl_->deadline_timer) g_source_remove(impl_->deadline_timer);
   if (impl_->server) {
     soup_server_disconnect(impl_->server);
     g_object_unref(impl_->server);
@@ -285,8 +313,8 @@ void HttpServer::listen(const std::string& address) {
   if (!loopback && impl_->token.empty()) {
     g_object_unref(inet);
     throw std::runtime_error("--http " + address +
-                             " is reachable from other machines: set --http-token (or "
-                             "AUTOASSIGN_HTTP_TOKEN) so requests must carry it");
+                             " is reachable from other machines: set --http-token-file (or "
+                             "AUTOASSIGN_HTTP_TOKEN) so requests must carry a token");
   }
   impl_->server = soup_server_new("server-header", "autoassign-cameras", nullptr);
   soup_server_add_early_handler(impl_->server, nullptr, &Impl::early, impl_.get(), nullptr);
@@ -294,6 +322,7 @@ void HttpServer::listen(const std::string& address) {
   g_signal_connect(impl_->server, "request-started", G_CALLBACK(&Impl::started), impl_.get());
   g_signal_connect(impl_->server, "request-finished", G_CALLBACK(&Impl::ended), impl_.get());
   g_signal_connect(impl_->server, "request-aborted", G_CALLBACK(&Impl::ended), impl_.get());
+  impl_->deadline_timer = g_timeout_add_seconds(1, &Impl::enforce_deadlines, impl_.get());
   GSocketAddress* where = g_inet_socket_address_new(inet, static_cast<guint16>(port));
   g_object_unref(inet);
   GError* err = nullptr;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -1342,10 +1343,27 @@ TEST_F(Pipelines, CamerasHttpCutsOffStalledClients) {
     (void)!write(fd, text.data(), text.size());
     stalled.push_back(fd);
   };
+  // A slow client is never silent long: one byte of its headers a second (opened first, so it has
+  // the full idle limit). Each read succeeds within that limit, so only a limit on the whole
+  // request can end it.
+  const size_t before = stalled.size();
+  open_with("G");
+  ASSERT_EQ(stalled.size(), before + 1);
+  const int dribbler = stalled.back();
+  stalled.pop_back();
+  std::atomic<bool> dribbling{true};
+  std::thread dribble([&] {
+    const std::string rest = "ET /streams HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(60, 'a');
+    for (size_t i = 0; i < rest.size() && dribbling; ++i) {
+      if (send(dribbler, &rest[i], 1, MSG_NOSIGNAL) != 1) break;  // cut off
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  });
+  const auto dribble_start = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) open_with("GET /streams HTTP/1.1\r\nHost: x\r\nX-Slow: ");
   open_with("POST /streams HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n0123456789");
   open_with("POST /streams HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ur");
-  ASSERT_GE(stalled.size(), 90u);
+  EXPECT_GE(stalled.size(), 90u);  // no ASSERT: the dribbling thread must be joined
   // Meanwhile the endpoint answers a proper request.
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(http(port, "GET", "/streams", "", "Authorization: Bearer s3cret\r\n").status, 200);
@@ -1365,6 +1383,16 @@ TEST_F(Pipelines, CamerasHttpCutsOffStalledClients) {
     close(fd);
   }
   EXPECT_EQ(closed, static_cast<int>(stalled.size()));
+  // The dribbler is cut off once its request has taken 15 s (read: the end or a reset).
+  std::this_thread::sleep_until(dribble_start + std::chrono::seconds(18));
+  char buf[512];
+  ssize_t n = recv(dribbler, buf, sizeof buf, MSG_DONTWAIT);
+  if (n > 0) n = recv(dribbler, buf, sizeof buf, MSG_DONTWAIT);  // a 408, then the close
+  EXPECT_TRUE(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+      << "a client sending a byte a second still held its request after 18 s";
+  dribbling = false;
+  dribble.join();
+  close(dribbler);
   EXPECT_EQ(http(port, "GET", "/streams", "", "Authorization: Bearer s3cret\r\n").status, 200);
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(30), 0) << p.err();
