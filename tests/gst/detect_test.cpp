@@ -823,6 +823,71 @@ TEST_F(GstElements, CapsRenegotiationStorm) {
   }
 }
 
+// The peak resident memory (VmHWM) since the last reset_peak_memory(), in bytes.
+size_t peak_memory() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+void reset_peak_memory() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// The whole chain (detect ! track ! overlay ! json) on the smallest and the largest frames
+// GStreamer's NV12 and I420 caps allow here: 1x1, odd sizes, and 16384x16384 (384 MiB a frame),
+// each carrying boxes that cover the frame, cross its edges, or have no area. Every frame passes
+// and is written (its own size in the JSON), and a huge frame costs a bounded multiple of
+// itself, not a full-size copy per element.
+TEST_F(GstElements, WholeChainTakesTinyOddAndHugeFrames) {
+  const std::string json = testing::temp_dir() + "/sizes.jsonl";
+  GstHarness* h = gst_harness_new_parse(
+      ("autoassigndetect threshold=0.3 threads=2 model-file=" + testing::trained_square_model() +
+       " ! autoassigntrack ! autoassignoverlay ! autoassignjson location=" + json)
+          .c_str());
+  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {3, 5}, {17, 9}, {16384, 16384}, {2, 2}};
+  std::vector<std::pair<int, int>> pushed;
+  size_t huge_peak = 0, huge_frame = 0;
+  for (auto format : {GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420}) {
+    for (const auto& [w, hgt] : sizes) {
+      SCOPED_TRACE(std::string(gst_video_format_to_string(format)) + " " + std::to_string(w) + "x" +
+                   std::to_string(hgt));
+      gst_harness_set_src_caps_str(h, caps_for(format, w, hgt).c_str());
+      GstBuffer* in = padded_frame(format, w, hgt, 0);
+      const guint W = static_cast<guint>(w), H = static_cast<guint>(hgt);
+      gst_buffer_add_video_region_of_interest_meta(in, "face", 0, 0, W, H);
+      gst_buffer_add_video_region_of_interest_meta(in, "face", W - 1, H - 1, W + 10, H + 10);
+      gst_buffer_add_video_region_of_interest_meta(in, "face", W / 2, H / 2, 0, 0);
+      const size_t frame_bytes = gst_buffer_get_size(in);
+      reset_peak_memory();
+      const size_t before = peak_memory();
+      ASSERT_EQ(gst_harness_push(h, in), GST_FLOW_OK);
+      gst_buffer_unref(gst_harness_pull(h));
+      if (w == 16384) {
+        const size_t after = peak_memory();
+        huge_peak = std::max(huge_peak, after > before ? after - before : 0);
+        huge_frame = frame_bytes;
+      }
+      pushed.emplace_back(w, hgt);
+    }
+  }
+  gst_harness_teardown(h);
+  std::ifstream lines(json);
+  std::string line;
+  size_t n = 0;
+  for (; std::getline(lines, line); ++n) {
+    ASSERT_LT(n, pushed.size());
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j.at("resolution").at("width"), pushed[n].first) << line.substr(0, 200);
+    EXPECT_EQ(j.at("resolution").at("height"), pushed[n].second) << line.substr(0, 200);
+  }
+  EXPECT_EQ(n, pushed.size());
+  // The input frame is already resident before the push; the chain may add the network's input
+  // and a downscaled copy, never another full-size frame per element.
+  EXPECT_LT(huge_peak, huge_frame) << "peak +" << huge_peak / (1 << 20) << " MiB for a "
+                                   << huge_frame / (1 << 20) << " MiB frame";
+}
+
 // Buffers pushed while another thread changes threshold, inference-interval and model-file
 // (a background reload each time), in both modes: every push succeeds, the element keeps
 // finding the square, and teardown waits for everything.

@@ -390,6 +390,103 @@ TEST(Publish, SilentBrokerAddressNeverHoldsTheStop) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.5);
 }
 
+// A broker that answers CONNECT with CONNACK, then reads a few bytes of the next packet (the
+// first PUBLISH) and closes the connection in the middle of it, every time a client connects.
+class CuttingBroker {
+ public:
+  CuttingBroker() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = loopback(0);
+    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(listener_, 8);
+    socklen_t len = sizeof a;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~CuttingBroker() {
+    stop_ = true;
+    shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    close(listener_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int cut() const { return cut_; }
+
+ private:
+  // Reads exactly n bytes, or fails (closed, or 5 s of silence).
+  static bool read_n(int fd, unsigned char* buf, size_t n) {
+    for (size_t got = 0; got < n;) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 5000) <= 0) return false;
+      const ssize_t r = recv(fd, buf + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  void serve() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) continue;
+      // CONNECT: type byte, remaining length (MQTT's base-128 varint), that many bytes.
+      unsigned char b = 0;
+      size_t remaining = 0;
+      bool ok = read_n(fd, &b, 1) && (b >> 4) == 1;
+      for (int shift = 0; ok; shift += 7) {
+        ok = read_n(fd, &b, 1);
+        remaining |= static_cast<size_t>(b & 0x7f) << shift;
+        if (!(b & 0x80)) break;
+      }
+      std::vector<unsigned char> body(remaining);
+      ok = ok && read_n(fd, body.data(), remaining);
+      const unsigned char connack[] = {0x20, 0x02, 0x00, 0x00};
+      ok = ok && send(fd, connack, sizeof connack, MSG_NOSIGNAL) == sizeof connack;
+      unsigned char head[6];
+      if (ok && read_n(fd, head, sizeof head) && (head[0] >> 4) == 3) ++cut_;  // a PUBLISH
+      close(fd);
+    }
+  }
+  int listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> cut_{0};
+  std::thread thread_;
+};
+
+// A broker that drops the connection in the middle of every message: the element notices,
+// reconnects (libmosquitto's back-off), never holds a push or the stop, and counts what it
+// lost instead of losing it silently.
+TEST(Publish, BrokerCuttingMessagesNeverStallsOrCrashes) {
+  CuttingBroker broker;
+  GstHarness* h = gst_harness_new_parse(
+      ("autoassignpublish topic=cams/cut max-queue=4 address=" + broker.address()).c_str());
+  gst_harness_set_src_caps_str(h, caps_for(GST_VIDEO_FORMAT_BGR, 160, 120).c_str());
+  double slowest = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 60 || (broker.cut() < 2 &&
+                             std::chrono::steady_clock::now() - start < std::chrono::seconds(15));
+       ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(gst_harness_push(h, numbered_frame(i)), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+    slowest = std::max(
+        slowest, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  EXPECT_LT(slowest, 0.2) << "a push waited on the broker";
+  EXPECT_GE(broker.cut(), 2) << "the element did not reconnect after the first cut";
+  GstElement* pub = gst_harness_find_element(h, "autoassignpublish");
+  guint64 dropped = 0;
+  g_object_get(pub, "dropped", &dropped, nullptr);
+  gst_object_unref(pub);
+  EXPECT_GT(dropped, 0u) << "documents pushed while the broker was gone vanished uncounted";
+  const auto t0 = std::chrono::steady_clock::now();
+  gst_harness_teardown(h);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.5);
+}
+
 // method=file appends one JSON line per frame (a second run adds to the first), the same
 // document as to MQTT; a location that cannot be opened is a RESOURCE error naming it.
 TEST(Publish, FileMethodAppendsOneLinePerFrame) {
