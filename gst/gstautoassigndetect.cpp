@@ -646,8 +646,8 @@ static void gst_auto_assign_detect_class_init(GstAutoAssignDetectClass* klass) {
       gobject_class, PROP_LABELS_FILE,
       g_param_spec_string("labels-file", "Labels file",
                           "Text file with one label per line, replacing the model's label names "
-                          "(must have as many lines as the model has classes); applies at the "
-                          "next READY->PAUSED",
+                          "(must have as many lines as the model has classes; a regular file of at "
+                          "most 16 MB); applies at the next READY->PAUSED",
                           nullptr, rw_ready));
   g_object_class_install_property(
       gobject_class, PROP_DROP_WHEN_BUSY,

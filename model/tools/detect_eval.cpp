@@ -213,7 +213,13 @@ void add_detect(CLI::App& app) {
   auto* cmd = app.add_subcommand("detect", "Detect objects in an image or a folder of images");
   auto o = std::make_shared<DetectOptions>();
   add_model_option(*cmd, o->model);
-  cmd->add_option("--input", o->input, "an image, or a folder searched recursively")->required();
+  cmd->add_option("--input", o->input,
+                  "an image, or a folder searched recursively; a file that cannot be used "
+                  "(damaged, not an image, over " +
+                      std::to_string(kMaxImageFileBytes >> 20) + " MB or " +
+                      std::to_string(kMaxImagePixels / 1000000) +
+                      " megapixels) is named, skipped, and makes the exit status 1")
+      ->required();
   cmd->add_option("--format", o->format,
                   "jsonl: one JSON object per image; widerface: OUT/<event>/<image>.txt for "
                   "images under DIR/<event>/")

@@ -106,7 +106,8 @@ void add_init(CLI::App& app) {
   auto output = std::make_shared<std::string>();
   auto seed = std::make_shared<int64_t>(0);
   cmd->add_option("--preset", *preset, "built-in preset");
-  cmd->add_option("--config", *config, "model config JSON file");
+  cmd->add_option("--config", *config,
+                  "model config JSON file (at most 1 MB, 8 levels of nesting, no repeated keys)");
   cmd->add_option("-o,--output", *output, "model file to write")->required();
   cmd->add_option("--seed", *seed, "random seed for the initial weights");
   cmd->callback([=] {
@@ -212,7 +213,8 @@ void add_import(CLI::App& app) {
   cmd->add_option("--config", *config,
                   "preset name or config JSON of the architecture to fill (default r50-fpn)");
   cmd->add_option("--classes", *classes,
-                  "file with one class name per line (default: COCO's 80 for an 80-class head)");
+                  "file with one class name per line, at most 16 MB (default: COCO's 80 for an "
+                  "80-class head)");
   cmd->add_flag("--allow-missing", *allow_missing,
                 "keep the initialisation of model tensors the checkpoint lacks (and list them)");
   cmd->add_option("--post", *post,
