@@ -1320,6 +1320,49 @@ TEST_F(Pipelines, CamerasHttpStreamLimit) {
   EXPECT_EQ(p.wait(30), 0) << p.err();
 }
 
+// Sources whose servers accept the connection and never answer (an HTTP clip, an RTSP camera):
+// the service's thread (HTTP and signals) never waits on them. Adding, listing and removing
+// them answers at once, and Ctrl-C ends the program promptly.
+TEST_F(Pipelines, CamerasSourcesThatNeverAnswerHoldNothing) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  listen(listener, 16);  // accepted by the kernel; nobody ever reads or answers
+  const std::string silent = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  Process p(cameras_cmd({"--http", "127.0.0.1:0", "--stall-seconds", "30"}), dir_);
+  const int port = http_port(p);
+  ASSERT_GT(port, 0) << p.err();
+  auto timed = [](auto&& request) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const HttpAnswer answer = request();
+    return std::make_pair(answer,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0));
+  };
+  for (const std::string& uri : {"http://" + silent + "/clip.mp4", "rtsp://" + silent + "/cam"}) {
+    SCOPED_TRACE(uri);
+    const auto [added, add_time] =
+        timed([&] { return http(port, "POST", "/streams", R"({"uri": ")" + uri + R"("})"); });
+    EXPECT_EQ(added.status, 201) << added.body;
+    EXPECT_LT(add_time.count(), 2.0);
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // the source is connecting now
+    const auto [listed, list_time] = timed([&] { return http(port, "GET", "/streams"); });
+    EXPECT_EQ(listed.status, 200);
+    EXPECT_LT(list_time.count(), 2.0);
+  }
+  const auto [removed, remove_time] = timed([&] { return http(port, "DELETE", "/streams/0"); });
+  EXPECT_EQ(removed.status, 200);
+  EXPECT_LT(remove_time.count(), 2.0);
+  const auto t0 = std::chrono::steady_clock::now();
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(30), 0) << p.err();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  close(listener);
+}
+
 // Slow and stalled clients (issue 26): 300 sockets holding half a header, and bodies shorter
 // than their Content-Length, stayed open for good and, at the open-files limit, stopped the
 // endpoint for everyone, before any token check. Now a request silent for 10 s is cut off, a
