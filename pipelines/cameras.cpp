@@ -28,11 +28,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -81,7 +83,9 @@ struct Settings {
   std::vector<std::string> sources;
 };
 
-struct Camera {
+// Shared: a stopped pipeline's streaming threads may still count its last frames (its probe
+// holds a reference) after the camera is removed.
+struct Camera : std::enable_shared_from_this<Camera> {
   int index = 0;
   std::string source;
   bool live = true;  // EOS from a live source is a drop, from a file the end
@@ -105,7 +109,7 @@ struct Camera {
 };
 
 Settings g_options;
-std::vector<std::unique_ptr<Camera>> g_cameras;
+std::vector<std::shared_ptr<Camera>> g_cameras;
 GMainLoop* g_loop = nullptr;
 std::atomic<bool> g_stopping{false};
 
@@ -142,7 +146,7 @@ std::string json_location(const Camera& cam) {
 
 // On the sink's pad, after autoassignjson: what is counted here is what the JSON lines hold.
 GstPadProbeReturn on_frame(GstPad*, GstPadProbeInfo* info, gpointer data) {
-  auto* cam = static_cast<Camera*>(data);
+  Camera* cam = static_cast<std::shared_ptr<Camera>*>(data)->get();
   GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
   ++cam->frames;
   const size_t objects = autoassign::gst::read_rois(buffer).size();
@@ -178,13 +182,62 @@ gboolean on_restart_timer(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
+// A camera's state changes run on GStreamer's thread pool (gst_element_call_async), never on
+// the main loop: that thread serves HTTP and signals, and a source's open() can block (a file
+// on a stuck network mount, one another process holds a lease on): a blocked POST /streams
+// froze every later request and Ctrl-C. The main loop only builds and forgets pipelines.
+// A retired pipeline is marked before its NULL is queued; PLAYING checks the mark under the
+// pipeline's state lock, so a camera removed while it starts never ends up playing unowned.
+struct Transitions {
+  std::mutex lock;
+  std::condition_variable done;
+  int in_flight = 0;
+  void begin() {
+    std::lock_guard<std::mutex> l(lock);
+    ++in_flight;
+  }
+  void end() {
+    std::lock_guard<std::mutex> l(lock);
+    --in_flight;
+    done.notify_all();
+  }
+  // At exit: true once every queued state change has returned, false after `seconds`.
+  bool wait(double seconds) {
+    std::unique_lock<std::mutex> l(lock);
+    return done.wait_for(l, std::chrono::duration<double>(seconds), [&] { return in_flight == 0; });
+  }
+};
+Transitions g_transitions;
+constexpr const char* kRetired = "autoassign-retired";
+
+void play_async(GstElement* pipeline, gpointer) {
+  GST_STATE_LOCK(pipeline);
+  if (!g_object_get_data(G_OBJECT(pipeline), kRetired) &&
+      gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    GST_INFO("PLAYING failed; the error on the bus says why");
+  }
+  GST_STATE_UNLOCK(pipeline);
+  g_transitions.end();
+}
+
+void retire_async(GstElement* pipeline, gpointer) {
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);  // the camera's reference, handed over by stop_pipeline
+  g_transitions.end();
+}
+
+// Forgets the camera's pipeline at once (its bus watch removed: no message of it reaches the
+// camera again) and stops it on the pool. Its streaming threads may run on meanwhile; they
+// touch only the camera's counters, which its frame probe keeps alive.
 void stop_pipeline(Camera* cam) {
   if (!cam->pipeline) return;
   if (cam->bus_watch) g_source_remove(cam->bus_watch);
   cam->bus_watch = 0;
-  gst_element_set_state(cam->pipeline, GST_STATE_NULL);
-  gst_object_unref(cam->pipeline);
+  GstElement* pipeline = cam->pipeline;
   cam->pipeline = nullptr;
+  g_object_set_data(G_OBJECT(pipeline), kRetired, GINT_TO_POINTER(1));
+  g_transitions.begin();
+  gst_element_call_async(pipeline, retire_async, nullptr, nullptr);
 }
 
 // The camera dropped (or never came up): tear down and try again after the back-off.
@@ -299,7 +352,9 @@ void start_camera(Camera* cam) {
   }
   GstElement* sink = gst_bin_get_by_name(GST_BIN(cam->pipeline), "sink");
   GstPad* pad = gst_element_get_static_pad(sink, "sink");
-  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_frame, cam, nullptr);
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_frame,
+                    new std::shared_ptr<Camera>(cam->shared_from_this()),
+                    [](gpointer p) { delete static_cast<std::shared_ptr<Camera>*>(p); });
   gst_object_unref(pad);
   gst_object_unref(sink);
   GstBus* bus = gst_element_get_bus(cam->pipeline);
@@ -307,10 +362,8 @@ void start_camera(Camera* cam) {
   gst_object_unref(bus);
   cam->frames_at_start = cam->frames;
   cam->last_frame_ms = now_ms();
-  if (gst_element_set_state(cam->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-    // The error message on the bus says why; it arrives through on_bus.
-    GST_INFO("camera %d: PLAYING failed", cam->index);
-  }
+  g_transitions.begin();
+  gst_element_call_async(cam->pipeline, play_async, nullptr, nullptr);
 }
 
 // Every second: a camera that delivered nothing for --stall-seconds is restarted; the frame
@@ -340,7 +393,7 @@ gboolean on_watchdog(gpointer) {
 int g_next_id = 0;
 
 Camera* new_camera(const std::string& source) {
-  auto cam = std::make_unique<Camera>();
+  auto cam = std::make_shared<Camera>();
   cam->index = g_next_id++;
   cam->source = source;
   g_cameras.push_back(std::move(cam));
@@ -657,7 +710,8 @@ int main(int argc, char** argv) {
   }
   for (const auto& source : o.sources) new_camera(source);
   for (auto& cam : g_cameras) start_camera(cam.get());
-  std::fprintf(stderr, "%zu camera(s), models loaded: %zu\n", g_cameras.size(), loaded_models());
+  // (Models load as the cameras start, on the pool: their count is printed at the end.)
+  std::fprintf(stderr, "%zu camera(s) starting\n", g_cameras.size());
   const guint watchdog = g_timeout_add_seconds(1, on_watchdog, nullptr);
   if (o.duration > 0) g_timeout_add(static_cast<guint>(o.duration * 1000), on_stop, nullptr);
   const guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, nullptr);
@@ -675,6 +729,20 @@ int main(int argc, char** argv) {
   for (auto& cam : g_cameras) {
     if (cam->restart_timer) g_source_remove(cam->restart_timer);
     stop_pipeline(cam.get());
+  }
+  // Every camera's stop (and any start still under way) has returned before the counts are
+  // final. One that does not within kStopSeconds is stuck in its source (an open() that never
+  // returns): say so and leave, rather than hang the service's stop.
+  constexpr double kStopSeconds = 20;
+  if (!g_transitions.wait(kStopSeconds)) {
+    std::fprintf(stderr,
+                 "autoassign-cameras: a camera's pipeline did not stop within %.0f s (its source "
+                 "is blocked); exiting without it\n",
+                 kStopSeconds);
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
+  for (auto& cam : g_cameras) {
     std::printf("camera %d %s: %lld frames (%.1f/s), %lld with objects, %d reconnect(s)%s%s\n",
                 cam->index, shown(cam->source).c_str(), static_cast<long long>(cam->frames.load()),
                 cam->frames / std::max(seconds, 1e-9),
