@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -124,6 +125,45 @@ TEST(InsideObjects, MarksTheLocationsStrictlyInsideFacesAndIgnoreRegions) {
   want16[0][2][2] = true;
   EXPECT_TRUE(torch::equal(masks[0], want8)) << masks[0];
   EXPECT_TRUE(torch::equal(masks[1], want16)) << masks[1];
+}
+
+// Against brute force (every location tested against every box, as a tensor expression): 300
+// random boxes per image, fractional and on the grid, reaching past the map on every side,
+// empty ones, and huge, infinite and NaN coordinates.
+TEST(InsideObjects, EqualsBruteForceOnRandomBoxes) {
+  torch::manual_seed(3);
+  std::vector<Target> targets(3);
+  for (auto& t : targets) {
+    auto xy = torch::rand({300, 2}) * 700 - 30;
+    auto wh = torch::rand({300, 2}) * 90 - 5;  // some negative: empty boxes
+    auto boxes = torch::cat({xy, xy + wh}, 1);
+    boxes.index_put_({torch::indexing::Slice(0, 40)},
+                     (boxes.index({torch::indexing::Slice(0, 40)}) / 8).round() * 8);
+    t.boxes = boxes.index({torch::indexing::Slice(0, 200)});
+    t.ignore = boxes.index({torch::indexing::Slice(200, 300)});
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  targets[1].boxes[0] = torch::tensor({-inf, 100.f, inf, 120.f});
+  targets[1].boxes[1] = torch::tensor({1e30f, 0.f, 2e30f, 1e30f});
+  targets[1].boxes[2] = torch::tensor({std::nanf(""), 0.f, 50.f, 50.f});
+  const std::vector<int> strides = {8, 16, 32, 64};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{48, 80}, {24, 40}, {12, 20}, {6, 10}};
+  const auto masks = inside_objects(targets, strides, shapes);
+  for (size_t l = 0; l < strides.size(); ++l) {
+    const auto [H, W] = shapes[l];
+    const float s = static_cast<float>(strides[l]);
+    const auto ys = (torch::arange(H, torch::kFloat) * s).view({1, H, 1});
+    const auto xs = (torch::arange(W, torch::kFloat) * s).view({1, 1, W});
+    for (size_t b = 0; b < targets.size(); ++b) {
+      const auto all = torch::cat({targets[b].boxes, targets[b].ignore}).view({-1, 1, 1, 4});
+      const auto x1 = all.select(3, 0), y1 = all.select(3, 1), x2 = all.select(3, 2),
+                 y2 = all.select(3, 3);
+      const auto want = ((xs > x1) & (xs < x2) & (ys > y1) & (ys < y2)).any(0);
+      EXPECT_TRUE(torch::equal(masks[l][static_cast<int64_t>(b)], want))
+          << "stride " << s << " image " << b;
+    }
+    EXPECT_GT(masks[l].sum().item<int64_t>(), 0);
+  }
 }
 
 TEST(ScoreDistillation, PullsTheStudentsScoreTowardsTheTeachers) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "autoassign/train/teacher/distill.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <stdexcept>
 
@@ -61,28 +63,50 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
 std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
                                           const std::vector<int>& strides,
                                           const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+  // Runs on the training step's thread for every batch: a crowd batch holds thousands of faces
+  // and ignore regions, so each box marks only the cells of its own span (a few comparisons
+  // each), not a tensor expression over the whole map (seven small tensor ops per box and
+  // level). Location (x, y) of stride s is (x s, y s), inside a box when
+  // strictly between its edges, compared in float as the network-input boxes are.
   std::vector<torch::Tensor> masks;
   const auto B = static_cast<int64_t>(targets.size());
+  std::vector<std::vector<float>> boxes(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& t = targets[static_cast<size_t>(b)];
+    for (const auto* part : {&t.boxes, &t.ignore}) {
+      if (!part->defined() || part->numel() == 0) continue;
+      const auto c = part->to(torch::kCPU, torch::kFloat).contiguous();
+      boxes[static_cast<size_t>(b)].insert(boxes[static_cast<size_t>(b)].end(), c.data_ptr<float>(),
+                                           c.data_ptr<float>() + c.numel());
+    }
+  }
   for (size_t l = 0; l < shapes.size(); ++l) {
     const auto [H, W] = shapes[l];
     const float s = static_cast<float>(strides.at(l));
-    const auto ys = (torch::arange(H, torch::kFloat) * s).view({H, 1});
-    const auto xs = (torch::arange(W, torch::kFloat) * s).view({1, W});
     auto mask = torch::zeros({B, H, W}, torch::kBool);
+    auto m = mask.accessor<bool, 3>();
     for (int64_t b = 0; b < B; ++b) {
-      const auto& t = targets[static_cast<size_t>(b)];
-      std::vector<torch::Tensor> parts;
-      for (const auto* boxes : {&t.boxes, &t.ignore}) {
-        if (boxes->defined() && boxes->numel() > 0) {
-          parts.push_back(boxes->to(torch::kCPU, torch::kFloat).view({-1, 4}));
+      const auto& bx = boxes[static_cast<size_t>(b)];
+      for (size_t n = 0; n + 3 < bx.size(); n += 4) {
+        const float x1 = bx[n], y1 = bx[n + 1], x2 = bx[n + 2], y2 = bx[n + 3];
+        if (!(x2 > x1 && y2 > y1)) continue;  // empty (or NaN): no location inside
+        // The box's span in cells, widened by one and clamped to the map (in float first, so a
+        // huge or infinite coordinate converts safely); the float test decides each cell.
+        const auto cell = [s](float v, int64_t size, bool up) {
+          const float c = std::clamp(v / s, -1.f, static_cast<float>(size));
+          return std::clamp<int64_t>(static_cast<int64_t>(up ? std::ceil(c) : std::floor(c)), 0,
+                                     size - 1);
+        };
+        const int64_t i0 = cell(x1, W, false), i1 = cell(x2, W, true);
+        const int64_t j0 = cell(y1, H, false), j1 = cell(y2, H, true);
+        for (int64_t j = j0; j <= j1; ++j) {
+          const float y = static_cast<float>(j) * s;
+          if (!(y > y1 && y < y2)) continue;
+          for (int64_t i = i0; i <= i1; ++i) {
+            const float x = static_cast<float>(i) * s;
+            if (x > x1 && x < x2) m[b][j][i] = true;
+          }
         }
-      }
-      if (parts.empty()) continue;
-      const auto bx = torch::cat(parts);
-      auto m = mask[b];
-      for (int64_t n = 0; n < bx.size(0); ++n) {
-        const auto r = bx[n];
-        m |= (xs > r[0]) & (xs < r[2]) & (ys > r[1]) & (ys < r[3]);
       }
     }
     masks.push_back(mask);
