@@ -182,49 +182,71 @@ gboolean on_restart_timer(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
-// A camera's state changes run on GStreamer's thread pool (gst_element_call_async), never on
-// the main loop: that thread serves HTTP and signals, and a source's open() can block (a file
-// on a stuck network mount, one another process holds a lease on): a blocked POST /streams
-// froze every later request and Ctrl-C. The main loop only builds and forgets pipelines.
-// A retired pipeline is marked before its NULL is queued; PLAYING checks the mark under the
-// pipeline's state lock, so a camera removed while it starts never ends up playing unowned.
-struct Transitions {
+// A camera's state changes run on a thread pool of their own, never on the main loop: that
+// thread serves HTTP and signals, and a source's open() can block (a file on a stuck network
+// mount, one another process holds a lease on): a blocked POST /streams froze every later
+// request and Ctrl-C. The main loop only builds and forgets pipelines. The pool has no thread
+// limit (a blocked source holds one thread, not the other cameras), and each change holds its
+// own reference to the pipeline until it has returned, so the last unref of a pipeline (its
+// elements' finalizers, the model it shares) happens on the pool before exit waits for it,
+// never beside the process's exit. A retired pipeline is marked before its NULL is queued;
+// PLAYING checks the mark under the pipeline's state lock, so a camera removed while it starts
+// never ends up playing unowned.
+struct StateChanges {
+  GThreadPool* pool = nullptr;
   std::mutex lock;
   std::condition_variable done;
   int in_flight = 0;
-  void begin() {
-    std::lock_guard<std::mutex> l(lock);
-    ++in_flight;
+
+  struct Change {
+    GstElement* pipeline;
+    GstState target;
+  };
+  static constexpr const char* kRetired = "autoassign-retired";
+
+  static void run(gpointer data, gpointer self) {
+    auto* c = static_cast<Change*>(data);
+    if (c->target == GST_STATE_PLAYING) {
+      GST_STATE_LOCK(c->pipeline);
+      if (!g_object_get_data(G_OBJECT(c->pipeline), kRetired) &&
+          gst_element_set_state(c->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+        GST_INFO("PLAYING failed; the error on the bus says why");
+      }
+      GST_STATE_UNLOCK(c->pipeline);
+    } else {
+      gst_element_set_state(c->pipeline, c->target);
+    }
+    gst_object_unref(c->pipeline);
+    delete c;
+    auto* changes = static_cast<StateChanges*>(self);
+    std::lock_guard<std::mutex> l(changes->lock);
+    --changes->in_flight;
+    changes->done.notify_all();
   }
-  void end() {
-    std::lock_guard<std::mutex> l(lock);
-    --in_flight;
-    done.notify_all();
+  void queue(GstElement* pipeline, GstState target) {
+    if (!pool) pool = g_thread_pool_new(&StateChanges::run, this, -1, FALSE, nullptr);
+    {
+      std::lock_guard<std::mutex> l(lock);
+      ++in_flight;
+    }
+    g_thread_pool_push(pool, new Change{GST_ELEMENT(gst_object_ref(pipeline)), target}, nullptr);
   }
-  // At exit: true once every queued state change has returned, false after `seconds`.
-  bool wait(double seconds) {
-    std::unique_lock<std::mutex> l(lock);
-    return done.wait_for(l, std::chrono::duration<double>(seconds), [&] { return in_flight == 0; });
+  // At exit: true once every queued change has returned (the pool is then freed), false after
+  // `seconds`.
+  bool finish(double seconds) {
+    {
+      std::unique_lock<std::mutex> l(lock);
+      if (!done.wait_for(l, std::chrono::duration<double>(seconds),
+                         [&] { return in_flight == 0; })) {
+        return false;
+      }
+    }
+    if (pool) g_thread_pool_free(pool, FALSE, TRUE);
+    pool = nullptr;
+    return true;
   }
 };
-Transitions g_transitions;
-constexpr const char* kRetired = "autoassign-retired";
-
-void play_async(GstElement* pipeline, gpointer) {
-  GST_STATE_LOCK(pipeline);
-  if (!g_object_get_data(G_OBJECT(pipeline), kRetired) &&
-      gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-    GST_INFO("PLAYING failed; the error on the bus says why");
-  }
-  GST_STATE_UNLOCK(pipeline);
-  g_transitions.end();
-}
-
-void retire_async(GstElement* pipeline, gpointer) {
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(pipeline);  // the camera's reference, handed over by stop_pipeline
-  g_transitions.end();
-}
+StateChanges g_state_changes;
 
 // Forgets the camera's pipeline at once (its bus watch removed: no message of it reaches the
 // camera again) and stops it on the pool. Its streaming threads may run on meanwhile; they
@@ -233,11 +255,10 @@ void stop_pipeline(Camera* cam) {
   if (!cam->pipeline) return;
   if (cam->bus_watch) g_source_remove(cam->bus_watch);
   cam->bus_watch = 0;
-  GstElement* pipeline = cam->pipeline;
+  g_object_set_data(G_OBJECT(cam->pipeline), StateChanges::kRetired, GINT_TO_POINTER(1));
+  g_state_changes.queue(cam->pipeline, GST_STATE_NULL);
+  gst_object_unref(cam->pipeline);
   cam->pipeline = nullptr;
-  g_object_set_data(G_OBJECT(pipeline), kRetired, GINT_TO_POINTER(1));
-  g_transitions.begin();
-  gst_element_call_async(pipeline, retire_async, nullptr, nullptr);
 }
 
 // The camera dropped (or never came up): tear down and try again after the back-off.
@@ -362,8 +383,7 @@ void start_camera(Camera* cam) {
   gst_object_unref(bus);
   cam->frames_at_start = cam->frames;
   cam->last_frame_ms = now_ms();
-  g_transitions.begin();
-  gst_element_call_async(cam->pipeline, play_async, nullptr, nullptr);
+  g_state_changes.queue(cam->pipeline, GST_STATE_PLAYING);
 }
 
 // Every second: a camera that delivered nothing for --stall-seconds is restarted; the frame
@@ -734,7 +754,7 @@ int main(int argc, char** argv) {
   // final. One that does not within kStopSeconds is stuck in its source (an open() that never
   // returns): say so and leave, rather than hang the service's stop.
   constexpr double kStopSeconds = 20;
-  if (!g_transitions.wait(kStopSeconds)) {
+  if (!g_state_changes.finish(kStopSeconds)) {
     std::fprintf(stderr,
                  "autoassign-cameras: a camera's pipeline did not stop within %.0f s (its source "
                  "is blocked); exiting without it\n",
