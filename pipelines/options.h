@@ -101,17 +101,30 @@ class Options {
     lines_.push_back({name, "FILE", help});
   }
 
-  /// The header and one line per option (help continued on indented lines).
+  /// The header and one line per option, help continued on indented lines: at its own line
+  /// breaks, and at spaces where a line would pass 98 columns (the shared options' help, written
+  /// once for every program, is one long line).
   std::string usage() const {
+    constexpr size_t kIndent = 26, kWidth = 98 - kIndent;
     std::string u = header_;
     for (const auto& l : lines_) {
       std::string head = "  " + l.name + (l.metavar.empty() ? "" : " " + l.metavar);
-      head += std::string(head.size() < 26 ? 26 - head.size() : 1, ' ');
-      std::string help = l.help;
-      for (size_t nl = help.find('\n'); nl != std::string::npos; nl = help.find('\n', nl + 1)) {
-        help.insert(nl + 1, std::string(26, ' '));
+      head += std::string(head.size() < kIndent ? kIndent - head.size() : 1, ' ');
+      std::vector<std::string> rows;
+      std::istringstream paragraphs(l.help);
+      for (std::string line; std::getline(paragraphs, line);) {
+        while (line.size() > kWidth) {
+          const size_t cut = line.rfind(' ', kWidth);
+          if (cut == std::string::npos || cut == 0) break;
+          rows.push_back(line.substr(0, cut));
+          line.erase(0, cut + 1);
+        }
+        rows.push_back(line);
       }
-      u += head + help + "\n";
+      for (size_t i = 0; i < rows.size(); ++i) {
+        u += (i == 0 ? head : std::string(kIndent, ' ')) + rows[i] + "\n";
+      }
+      if (rows.empty()) u += head + "\n";
     }
     return u;
   }

@@ -598,6 +598,33 @@ TEST_F(Pipelines, RtspServerCtrlCWithClientAttachedExitsCleanly) {
   }
 }
 
+// --help of each pipeline program: status 0, every line within 98 columns (the shared
+// options' help is one long string, wrapped at spaces), and no word lost to the wrapping.
+TEST_F(Pipelines, ProgramsHelpFitsNinetyEightColumns) {
+  for (const char* program :
+       {"AUTOASSIGN_CAMERAS", "AUTOASSIGN_RTSP_SERVER", "AUTOASSIGN_WIDER_FOLDER"}) {
+    Process p({env(program), "--help"}, dir_);
+    EXPECT_EQ(p.wait(30), 0) << program << "\n" << p.err();
+    const std::string text = p.out() + p.err();
+    std::istringstream lines(text);
+    int n = 0;
+    std::string words;
+    for (std::string line; std::getline(lines, line); ++n) {
+      EXPECT_LE(line.size(), 98u) << program << ": " << line;
+      std::istringstream ws(line);
+      for (std::string w; ws >> w;) words += w + " ";
+    }
+    EXPECT_GT(n, 5) << program;
+    // The --precision help (written once for every program) arrives whole, word by word.
+    EXPECT_NE(words.find("network arithmetic: auto (bf16 on CPUs with AMX or AVX512-BF16, fp32 "
+                         "elsewhere), fp32, bf16, fp16 (CUDA); box decoding, scores and NMS stay "
+                         "fp32"),
+              std::string::npos)
+        << program << "\n"
+        << text;
+  }
+}
+
 // The programs' numbers are checked whole and in range, and a source no GStreamer element
 // handles is refused up front (issue 26: --port 99999 printed "serving ...:99999" while it
 // listened on another port, --port -1 listened on 65535, --source foo://bar served 503s and
