@@ -106,6 +106,10 @@ struct Camera : std::enable_shared_from_this<Camera> {
   int backoff_s = 1;
   bool finished = false, gave_up = false;
   std::string last_error;
+  // Pipelines of this camera whose NULL has been queued and not yet returned: a restart waits
+  // for them, so two pipelines of one camera never run (and append) at once, and a source whose
+  // open() never returns holds one stopping pipeline, not one more per restart.
+  std::atomic<int> stopping{0};
 };
 
 Settings g_options;
@@ -178,7 +182,12 @@ void start_camera(Camera* cam);
 gboolean on_restart_timer(gpointer data) {
   auto* cam = static_cast<Camera*>(data);
   cam->restart_timer = 0;
-  if (!g_stopping) start_camera(cam);
+  if (g_stopping) return G_SOURCE_REMOVE;
+  if (cam->stopping > 0) {  // the previous pipeline is still stopping: look again shortly
+    cam->restart_timer = g_timeout_add(250, on_restart_timer, cam);
+    return G_SOURCE_REMOVE;
+  }
+  start_camera(cam);
   return G_SOURCE_REMOVE;
 }
 
@@ -199,9 +208,11 @@ struct StateChanges {
   int in_flight = 0;
 
   struct Change {
-    GstElement* pipeline;
+    GstElement* pipeline;  // a reference the change owns
     GstState target;
+    std::shared_ptr<Camera> camera;  // for NULL: whose `stopping` to count down
   };
+  std::atomic<int> stopping{0};  // NULLs queued and not yet returned, of every camera
   static constexpr const char* kRetired = "autoassign-retired";
 
   static void run(gpointer data, gpointer self) {
@@ -217,19 +228,29 @@ struct StateChanges {
       gst_element_set_state(c->pipeline, c->target);
     }
     gst_object_unref(c->pipeline);
-    delete c;
     auto* changes = static_cast<StateChanges*>(self);
+    if (c->target == GST_STATE_NULL) {
+      --changes->stopping;
+      if (c->camera) --c->camera->stopping;
+    }
+    delete c;
     std::lock_guard<std::mutex> l(changes->lock);
     --changes->in_flight;
     changes->done.notify_all();
   }
-  void queue(GstElement* pipeline, GstState target) {
+  // `pipeline`: a reference handed to the change (its last one, for a retired pipeline, so the
+  // pipeline is finalised on the pool).
+  void queue(GstElement* pipeline, GstState target, std::shared_ptr<Camera> camera = nullptr) {
     if (!pool) pool = g_thread_pool_new(&StateChanges::run, this, -1, FALSE, nullptr);
     {
       std::lock_guard<std::mutex> l(lock);
       ++in_flight;
     }
-    g_thread_pool_push(pool, new Change{GST_ELEMENT(gst_object_ref(pipeline)), target}, nullptr);
+    if (target == GST_STATE_NULL) {
+      ++stopping;
+      if (camera) ++camera->stopping;
+    }
+    g_thread_pool_push(pool, new Change{pipeline, target, std::move(camera)}, nullptr);
   }
   // At exit: true once every queued change has returned (the pool is then freed), false after
   // `seconds`.
@@ -256,8 +277,7 @@ void stop_pipeline(Camera* cam) {
   if (cam->bus_watch) g_source_remove(cam->bus_watch);
   cam->bus_watch = 0;
   g_object_set_data(G_OBJECT(cam->pipeline), StateChanges::kRetired, GINT_TO_POINTER(1));
-  g_state_changes.queue(cam->pipeline, GST_STATE_NULL);
-  gst_object_unref(cam->pipeline);
+  g_state_changes.queue(cam->pipeline, GST_STATE_NULL, cam->shared_from_this());  // its reference
   cam->pipeline = nullptr;
 }
 
@@ -354,8 +374,8 @@ void start_camera(Camera* cam) {
       " source=" + quote(shown(cam->source)) +
       (g_options.mqtt.empty()
            ? ""
-           // connect-timeout=0: a camera starts (and restarts) on the main loop, which a
-           // broker that is down must not hold; the element keeps retrying meanwhile.
+           // connect-timeout=0: a broker that is down must neither hold a camera's start nor
+           // fail it; the element keeps retrying meanwhile.
            : " ! autoassignpublish connect-timeout=0 address=" + quote(g_options.mqtt) +
                  " topic=" + quote(g_options.topic) + " source=" + quote(shown(cam->source))) +
       " ! fakesink name=sink sync=false async=false";
@@ -383,7 +403,7 @@ void start_camera(Camera* cam) {
   gst_object_unref(bus);
   cam->frames_at_start = cam->frames;
   cam->last_frame_ms = now_ms();
-  g_state_changes.queue(cam->pipeline, GST_STATE_PLAYING);
+  g_state_changes.queue(GST_ELEMENT(gst_object_ref(cam->pipeline)), GST_STATE_PLAYING);
 }
 
 // Every second: a camera that delivered nothing for --stall-seconds is restarted; the frame
@@ -461,6 +481,14 @@ class CameraService : public autoassign::pipelines::StreamService {
                                                   std::to_string(g_options.max_streams) +
                                                   " streams (--max-streams); remove one first");
     }
+    // Removed cameras whose pipelines never finish stopping (a source blocked in open()) each
+    // hold a thread: they count against the limit too, so repeated add and remove cannot pile
+    // them up.
+    if (g_state_changes.stopping >= g_options.max_streams) {
+      throw autoassign::pipelines::TooManyStreams(
+          std::to_string(g_state_changes.stopping.load()) +
+          " camera pipelines are still stopping (a source is blocked); try again later");
+    }
     // Anything that is not a URI, a device or the test pattern is a local file: it must exist
     // now, or the camera would only retry a name that cannot work.
     const bool is_file =
@@ -494,7 +522,7 @@ class CameraService : public autoassign::pipelines::StreamService {
       if (cam->index != id) continue;
       if (cam->restart_timer) g_source_remove(cam->restart_timer);
       cam->restart_timer = 0;
-      stop_pipeline(cam);  // NULL: no streaming thread touches the camera after this
+      stop_pipeline(cam);  // its last frames may still be counted: the probe holds the camera
       std::fprintf(stderr, "camera %d (%s): removed after %lld frames\n", cam->index,
                    shown(cam->source).c_str(), static_cast<long long>(cam->frames.load()));
       g_cameras.erase(it);

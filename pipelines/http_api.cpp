@@ -204,8 +204,13 @@ struct HttpServer::Impl {
   static constexpr guint kIdleSeconds = 10;
   static constexpr int kMaxActive = 64;
   static constexpr gint64 kRequestSeconds = 15;
+  // Each tracked message holds a reference: libsoup emits request-started when it creates the
+  // message, but request-finished or -aborted only once a request line was parsed, so a client
+  // that connects and closes (a health check), stalls in its first line, or sends a malformed
+  // one, ends with neither; the entry then lives until its deadline, on a message kept alive.
   static void started(SoupServer*, SoupServerMessage* msg, gpointer data) {
     auto* self = static_cast<Impl*>(data);
+    if (self->active.emplace(msg, 0).second) g_object_ref(msg);
     self->active[msg] = g_get_monotonic_time() + kRequestSeconds * G_USEC_PER_SEC;
     if (GSocket* socket = soup_server_message_get_socket(msg)) {
       g_socket_set_timeout(socket,
@@ -213,7 +218,7 @@ struct HttpServer::Impl {
     }
   }
   static void ended(SoupServer*, SoupServerMessage* msg, gpointer data) {
-    static_cast<Impl*>(data)->active.erase(msg);
+    if (static_cast<Impl*>(data)->active.erase(msg) > 0) g_object_unref(msg);
   }
   // Once a second: a request past its limit has its connection shut down; libsoup then sees the
   // end of the stream and aborts the request (request-aborted erases it).
@@ -223,8 +228,9 @@ struct HttpServer::Impl {
     for (auto it = self->active.begin(); it != self->active.end();) {
       if (it->second < now) {
         if (GSocket* socket = soup_server_message_get_socket(it->first)) {
-          g_socket_shutdown(socket, TRUE, TRUE, nullptr);
+          g_socket_shutdown(socket, TRUE, TRUE, nullptr);  // already closed: a no-op
         }
+        g_object_unref(it->first);
         it = self->active.erase(it);
       } else {
         ++it;
@@ -298,6 +304,8 @@ HttpServer::HttpServer(StreamService& service, std::string token)
 
 HttpServer::~HttpServer() {
   if (impl_->deadline_timer) g_source_remove(impl_->deadline_timer);
+  for (const auto& entry : impl_->active) g_object_unref(entry.first);
+  impl_->active.clear();
   if (impl_->server) {
     soup_server_disconnect(impl_->server);
     g_object_unref(impl_->server);
