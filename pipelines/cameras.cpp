@@ -35,6 +35,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -211,8 +212,9 @@ struct StateChanges {
     GstElement* pipeline;  // a reference the change owns
     GstState target;
     std::shared_ptr<Camera> camera;  // for NULL: whose `stopping` to count down
+    gint64 queued_us;                // monotonic
   };
-  std::atomic<int> stopping{0};  // NULLs queued and not yet returned, of every camera
+  std::set<Change*> stopping;  // NULLs queued and not yet returned, of every camera (under lock)
   static constexpr const char* kRetired = "autoassign-retired";
 
   static void run(gpointer data, gpointer self) {
@@ -228,13 +230,11 @@ struct StateChanges {
       gst_element_set_state(c->pipeline, c->target);
     }
     gst_object_unref(c->pipeline);
+    if (c->camera) --c->camera->stopping;
     auto* changes = static_cast<StateChanges*>(self);
-    if (c->target == GST_STATE_NULL) {
-      --changes->stopping;
-      if (c->camera) --c->camera->stopping;
-    }
-    delete c;
     std::lock_guard<std::mutex> l(changes->lock);
+    changes->stopping.erase(c);
+    delete c;
     --changes->in_flight;
     changes->done.notify_all();
   }
@@ -242,15 +242,23 @@ struct StateChanges {
   // pipeline is finalised on the pool).
   void queue(GstElement* pipeline, GstState target, std::shared_ptr<Camera> camera = nullptr) {
     if (!pool) pool = g_thread_pool_new(&StateChanges::run, this, -1, FALSE, nullptr);
+    if (camera) ++camera->stopping;
+    auto* c = new Change{pipeline, target, std::move(camera), g_get_monotonic_time()};
     {
       std::lock_guard<std::mutex> l(lock);
       ++in_flight;
+      if (target == GST_STATE_NULL) stopping.insert(c);
     }
-    if (target == GST_STATE_NULL) {
-      ++stopping;
-      if (camera) ++camera->stopping;
-    }
-    g_thread_pool_push(pool, new Change{pipeline, target, std::move(camera)}, nullptr);
+    g_thread_pool_push(pool, c, nullptr);
+  }
+  // Pipelines whose NULL was queued more than a second ago and has not returned: stuck in their
+  // source, each holding a pool thread. (A normal stop takes milliseconds: a camera removed and
+  // added again at once is not one.)
+  int stuck() {
+    const gint64 before = g_get_monotonic_time() - G_USEC_PER_SEC;
+    std::lock_guard<std::mutex> l(lock);
+    return static_cast<int>(std::count_if(stopping.begin(), stopping.end(),
+                                          [&](const Change* c) { return c->queued_us < before; }));
   }
   // At exit: true once every queued change has returned (the pool is then freed), false after
   // `seconds`.
@@ -481,12 +489,13 @@ class CameraService : public autoassign::pipelines::StreamService {
                                                   std::to_string(g_options.max_streams) +
                                                   " streams (--max-streams); remove one first");
     }
-    // Removed cameras whose pipelines never finish stopping (a source blocked in open()) each
-    // hold a thread: they count against the limit too, so repeated add and remove cannot pile
+    // Pipelines that never finish stopping (a source blocked in open()) each hold a thread:
+    // they count against the limit beside the cameras, so repeated add and remove cannot pile
     // them up.
-    if (g_state_changes.stopping >= g_options.max_streams) {
+    if (const int stuck = g_state_changes.stuck();
+        stuck > 0 && static_cast<int>(g_cameras.size()) + stuck >= g_options.max_streams) {
       throw autoassign::pipelines::TooManyStreams(
-          std::to_string(g_state_changes.stopping.load()) +
+          std::to_string(stuck) +
           " camera pipelines are still stopping (a source is blocked); try again later");
     }
     // Anything that is not a URI, a device or the test pattern is a local file: it must exist
