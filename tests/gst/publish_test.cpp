@@ -14,6 +14,18 @@ sockaddr_in loopback(int port) {
   return a;
 }
 
+// A socket listening on a free 127.0.0.1 port with `backlog`; the port in *port.
+int loopback_listener(int backlog, int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = loopback(0);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  listen(fd, backlog);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A mosquitto broker on a free 127.0.0.1 port, started and killed like a real one.
 class Broker {
  public:
@@ -327,13 +339,7 @@ TEST(Publish, ConnectTimeoutZeroStartsWithoutABroker) {
 class SilentPort {
  public:
   SilentPort() {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = loopback(0);
-    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(listener_, 0);
-    socklen_t len = sizeof a;
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listener_ = loopback_listener(0, &port_);
     for (int i = 0; i < 2; ++i) fillers_.push_back(attempt());  // never accepted
   }
   ~SilentPort() {
@@ -395,13 +401,7 @@ TEST(Publish, SilentBrokerAddressNeverHoldsTheStop) {
 class CuttingBroker {
  public:
   CuttingBroker() {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = loopback(0);
-    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(listener_, 8);
-    socklen_t len = sizeof a;
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listener_ = loopback_listener(8, &port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~CuttingBroker() {
