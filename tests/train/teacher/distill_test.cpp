@@ -102,6 +102,27 @@ TEST(ScoreDistillation, SuppressOnlyLowersConfidentScoresAwayFromAnnotations) {
               1e-12);
 }
 
+// Both masks (suppress with --distill-raise-min-size): away from the annotations the term counts
+// where p > t, inside the large faces where p < t, elsewhere not. Level 0's first location
+// inside a large face (p 0.25 under t 0.8: raised), its second away from every annotation (p
+// 0.087 over t 0: lowered); level 2's inside a small face (p under t, not raised):
+// (0.3528880 + 0.00069241) / 1.8. Flagged inside a large face, the second drops out (the
+// teacher never lowers a face).
+TEST(ScoreDistillation, SuppressWithRaiseInsideLargeFacesCountsBothDirections) {
+  const auto out = hand_outputs();
+  const auto teacher = hand_teacher();
+  const std::vector<torch::Tensor> inside = {torch::tensor({true, false}).view({1, 1, 2}),
+                                             torch::Tensor(), torch::ones({1, 1, 1}, torch::kBool)};
+  const std::vector<torch::Tensor> large = {torch::tensor({true, false}).view({1, 1, 2}),
+                                            torch::Tensor(), torch::zeros({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, large, inside).item<double>(),
+              (0.3528880 + 0.00069241) / 1.8, 1e-7);
+  const std::vector<torch::Tensor> both = {torch::ones({1, 1, 2}, torch::kBool), torch::Tensor(),
+                                           torch::ones({1, 1, 1}, torch::kBool)};
+  EXPECT_NEAR(score_distillation_loss(out, teacher, 2.0, nullptr, both, both).item<double>(),
+              (0.3528880 + 0.8386914) / 1.8, 1e-7);
+}
+
 // By hand: a face (10, 10, 30, 30) and an ignore region (20, 20, 40, 40). Stride 8 (locations
 // 0, 8, ..., 32): 16 and 24 lie strictly inside the face, 24 and 32 inside the region; stride 16
 // (0, 16, 32): 16 inside the face, 32 inside the region. A second image has nothing.
@@ -125,6 +146,18 @@ TEST(InsideObjects, MarksTheLocationsStrictlyInsideFacesAndIgnoreRegions) {
   want16[0][2][2] = true;
   EXPECT_TRUE(torch::equal(masks[0], want8)) << masks[0];
   EXPECT_TRUE(torch::equal(masks[1], want16)) << masks[1];
+  // Faces of shorter side at least 20 only (the face is 20 x 20; the region never counts).
+  const auto large = inside_objects({t, empty}, {8, 16}, {{5, 5}, {3, 3}}, 20);
+  auto face8 = torch::zeros({2, 5, 5}, torch::kBool);
+  for (int y : {2, 3}) {
+    for (int x : {2, 3}) face8[0][y][x] = true;
+  }
+  auto face16 = torch::zeros({2, 3, 3}, torch::kBool);
+  face16[0][1][1] = true;
+  EXPECT_TRUE(torch::equal(large[0], face8)) << large[0];
+  EXPECT_TRUE(torch::equal(large[1], face16)) << large[1];
+  const auto larger = inside_objects({t, empty}, {8, 16}, {{5, 5}, {3, 3}}, 20.5);
+  EXPECT_EQ(larger[0].sum().item<int64_t>() + larger[1].sum().item<int64_t>(), 0);
 }
 
 // Against brute force (every location tested against every box, as a tensor expression): 300
@@ -148,21 +181,31 @@ TEST(InsideObjects, EqualsBruteForceOnRandomBoxes) {
   targets[1].boxes[2] = torch::tensor({std::nanf(""), 0.f, 50.f, 50.f});
   const std::vector<int> strides = {8, 16, 32, 64};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{48, 80}, {24, 40}, {12, 20}, {6, 10}};
-  const auto masks = inside_objects(targets, strides, shapes);
-  for (size_t l = 0; l < strides.size(); ++l) {
-    const auto [H, W] = shapes[l];
-    const float s = static_cast<float>(strides[l]);
-    const auto ys = (torch::arange(H, torch::kFloat) * s).view({1, H, 1});
-    const auto xs = (torch::arange(W, torch::kFloat) * s).view({1, 1, W});
-    for (size_t b = 0; b < targets.size(); ++b) {
-      const auto all = torch::cat({targets[b].boxes, targets[b].ignore}).view({-1, 1, 1, 4});
-      const auto x1 = all.select(3, 0), y1 = all.select(3, 1), x2 = all.select(3, 2),
-                 y2 = all.select(3, 3);
-      const auto want = ((xs > x1) & (xs < x2) & (ys > y1) & (ys < y2)).any(0);
-      EXPECT_TRUE(torch::equal(masks[l][static_cast<int64_t>(b)], want))
-          << "stride " << s << " image " << b;
+  // min_side 0: faces and ignore regions; 40: the faces whose shorter side is at least 40.
+  for (const double min_side : {0.0, 40.0}) {
+    const auto masks = inside_objects(targets, strides, shapes, min_side);
+    for (size_t l = 0; l < strides.size(); ++l) {
+      const auto [H, W] = shapes[l];
+      const float s = static_cast<float>(strides[l]);
+      const auto ys = (torch::arange(H, torch::kFloat) * s).view({1, H, 1});
+      const auto xs = (torch::arange(W, torch::kFloat) * s).view({1, 1, W});
+      for (size_t b = 0; b < targets.size(); ++b) {
+        auto all =
+            min_side > 0 ? targets[b].boxes : torch::cat({targets[b].boxes, targets[b].ignore});
+        if (min_side > 0) {
+          const auto side =
+              torch::min(all.select(1, 2) - all.select(1, 0), all.select(1, 3) - all.select(1, 1));
+          all = all.index({side >= min_side});
+        }
+        all = all.view({-1, 1, 1, 4});
+        const auto x1 = all.select(3, 0), y1 = all.select(3, 1), x2 = all.select(3, 2),
+                   y2 = all.select(3, 3);
+        const auto want = ((xs > x1) & (xs < x2) & (ys > y1) & (ys < y2)).any(0);
+        EXPECT_TRUE(torch::equal(masks[l][static_cast<int64_t>(b)], want))
+            << "stride " << s << " image " << b << " min_side " << min_side;
+      }
+      EXPECT_GT(masks[l].sum().item<int64_t>(), 0) << "min_side " << min_side;
     }
-    EXPECT_GT(masks[l].sum().item<int64_t>(), 0);
   }
 }
 
@@ -288,6 +331,35 @@ TEST_F(TeacherTraining, LoaderMapsFitTheNetworksLevels) {
   EXPECT_TRUE(torch::equal(again.teacher_scores[2], batch.teacher_scores[2]));
   // And it carries the teacher's opinion: somewhere a confident face.
   EXPECT_GT(batch.teacher_scores[1].max().item<double>(), 0.3);
+
+  // The hook's term in suppress mode, with and without raising inside the faces of at least
+  // 8 px, against the function given the masks inside_objects makes: raising adds terms.
+  const auto comm = make_communicator_from_env();
+  torch::optim::SGD sgd(model->parameters(), 0.01);
+  const BatchMaker maker(config, dataset, options, 0, 1);
+  const std::string summary;
+  TrainContext ctx{config, options, *comm, model, sgd, maker, summary};
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  for (const auto& c : out.cls_logits) shapes.emplace_back(c.size(2), c.size(3));
+  const std::vector<int> strides = {8, 16, 32, 64};
+  const auto everywhere = inside_objects(batch.targets, strides, shapes);
+  const auto large = inside_objects(batch.targets, strides, shapes, 8);
+  ASSERT_GT(large[0].sum().item<int64_t>(), 0);
+  double term[2];
+  for (const double min_size : {0.0, 8.0}) {
+    TrainOptions o = options;
+    o.distill_weight = 2;
+    o.distill_raise_min_size = min_size;
+    TeacherHook h(o, config.input, strides);
+    std::map<std::string, torch::Tensor> losses;
+    h.add_losses(ctx, batch, out, losses);
+    const auto want =
+        score_distillation_loss(out, batch.teacher_scores, 2.0, nullptr,
+                                min_size > 0 ? large : std::vector<torch::Tensor>{}, everywhere);
+    term[min_size > 0] = losses.at("loss_distill").item<double>();
+    EXPECT_NEAR(term[min_size > 0], 2 * want.item<double>(), 1e-6) << "min size " << min_size;
+  }
+  EXPECT_GT(term[1], term[0]);
 }
 
 TEST_F(TeacherTraining, RunsLogTheTermAndTheCheckpointRecordsTheTeacher) {
@@ -331,6 +403,16 @@ TEST_F(TeacherTraining, OptionsAreCheckedBeforeAnythingRuns) {
   o.teacher = "";
   o.teacher_ignore = 0.5;
   EXPECT_NE(error_of(o, config).find("teacher_ignore needs a teacher"), std::string::npos);
+  o.teacher_ignore = 0;
+  o.distill_raise_min_size = 32;
+  EXPECT_NE(error_of(o, config).find("distill_raise_min_size needs a teacher"), std::string::npos);
+  o = options;
+  o.distill_objects = "raise";
+  o.distill_raise_min_size = 32;
+  EXPECT_NE(error_of(o, config).find("works with distill_objects \"suppress\""), std::string::npos)
+      << error_of(o, config);
+  o.distill_objects = "suppress";
+  EXPECT_EQ(error_of(o, config), "");
   o = options;
   o.teacher = options.output_dir + "/none.onnx";
   EXPECT_NE(error_of(o, config).find("none.onnx: no such file"), std::string::npos)

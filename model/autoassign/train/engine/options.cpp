@@ -20,6 +20,9 @@ void validate_train_options(TrainOptions& o, const ModelConfig& config) {
   if (o.init_grow && o.init.empty()) throw std::invalid_argument("init_grow needs an init model");
   if (o.teacher.empty()) {
     if (o.teacher_ignore > 0) throw std::invalid_argument("teacher_ignore needs a teacher");
+    if (o.distill_raise_min_size > 0) {
+      throw std::invalid_argument("distill_raise_min_size needs a teacher");
+    }
   } else {
     if (const auto problem = regular_file_problem(o.teacher); !problem.empty()) {
       throw std::invalid_argument("teacher " + o.teacher + ": " + problem);
@@ -29,6 +32,11 @@ void validate_train_options(TrainOptions& o, const ModelConfig& config) {
           "teacher: a face teacher teaches a single-class model (this "
           "one has num_classes " +
           std::to_string(config.num_classes) + ")");
+    }
+    if (o.distill_raise_min_size > 0 && o.distill_objects != "suppress") {
+      throw std::invalid_argument(
+          "distill_raise_min_size works with distill_objects \"suppress\" (this run has \"" +
+          o.distill_objects + "\")");
     }
     if (o.distill_weight == 0 && o.teacher_ignore == 0) {
       throw std::invalid_argument(

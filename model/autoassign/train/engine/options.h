@@ -120,6 +120,11 @@ enum class OptionRole { kComputes, kRuns };
     "ignore regions it may only raise the student's score) or suppress (it may only lower the "   \
     "student's score, and only away from every annotation: the confident false positives; the "   \
     "only mode that kept hard AP on the face recipe, face-rt.md item 11)")                        \
+  X(double, distill_raise_min_size, 0, "--distill-raise-min-size", kComputes, range(0, 4096),     \
+    "with --distill-objects suppress: inside annotated objects whose shorter side is at least "   \
+    "PX pixels at the network input the teacher may also raise the student's score (the large "   \
+    "faces whose best box the student scores low; small faces, where the teacher is weak, stay "  \
+    "the labels'; 0 = off)")                                                                      \
   X(int, distill_min_stride, 8, "--distill-min-stride", kComputes, range(1, 128),                 \
     "with --teacher: distil only the levels of at least this stride (16: not P3, where the "      \
     "small faces are and the teacher is weakest)")                                                \

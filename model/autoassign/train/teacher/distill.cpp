@@ -45,12 +45,14 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
     const auto log1mp = torch::log1p(-p).clamp_min(kLogClamp);
     const auto bce = -(t * logp + (1 - t) * log1mp);
     auto term = (t - p).abs().pow(gamma) * bce;
-    if (l < raise_only.size() && raise_only[l].defined()) {
-      const auto keep = ~raise_only[l].to(cls.device()) | (p < t).detach();
+    const bool raise = l < raise_only.size() && raise_only[l].defined();
+    const bool suppress = l < suppress_outside.size() && suppress_outside[l].defined();
+    if (suppress) {
+      auto keep = ~suppress_outside[l].to(cls.device()) & (p > t).detach();
+      if (raise) keep = keep | (raise_only[l].to(cls.device()) & (p < t).detach());
       term = term * keep.to(term.scalar_type());
-    }
-    if (l < suppress_outside.size() && suppress_outside[l].defined()) {
-      const auto keep = ~suppress_outside[l].to(cls.device()) & (p > t).detach();
+    } else if (raise) {
+      const auto keep = ~raise_only[l].to(cls.device()) | (p < t).detach();
       term = term * keep.to(term.scalar_type());
     }
     sum = sum + term.sum();
@@ -62,7 +64,8 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
 
 std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
                                           const std::vector<int>& strides,
-                                          const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+                                          const std::vector<std::pair<int64_t, int64_t>>& shapes,
+                                          double min_side) {
   // Runs on the training step's thread for every batch: a crowd batch holds thousands of faces
   // and ignore regions, so each box marks only the cells of its own span (a few comparisons
   // each), not a tensor expression over the whole map (seven small tensor ops per box and
@@ -75,9 +78,14 @@ std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
     const auto& t = targets[static_cast<size_t>(b)];
     for (const auto* part : {&t.boxes, &t.ignore}) {
       if (!part->defined() || part->numel() == 0) continue;
+      if (min_side > 0 && part == &t.ignore) continue;
       const auto c = part->to(torch::kCPU, torch::kFloat).contiguous();
-      boxes[static_cast<size_t>(b)].insert(boxes[static_cast<size_t>(b)].end(), c.data_ptr<float>(),
-                                           c.data_ptr<float>() + c.numel());
+      const float* v = c.data_ptr<float>();
+      for (int64_t n = 0; n + 3 < c.numel(); n += 4) {
+        // NaN sides fail the test too: such a box marks nothing.
+        if (min_side > 0 && !(std::min(v[n + 2] - v[n], v[n + 3] - v[n + 1]) >= min_side)) continue;
+        boxes[static_cast<size_t>(b)].insert(boxes[static_cast<size_t>(b)].end(), v + n, v + n + 4);
+      }
     }
   }
   for (size_t l = 0; l < shapes.size(); ++l) {
@@ -161,6 +169,7 @@ TeacherHook::TeacherHook(const TrainOptions& options, const InputConfig& input,
     : weight_(options.distill_weight),
       raise_inside_(options.distill_objects == "raise"),
       suppress_outside_(options.distill_objects == "suppress"),
+      raise_min_size_(options.distill_raise_min_size),
       ignore_score_(options.teacher_ignore),
       input_(input),
       strides_(std::move(strides)) {
@@ -201,6 +210,9 @@ void TeacherHook::add_losses(TrainContext& ctx, const Batch& batch, const HeadOu
     for (const auto& c : out.cls_logits) shapes.emplace_back(c.size(2), c.size(3));
     (raise_inside_ ? raise_only : suppress_outside) =
         inside_objects(batch.targets, strides_, shapes);
+    if (suppress_outside_ && raise_min_size_ > 0) {
+      raise_only = inside_objects(batch.targets, strides_, shapes, raise_min_size_);
+    }
   }
   losses["loss_distill"] =
       weight_ * score_distillation_loss(

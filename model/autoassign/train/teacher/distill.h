@@ -30,7 +30,9 @@ namespace autoassign {
 /// annotated objects, where the labels say "face" whatever the teacher sees).
 /// `suppress_outside` (the same masks): the term counts only where unset and p > t, so the
 /// teacher only lowers the student's confident scores away from every annotation (its false
-/// positives) and leaves the faces to the labels.
+/// positives) and leaves the faces to the labels. With both: the term counts where
+/// `suppress_outside` is unset and p > t, and where `raise_only` is set and p < t (raising
+/// inside the large faces, lowering away from every annotation, nothing elsewhere).
 torch::Tensor score_distillation_loss(const HeadOutput& out,
                                       const std::vector<torch::Tensor>& teacher, double gamma = 2.0,
                                       const std::function<double(double)>& average = nullptr,
@@ -39,10 +41,12 @@ torch::Tensor score_distillation_loss(const HeadOutput& out,
 
 /// Per level, the locations (u*s, v*s) strictly inside some annotated object or ignore region
 /// of their image (the faces too small or invalid to learn are ignore regions, and hard AP
-/// counts them): [B, H_l, W_l] bool for levels of `shapes` (H_l, W_l).
+/// counts them): [B, H_l, W_l] bool for levels of `shapes` (H_l, W_l). With `min_side` > 0:
+/// inside annotated objects whose shorter side is at least `min_side`, ignore regions not.
 std::vector<torch::Tensor> inside_objects(const std::vector<Target>& targets,
                                           const std::vector<int>& strides,
-                                          const std::vector<std::pair<int64_t, int64_t>>& shapes);
+                                          const std::vector<std::pair<int64_t, int64_t>>& shapes,
+                                          double min_side = 0);
 
 /// Appends to `target.ignore` every teacher box scored at least `min_score` whose IoU with each
 /// annotated object and ignore region is under `max_iou`. Returns how many it added.
@@ -67,6 +71,7 @@ class TeacherHook : public TrainHook {
  private:
   double weight_;
   bool raise_inside_, suppress_outside_;
+  double raise_min_size_;
   double ignore_score_;
   InputConfig input_;
   std::vector<int> strides_, taught_;
