@@ -14,6 +14,7 @@
 #include "autoassign/core/types.h"
 #include "autoassign/infer/checkpoint.h"
 #include "autoassign/infer/detector.h"
+#include "autoassign/train/average.h"
 #include "autoassign/train/import.h"
 #include "commands.h"
 
@@ -193,6 +194,35 @@ void add_tune(CLI::App& app) {
   });
 }
 
+void add_average(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "average",
+      "Write the weighted mean of several model files of one architecture (a model soup: e.g. "
+      "cycles fine-tuned from one model with other seeds or recipes); same network, same speed");
+  auto ins = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  auto weights = std::make_shared<std::vector<double>>();
+  cmd->add_option("models", *ins, "two or more model files (post-processing from the first)")
+      ->required();
+  cmd->add_option("-o,--output", *out, "model file to write")->required();
+  cmd->add_option("--weights", *weights,
+                  "one weight > 0 per model file, comma-separated, normalised to sum 1 "
+                  "(default: equal)")
+      ->delimiter(',');
+  cmd->callback([=] {
+    AutoAssign model{nullptr};
+    try {
+      model = average_models(*ins, *weights);
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError("average", e.what());
+    }
+    save_model(*out, model);
+    auto back = load_model(*out);  // what every loader accepts
+    std::cout << "wrote " << *out << ": the mean of " << ins->size() << " files ("
+              << back->config().name << ", " << count_parameters(*back) << " parameters)\n";
+  });
+}
+
 void add_import(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "import",
@@ -273,6 +303,7 @@ int main(int argc, char** argv) {
   autoassign::cli::add_convert(app);
   autoassign::cli::add_import(app);
   autoassign::cli::add_tune(app);
+  autoassign::cli::add_average(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
