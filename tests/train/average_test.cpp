@@ -89,7 +89,7 @@ TEST_F(Average, WeightedMeanOfConstantModelsByHand) {
       }
     }
     EXPECT_GT(floats, 100u);
-    EXPECT_GT(counters, 10u);  // one per BatchNorm
+    EXPECT_GT(counters, 10u);                                 // one per BatchNorm
     EXPECT_FLOAT_EQ(m->config().postprocess.vote_iou, 0.7f);  // the first file's
   }
 }
@@ -105,11 +105,10 @@ TEST_F(Average, RandomModelsAgainstElementwiseMean) {
   for (const auto& p : m->named_parameters()) {
     const auto& k = p.key();
     // Element by element in double, then rounded once to float, as a user would compute it.
-    const auto want =
-        ((pa[k].to(torch::kDouble) * 1 + pb[k].to(torch::kDouble) * 2 +
-          pc[k].to(torch::kDouble) * 5) /
-         8)
-            .to(torch::kFloat);
+    const auto want = ((pa[k].to(torch::kDouble) * 1 + pb[k].to(torch::kDouble) * 2 +
+                        pc[k].to(torch::kDouble) * 5) /
+                       8)
+                          .to(torch::kFloat);
     EXPECT_TRUE(torch::allclose(p.value(), want, 0, 1e-7)) << k;
     differing += (p.value() != pa[k]).sum().item<int64_t>();
   }
@@ -157,8 +156,8 @@ TEST_F(Average, CommandWritesTheMean) {
   ASSERT_NE(cli, nullptr);
   const auto a = constant_model("a.pt", 1.0f, 7), b = constant_model("b.pt", 5.0f, 100);
   const std::string out = dir + "/soup.pt", log = dir + "/average.txt";
-  const std::string cmd = std::string(cli) + " average " + a + " " + b +
-                          " --weights 1,3 -o " + out + " > " + log + " 2>&1";
+  const std::string cmd = std::string(cli) + " average " + a + " " + b + " --weights 1,3 -o " +
+                          out + " > " + log + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << testing::read_file_bytes(log);
   EXPECT_NE(testing::read_file_bytes(log).find("the mean of 2 files"), std::string::npos);
   auto m = load_model(out);

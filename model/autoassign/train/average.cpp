@@ -16,14 +16,6 @@ std::string architecture_of(ModelConfig config) {
   return config.to_json(0);
 }
 
-// Every parameter and buffer by name (a model's names are unique across the two kinds).
-std::vector<std::pair<std::string, torch::Tensor>> tensors_of(AutoAssign& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> all;
-  for (const auto& p : model->named_parameters()) all.emplace_back(p.key(), p.value());
-  for (const auto& b : model->named_buffers()) all.emplace_back(b.key(), b.value());
-  return all;
-}
-
 }  // namespace
 
 AutoAssign average_models(const std::vector<std::string>& paths, std::vector<double> weights) {
@@ -47,7 +39,7 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
   torch::NoGradGuard no_grad;
   AutoAssign first = load_model(paths[0]);
   const std::string architecture = architecture_of(first->config());
-  auto out = tensors_of(first);
+  auto out = module_tensors(*first);
   // Accumulate in double: the mean of nearly equal fp32 values must not drift by the order of
   // the files.
   std::vector<torch::Tensor> sums(out.size());
@@ -71,7 +63,7 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
                                   " (their configs differ beyond post-processing): only runs of "
                                   "one architecture average");
     }
-    auto all = tensors_of(other);
+    auto all = module_tensors(*other);
     // Same config, so the same names in the same order (load_model built both from it).
     add(paths[i], all, weights[i]);
   }

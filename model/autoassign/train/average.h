@@ -19,7 +19,6 @@ namespace autoassign {
 /// file, as is the post-processing. Throws std::invalid_argument naming the file when the
 /// files' architectures (the config but its post-processing) differ, when a weight is bad, or
 /// when a tensor of a file is not finite; ModelFileError when a file cannot be read.
-AutoAssign average_models(const std::vector<std::string>& paths,
-                          std::vector<double> weights = {});
+AutoAssign average_models(const std::vector<std::string>& paths, std::vector<double> weights = {});
 
 }  // namespace autoassign
