@@ -109,7 +109,8 @@ TEST_F(Average, RandomModelsAgainstElementwiseMean) {
                         pc[k].to(torch::kDouble) * 5) /
                        8)
                           .to(torch::kFloat);
-    EXPECT_TRUE(torch::allclose(p.value(), want, 0, 1e-7)) << k;
+    // One float step either way: the two sums may round differently.
+    EXPECT_TRUE(torch::allclose(p.value(), want, 1.2e-7, 1e-9)) << k;
     differing += (p.value() != pa[k]).sum().item<int64_t>();
   }
   EXPECT_GT(differing, 1000);  // the mean is not the first file's weights

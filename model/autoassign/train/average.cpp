@@ -47,6 +47,12 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
                  double w) {
     for (size_t k = 0; k < all.size(); ++k) {
       const auto& [name, t] = all[k];
+      // The same config builds the same tensors in the same order; checked, not assumed, so a
+      // module whose layout stops following its config fails here instead of mixing tensors.
+      if (k >= out.size() || name != out[k].first || !t.sizes().equals(out[k].second.sizes())) {
+        throw std::invalid_argument(path + ": tensor '" + name + "' does not match " + paths[0] +
+                                    "'s tensor of that place");
+      }
       if (!t.is_floating_point()) continue;
       if (!torch::isfinite(t).all().item<bool>()) {
         throw std::invalid_argument(path + ": tensor '" + name + "' holds a NaN or an infinity");
@@ -64,7 +70,10 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
                                   "one architecture average");
     }
     auto all = module_tensors(*other);
-    // Same config, so the same names in the same order (load_model built both from it).
+    if (all.size() != out.size()) {
+      throw std::invalid_argument(paths[i] + " holds " + std::to_string(all.size()) + " tensors, " +
+                                  paths[0] + " " + std::to_string(out.size()));
+    }
     add(paths[i], all, weights[i]);
   }
   for (size_t k = 0; k < out.size(); ++k) {
