@@ -45,11 +45,15 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
   std::vector<torch::Tensor> sums(out.size());
   auto add = [&](const std::string& path, std::vector<std::pair<std::string, torch::Tensor>>& all,
                  double w) {
+    // The same config builds the same tensors in the same order; checked, not assumed, so a
+    // module whose layout stops following its config fails here instead of mixing tensors.
+    if (all.size() != out.size()) {
+      throw std::invalid_argument(path + " holds " + std::to_string(all.size()) + " tensors, " +
+                                  paths[0] + " " + std::to_string(out.size()));
+    }
     for (size_t k = 0; k < all.size(); ++k) {
       const auto& [name, t] = all[k];
-      // The same config builds the same tensors in the same order; checked, not assumed, so a
-      // module whose layout stops following its config fails here instead of mixing tensors.
-      if (k >= out.size() || name != out[k].first || !t.sizes().equals(out[k].second.sizes())) {
+      if (name != out[k].first || !t.sizes().equals(out[k].second.sizes())) {
         throw std::invalid_argument(path + ": tensor '" + name + "' does not match " + paths[0] +
                                     "'s tensor of that place");
       }
@@ -70,10 +74,6 @@ AutoAssign average_models(const std::vector<std::string>& paths, std::vector<dou
                                   "one architecture average");
     }
     auto all = module_tensors(*other);
-    if (all.size() != out.size()) {
-      throw std::invalid_argument(paths[i] + " holds " + std::to_string(all.size()) + " tensors, " +
-                                  paths[0] + " " + std::to_string(out.size()));
-    }
     add(paths[i], all, weights[i]);
   }
   for (size_t k = 0; k < out.size(); ++k) {
