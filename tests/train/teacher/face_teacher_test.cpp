@@ -169,10 +169,15 @@ TEST_P(FaceTeacherTest, ALargerImageIsShrunkOntoTheCanvasAndItsMapsBroughtBack) 
 }
 
 INSTANTIATE_TEST_SUITE_P(Peers, FaceTeacherTest,
-                         ::testing::Values("yunet_n_640_640.onnx", "scrfd_500m_kps.onnx"),
+                         // SCRFD-2.5GF too: item 14 of face-rt.md trains with it; same
+                         // output layout as 0.5GF, so the one decoder serves both.
+                         ::testing::Values("yunet_n_640_640.onnx", "scrfd_500m_kps.onnx",
+                                           "scrfd_2.5g_kps.onnx"),
                          [](const auto& peer) {
-                           return std::string(peer.param).rfind("yunet", 0) == 0 ? "YuNet"
-                                                                                 : "SCRFD";
+                           const std::string p = peer.param;
+                           if (p.rfind("yunet", 0) == 0) return std::string("YuNet");
+                           return std::string(p.find("2.5g") != std::string::npos ? "SCRFD2_5g"
+                                                                                  : "SCRFD");
                          });
 
 TEST(FaceTeacher, RefusesWhatIsNotAFaceTeacher) {

@@ -22,7 +22,8 @@ yunet = "yunet" in onnx.rsplit("/", 1)[-1]
 img = cv2.imread(image, cv2.IMREAD_COLOR)
 with open(out, "w") as f:
     if mode == "detect":
-        peer = face_peers.YuNet(onnx, "n") if yunet else face_peers.SCRFD(onnx, "500m")
+        variant = "2.5g" if "2.5g" in onnx else "500m"
+        peer = face_peers.YuNet(onnx, "n") if yunet else face_peers.SCRFD(onnx, variant)
         for row in peer.detect(img):
             f.write(" ".join("%.9g" % v for v in row) + "\n")
         sys.exit(0)
