@@ -18,11 +18,12 @@ import numpy as np  # noqa: E402
 import face_peers  # noqa: E402
 
 cv2.setNumThreads(1)
-yunet = "yunet" in onnx.rsplit("/", 1)[-1]
+name = onnx.rsplit("/", 1)[-1]
+yunet = "yunet" in name
 img = cv2.imread(image, cv2.IMREAD_COLOR)
 with open(out, "w") as f:
     if mode == "detect":
-        variant = "2.5g" if "2.5g" in onnx else "500m"
+        variant = "2.5g" if "2.5g" in name else "500m"
         peer = face_peers.YuNet(onnx, "n") if yunet else face_peers.SCRFD(onnx, variant)
         for row in peer.detect(img):
             f.write(" ".join("%.9g" % v for v in row) + "\n")
