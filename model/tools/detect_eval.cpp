@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -122,9 +123,26 @@ void run_detect(const DetectOptions& o) {
   std::vector<std::string> skipped;
   std::error_code ec;
   if (fs::is_directory(root, ec)) {
-    for (auto it = fs::recursive_directory_iterator(
-             root, fs::directory_options::skip_permission_denied, ec);
+    // Links to folders are followed, as the trainer's loaders follow them (a WIDER tree
+    // assembled from links to event folders is the usual case); each folder is searched once,
+    // so a link back up the tree or a second link to one folder is named and skipped.
+    std::set<fs::path> searched{fs::weakly_canonical(root, ec)};
+    for (auto it =
+             fs::recursive_directory_iterator(root,
+                                              fs::directory_options::skip_permission_denied |
+                                                  fs::directory_options::follow_directory_symlink,
+                                              ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code dir_ec;
+      if (it->is_directory(dir_ec)) {
+        const fs::path real = fs::weakly_canonical(it->path(), dir_ec);
+        if (!dir_ec && !searched.insert(real).second) {
+          it.disable_recursion_pending();
+          skipped.push_back(it->path().string() + ": a link to a folder already searched (" +
+                            real.string() + ")");
+        }
+        continue;
+      }
       if (!is_image(it->path())) continue;
       const std::string problem = regular_file_problem(it->path().string());
       if (problem.empty()) {
@@ -214,7 +232,8 @@ void add_detect(CLI::App& app) {
   auto o = std::make_shared<DetectOptions>();
   add_model_option(*cmd, o->model);
   cmd->add_option("--input", o->input,
-                  "an image, or a folder searched recursively; a file that cannot be used "
+                  "an image, or a folder searched recursively (links to folders followed, each "
+                  "folder once); a file that cannot be used "
                   "(damaged, not an image, over " +
                       std::to_string(kMaxImageFileBytes >> 20) + " MB or " +
                       std::to_string(kMaxImagePixels / 1000000) +

@@ -853,6 +853,38 @@ TEST_F(Pipelines, CliNamesAndSkipsBadInputsAndGoesOn) {
   EXPECT_NE(nan.err().find("threshold must be in [0, 1], got nan"), std::string::npos) << nan.err();
 }
 
+// A WIDER tree assembled from links to event folders (how the full train split is put
+// together here): `detect` once skipped every linked folder without a word and wrote 1,455 of
+// 3,048 images. Links are followed now; a folder reached twice (here a link back up the tree)
+// is searched once, and the second way in is named.
+TEST_F(Pipelines, CliFollowsFolderLinksOnce) {
+  const std::string event = data_ + "/widerface/WIDER_val/images/19--Couple";
+  std::vector<fs::path> real;
+  for (const auto& e : fs::directory_iterator(event)) real.push_back(e.path());
+  std::sort(real.begin(), real.end());
+  ASSERT_GE(real.size(), 2u);
+  const std::string store = dir_ + "/store", in = dir_ + "/tree";
+  fs::create_directories(store + "/19--Couple");
+  fs::create_directories(in + "/4--Dancing");
+  fs::copy_file(real[0], store + "/19--Couple/x.jpg");
+  fs::copy_file(real[1], in + "/4--Dancing/y.jpg");
+  fs::create_directory_symlink(store + "/19--Couple", in + "/19--Couple");
+  fs::create_directory_symlink(in, in + "/4--Dancing/up");  // a loop
+  Process run({env("AUTOASSIGN_CLI"), "detect", "--model", model_, "--input", in, "--format",
+               "widerface", "-o", dir_ + "/preds", "--threads", "2"},
+              dir_);
+  EXPECT_EQ(run.wait(120), 1) << run.err();
+  const std::string err = run.err();
+  EXPECT_TRUE(fs::is_regular_file(dir_ + "/preds/19--Couple/x.txt")) << err;
+  EXPECT_TRUE(fs::is_regular_file(dir_ + "/preds/4--Dancing/y.txt")) << err;
+  EXPECT_FALSE(fs::exists(dir_ + "/preds/4--Dancing/up")) << err;
+  EXPECT_NE(err.find("skipped " + in + "/4--Dancing/up: a link to a folder already searched (" +
+                     fs::weakly_canonical(in).string() + ")"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("1 input files skipped"), std::string::npos) << err;
+}
+
 // The test camera in a process of its own (this binary with --serve-camera), so it can be
 // SIGKILLed (a camera that dies) or SIGSTOPped (a half-open connection: TCP up, no data).
 std::unique_ptr<Process> camera_process(int port, const std::string& images, const char* size,
